@@ -1,0 +1,651 @@
+"""run_scenario: one Scenario in, one ResultRecord out. The harness's data flow, in order:
+
+    resolve interpreter -> ensure env -> adapter.build -> run dir (private HOME/TMP/XDG) -> bind
+    -> ServerProcess.start -> readiness (N worker pids answer) -> snapshot "ready" -> load
+    -> snapshot "after-load" -> stop -> snapshot "after-stop" + leaks -> Observation -> classify
+    -> ResultRecord -> capsule (non-passing) -> append_record
+
+This function is a process boundary: whatever goes wrong inside becomes a record (`env-error`,
+`unsupported` or `harness-error`), never an exception, so a matrix run never loses a cell.
+
+* BASE_TIMEOUT_S - the one base timeout every deadline is derived from (scaled_timeout)
+* scaled_timeout(base, workers) - readiness deadline: grows with N, x3 when CI=true (psutil's habit)
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+import harness
+from harness.observation import Observation
+from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record
+from servers import exitcodes
+
+#: seconds; readiness for one worker on an idle machine takes well under a second (FACTS: 0.13 s)
+BASE_TIMEOUT_S = 20.0
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: multiprocessing helper processes: children of a server that are not workers
+_HELPER_MARKERS = (
+    "multiprocessing.resource_tracker",
+    "multiprocessing.semaphore_tracker",
+    "multiprocessing.forkserver",
+)
+
+#: exec shim that moves an inherited fd to the number the scenario asked for (`bind = "fd:N"`), then
+#: becomes the server (same pid). Runs in the server's interpreter: keep it Python 3.6-compatible.
+_FD_SHIM = (
+    "import os, sys\n"
+    "src, dst = int(sys.argv[1]), int(sys.argv[2])\n"
+    "if src != dst:\n"
+    "    os.dup2(src, dst)\n"
+    "    os.close(src)\n"
+    "os.set_inheritable(dst, True)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
+
+VALID_STDIN = ("inherit", "devnull", "closed")
+VALID_STOP = ("group", "master")
+
+
+def scaled_timeout(base: float, workers: int) -> float:
+    """Readiness deadline in seconds: base for 1 worker, +50% per extra worker, x3 when CI=true."""
+    seconds = base * (1.0 + 0.5 * max(0, workers - 1))
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        seconds *= 3
+    return seconds
+
+
+def parse_bind(bind: str) -> Tuple[str, Optional[int]]:
+    """"tcp" | "uds" | "fd:N" -> (kind, N). ValueError (one line) otherwise."""
+    if bind in ("tcp", "uds"):
+        return bind, None
+    if bind.startswith("fd:"):
+        try:
+            n = int(bind[3:])
+        except ValueError:
+            raise ValueError(f"bad bind {bind!r}: fd:N needs a number") from None
+        if n < 0 or n in (1, 2):
+            raise ValueError(f"bad bind {bind!r}: N must be 0 (stdin) or >= 3")
+        return "fd", n
+    raise ValueError(f"bad bind {bind!r}: expected tcp, uds or fd:N")
+
+
+def validate(scenario: Scenario) -> None:
+    """Cheap checks of a scenario's own fields; ValueError with one line."""
+    if scenario.workers < 1:
+        raise ValueError(f"workers must be >= 1, not {scenario.workers}")
+    parse_bind(scenario.bind)
+    if scenario.stdin not in VALID_STDIN:
+        raise ValueError(f"stdin must be one of {', '.join(VALID_STDIN)}, not {scenario.stdin!r}")
+    if scenario.stop not in VALID_STOP:
+        raise ValueError(f"stop must be one of {', '.join(VALID_STOP)}, not {scenario.stop!r}")
+    if scenario.requests < 0 or scenario.concurrency < 1 or scenario.keepalive_requests < 0:
+        raise ValueError("requests and keepalive_requests must be >= 0, concurrency >= 1")
+    if ":" not in scenario.app:
+        raise ValueError(f"app must be MODULE:ATTR, not {scenario.app!r}")
+
+
+def _platform_info() -> Dict[str, Any]:
+    return {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "sys_platform": sys.platform,
+    }
+
+
+def _short_uds_path() -> Tuple[str, str]:
+    """A fresh AF_UNIX path well under the ~107-byte limit: (dir, path). The dir is ours to delete."""
+    base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    d = tempfile.mkdtemp(prefix="awh-", dir=base)
+    return d, os.path.join(d, "s.sock")
+
+
+def read_events(path: str) -> List[Dict[str, Any]]:
+    """The reference server's events so far; a torn last line is skipped."""
+    if not path or not os.path.exists(path):
+        return []
+    out: List[Dict[str, Any]] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and "event" in ev:
+                out.append(ev)
+    return out
+
+
+def _helper(cmdline: List[str]) -> bool:
+    text = " ".join(cmdline)
+    return any(marker in text for marker in _HELPER_MARKERS)
+
+
+def _psutil_workers(root_pid: int) -> Set[int]:
+    """Children of the master that are not multiprocessing helpers (upstream servers)."""
+    import psutil
+
+    try:
+        children = psutil.Process(root_pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return set()
+    pids: Set[int] = set()
+    for child in children:
+        try:
+            if not _helper(child.cmdline()):
+                pids.add(child.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return pids
+
+
+def _event_workers(events: List[Dict[str, Any]]) -> Set[int]:
+    """Worker pids alive according to the event stream (spawned and not exited)."""
+    alive: Set[int] = set()
+    for ev in events:
+        name = ev.get("event")
+        pid = ev.get("worker_pid")
+        if name in ("worker-spawned", "worker-ready", "worker-restart") and isinstance(pid, int):
+            alive.add(pid)
+        elif name == "worker-exit" and isinstance(pid, int):
+            alive.discard(pid)
+    return alive
+
+
+def _count(events: List[Dict[str, Any]], name: str) -> int:
+    return sum(1 for ev in events if ev.get("event") == name)
+
+
+def _rel(t: Optional[float], t0: float) -> Optional[float]:
+    return None if t is None else round(t - t0, 4)
+
+
+def _tail_text(proc: Any) -> Tuple[str, str]:
+    """(stderr tail, stdout tail) of a ServerProcess, whatever shape its tail() has."""
+    try:
+        tail = proc.tail()
+    except Exception:  # the process module is another's: a broken tail must not lose the record
+        return "", ""
+    if isinstance(tail, tuple) and len(tail) == 2:
+        return str(tail[0] or ""), str(tail[1] or "")
+    if isinstance(tail, dict):
+        return str(tail.get("stderr", "")), str(tail.get("stdout", ""))
+    return str(tail or ""), ""
+
+
+@dataclasses.dataclass
+class _RunState:
+    """What one run accumulates; turned into an Observation and a ResultRecord at the end."""
+
+    scenario: Scenario
+    run_id: str
+    started_at: str
+    t_start: float
+    requested_python: str = ""
+    python: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    installed: Dict[str, str] = dataclasses.field(default_factory=dict)
+    server_version: str = ""
+    command: List[str] = dataclasses.field(default_factory=list)
+    env_set: Dict[str, str] = dataclasses.field(default_factory=dict)
+    timings: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    load: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    snapshots: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    leaks: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    worker_pids: List[int] = dataclasses.field(default_factory=list)
+    events: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    stderr_tail: str = ""
+    stdout_tail: str = ""
+    exit_code: Optional[int] = None
+    obs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _observation(state: _RunState, **override: Any) -> Observation:
+    fields = dict(state.obs)
+    fields.update(override)
+    fields.setdefault("platform", sys.platform)
+    fields.setdefault("expected_workers", state.scenario.workers)
+    fields.setdefault("stderr", state.stderr_tail)
+    fields.setdefault("events", tuple(state.events))
+    return Observation(**fields)
+
+
+def _verdict(obs: Observation) -> Tuple[str, str, str]:
+    from harness.classify import classify
+
+    v = classify(obs)
+    return str(v.failure_class), str(v.signature or ""), str(v.reason or "")
+
+
+def _record(state: _RunState, failure_class: str, signature: str, reason: str) -> ResultRecord:
+    code = state.exit_code
+    exit_name = ""
+    if code is not None and state.scenario.server == "reference":
+        exit_name = exitcodes.NAMES.get(code, "")
+    if failure_class not in FAILURE_CLASSES:  # a classifier bug must not lose the record
+        reason = f"classifier returned unknown class {failure_class!r}: {reason}"
+        failure_class = "harness-error"
+    return ResultRecord(
+        scenario=state.scenario.to_dict(),
+        failure_class=failure_class,
+        signature=signature,
+        reason=reason,
+        exit_code=code,
+        exit_name=exit_name,
+        platform=_platform_info(),
+        python=state.python or {"requested": state.requested_python},
+        installed=dict(state.installed),
+        server_version=state.server_version,
+        timings=dict(state.timings),
+        load=dict(state.load),
+        snapshots=list(state.snapshots),
+        leaks=dict(state.leaks),
+        worker_pids=sorted(state.worker_pids),
+        events=list(state.events),
+        command=list(state.command),
+        env=dict(state.env_set),
+        stderr_tail=state.stderr_tail,
+        stdout_tail=state.stdout_tail,
+        started_at=state.started_at,
+        duration_s=round(time.monotonic() - state.t_start, 3),
+        run_id=state.run_id,
+        harness_version=harness.__version__,
+    )
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    results: Optional[str] = None,
+    work_dir: Optional[str] = None,
+    capsule_dir: Optional[str] = None,
+    base_timeout: float = BASE_TIMEOUT_S,
+    env_cache_dir: Optional[str] = None,
+    keep_run_dir: bool = False,
+) -> ResultRecord:
+    """Run one scenario end to end and return its record (appended to `results` when given).
+
+    * work_dir - where the run's private directory is created (default: a temp dir); each run gets
+      a fresh, unique subdirectory, so parallel runs never share HOME, TMP or event files
+    * capsule_dir - where reproduction capsules of non-passing runs go (default: none written)
+    * base_timeout - the one base timeout (seconds) every deadline is scaled from
+    * env_cache_dir - where environments are cached (default: harness.envs's own default)
+    * keep_run_dir - keep the run directory (server output, events) instead of deleting it on pass
+    """
+    run_id = uuid.uuid4().hex[:12]
+    state = _RunState(
+        scenario=scenario,
+        run_id=run_id,
+        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        t_start=time.monotonic(),
+        requested_python=scenario.python,
+    )
+    run_dir = ""
+    try:
+        base = work_dir or os.path.join(tempfile.gettempdir(), "asgi-workers-harness", "runs")
+        os.makedirs(base, exist_ok=True)
+        run_dir = tempfile.mkdtemp(prefix=f"{scenario.server}-{run_id}-", dir=base)
+        record = _run(state, run_dir, base_timeout, env_cache_dir)
+    except Exception as exc:  # process boundary: a harness failure becomes a record
+        tb = traceback.format_exc()
+        state.stderr_tail = state.stderr_tail or tb[-4000:]
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        record = _record(state, "harness-error", line, f"the harness failed: {line}")
+        record = dataclasses.replace(record, stdout_tail=(record.stdout_tail + "\n" + tb)[-8000:])
+    if record.failure_class != "passed" and capsule_dir:
+        record = _with_capsule(record, capsule_dir)
+    if results:
+        append_record(results, record)
+    if run_dir and record.failure_class == "passed" and not keep_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return record
+
+
+def _with_capsule(record: ResultRecord, capsule_dir: str) -> ResultRecord:
+    try:
+        from harness.capsule import write_capsule
+
+        path = write_capsule(record, capsule_dir, project_root=PROJECT_ROOT)
+    except Exception as exc:  # a capsule is a bonus: never lose the record for it
+        note = f"\n[harness] capsule not written: {type(exc).__name__}: {exc}"
+        return dataclasses.replace(record, stdout_tail=(record.stdout_tail + note)[-8000:])
+    return dataclasses.replace(record, capsule=str(path))
+
+
+def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Optional[str]) -> ResultRecord:
+    from harness import envs, pythons
+    from harness.adapters import get_adapter
+    from servers.adapters import LaunchContext, Unsupported
+
+    sc = state.scenario
+    try:
+        validate(sc)
+    except ValueError as exc:
+        return _record(state, "harness-error", str(exc), f"invalid scenario: {exc}")
+    adapter = get_adapter(sc.server)
+
+    # 1. interpreter + env
+    try:
+        interp = pythons.resolve(sc.python)
+    except pythons.InterpreterNotFound as exc:
+        return _record(state, "env-error", str(exc), f"interpreter: {exc}")
+    state.python = {
+        "requested": sc.python,
+        "executable": interp.path,
+        "version": interp.version,
+        "implementation": interp.implementation,
+    }
+    requirements = tuple(sc.requirements) or tuple(adapter.default_requirements)
+    try:
+        kwargs: Dict[str, Any] = {}
+        if env_cache_dir:
+            kwargs["cache_dir"] = env_cache_dir
+        env = envs.ensure_env(interp, requirements, **kwargs)
+    except envs.EnvError as exc:
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return _record(state, "env-error", line, f"the environment could not be built: {line}")
+    state.installed = dict(env.installed)
+    state.timings["env_build"] = round(float(env.build_seconds), 3)
+    state.timings["env_cached"] = bool(env.cached)
+    if adapter.distribution:
+        state.server_version = _installed_version(state.installed, adapter.distribution)
+    else:
+        state.server_version = harness.__version__
+    state.python["executable"] = env.python
+
+    # 2. run dir with a private HOME / TMP / XDG
+    home = os.path.join(run_dir, "home")
+    tmp = os.path.join(run_dir, "tmp")
+    for d in (home, tmp, *(os.path.join(home, x) for x in (".cache", ".config", ".local/share", ".local/state"))):
+        os.makedirs(d, exist_ok=True)
+    env_set: Dict[str, str] = {
+        "HOME": home,
+        "USERPROFILE": home,
+        "TMP": tmp,
+        "TEMP": tmp,
+        "TMPDIR": tmp,
+        "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+        "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+        "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
+        "XDG_STATE_HOME": os.path.join(home, ".local", "state"),
+        "XDG_RUNTIME_DIR": tmp,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env_set.update({str(k): str(v) for k, v in envs.env_vars_for_server(env).items()})
+
+    # 3. bind
+    kind, fd_n = parse_bind(sc.bind)
+    uds_dir, uds_path = ("", "")
+    harness_sock: Optional[socket.socket] = None
+    asked: Dict[str, Any] = {"kind": kind, "host": "127.0.0.1", "port": 0}
+    if kind == "uds":
+        uds_dir, uds_path = _short_uds_path()
+        asked = {"kind": "uds", "path": uds_path}
+    elif kind == "fd":
+        # The harness owns the socket: bind port 0 and keep it (never "bind, close, hand the number over").
+        harness_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        harness_sock.bind(("127.0.0.1", 0))
+        harness_sock.listen(128)
+        harness_sock.set_inheritable(True)
+        asked = {"kind": "fd", "fd": fd_n, "host": "127.0.0.1", "port": harness_sock.getsockname()[1]}
+
+    try:
+        return _serve(state, adapter, env, interp, run_dir, env_set, asked, uds_path, harness_sock, base_timeout,
+                      LaunchContext, Unsupported)
+    finally:
+        if harness_sock is not None:
+            harness_sock.close()
+        if uds_dir:
+            shutil.rmtree(uds_dir, ignore_errors=True)
+
+
+def _installed_version(installed: Dict[str, str], dist: str) -> str:
+    norm = dist.lower().replace("_", "-")
+    for name, version in installed.items():
+        if name.lower().replace("_", "-") == norm:
+            return str(version)
+    return ""
+
+
+def _serve(
+    state: _RunState,
+    adapter: Any,
+    env: Any,
+    interp: Any,
+    run_dir: str,
+    env_set: Dict[str, str],
+    asked: Dict[str, Any],
+    uds_path: str,
+    harness_sock: Optional[socket.socket],
+    base_timeout: float,
+    launch_context: Any,
+    unsupported: Any,
+) -> ResultRecord:
+    from harness import inspect as hinspect
+    from harness.load import run_load
+    from harness.process import ServerProcess
+    from harness.readiness import Target, wait_ready
+
+    sc = state.scenario
+    events_path = os.path.join(run_dir, "events.jsonl")
+    fd_n = asked.get("fd")
+    ctx = launch_context(
+        python=env.python,
+        python_version=interp.version,
+        server_version=state.server_version if adapter.distribution else "",
+        installed=dict(state.installed),
+        app=sc.app,
+        workers=sc.workers,
+        host="127.0.0.1",
+        port=0,
+        uds=uds_path,
+        fd=fd_n,
+        strategy=sc.strategy,
+        start_method=sc.start_method,
+        events_path=events_path,
+        run_dir=run_dir,
+        options=tuple(sc.options),
+    )
+    try:
+        spec = adapter.build(ctx)
+    except unsupported as exc:
+        return _record(state, "unsupported", "", str(exc) or "unsupported here")
+    env_set.update({str(k): str(v) for k, v in spec.env.items()})
+    state.env_set = dict(env_set)
+    argv = [str(a) for a in spec.argv]
+    state.command = list(argv)
+    events_file = spec.events_path or ""
+
+    # fd:N - the socket reaches the server as fd N (0 = stdin). The harness closes its copy once started.
+    stdin: Any = sc.stdin
+    pass_fds: Tuple[int, ...] = ()
+    if harness_sock is not None:
+        if fd_n == 0:
+            stdin = harness_sock.fileno()
+        else:
+            src = harness_sock.fileno()
+            pass_fds = (src,)
+            if src != fd_n:
+                argv = [argv[0], "-c", _FD_SHIM, str(src), str(fd_n), *argv]
+
+    full_env = dict(os.environ)
+    full_env.update(env_set)
+    proc = ServerProcess(argv, env=full_env, cwd=run_dir, run_dir=run_dir, stdin=stdin, pass_fds=pass_fds)
+    t0 = time.monotonic()
+    proc.start()
+    root_pid = int(proc.pid)
+    if harness_sock is not None:
+        harness_sock.close()  # the server owns it now; our copy would keep a dead server's port "open"
+    stopped = False
+    try:
+        deadline_s = scaled_timeout(base_timeout, sc.workers)
+
+        def events() -> List[Dict[str, Any]]:
+            return read_events(events_file)
+
+        def target_fn() -> Optional[Any]:
+            if asked["kind"] == "fd":
+                return Target(host="127.0.0.1", port=int(asked["port"]), uds="")
+            if events_file:
+                for ev in events():
+                    if ev.get("event") == "bound":
+                        if ev.get("path"):
+                            return Target(host="", port=0, uds=str(ev["path"]))
+                        if ev.get("port"):
+                            return Target(host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]), uds="")
+                return None
+            if asked["kind"] == "uds":
+                return Target(host="", port=0, uds=uds_path) if os.path.exists(uds_path) else None
+            found = hinspect.discover_target(root_pid, asked)
+            return found
+
+        def alive() -> bool:
+            return proc.poll() is None
+
+        def worker_pids() -> Set[int]:
+            if events_file:
+                return _event_workers(events())
+            return _psutil_workers(root_pid)
+
+        def ready_event() -> Optional[float]:
+            for ev in events():
+                if ev.get("event") == "ready":
+                    return float(ev.get("t", 0.0))
+            return None
+
+        rr = wait_ready(
+            target_fn,
+            sc.workers,
+            time.monotonic() + deadline_s,
+            alive=alive,
+            worker_pids=worker_pids,
+            ready_event=ready_event if events_file else None,
+        )
+        st = state.timings
+        st["readiness_deadline"] = round(deadline_s, 2)
+        st["first_response"] = _rel(rr.first_response, t0)
+        st["all_workers"] = _rel(rr.all_workers, t0)
+        st["worker_ready"] = {str(pid): _rel(t, t0) for pid, t in sorted((rr.pid_first_seen or {}).items())}
+        evs = events()
+        ready_t = next((float(e["t"]) for e in evs if e.get("event") == "ready" and "t" in e), None)
+        st["ready_event"] = _rel(ready_t, t0)
+        answered: Set[int] = set(int(p) for p in (rr.pid_first_seen or {}))
+        exited_before_ready = bool(rr.exited) or (not rr.ready and proc.poll() is not None)
+        alive_at_deadline = not rr.ready and proc.poll() is None
+        state.snapshots.append(_snapshot(hinspect, root_pid, "ready"))
+        seen_pids: Set[int] = set(hinspect.tree_pids(root_pid)) | {root_pid}
+        initial_workers = worker_pids()
+
+        # load: only against a server that proved readiness or at least answered once
+        target = target_fn() if (rr.ready or answered) and proc.poll() is None else None
+        if target is not None:
+            timeout_s = max(5.0, base_timeout / 2)
+            state.load = dict(
+                run_load(
+                    target,
+                    requests=sc.requests,
+                    concurrency=sc.concurrency,
+                    timeout_s=timeout_s,
+                    keepalive_requests=sc.keepalive_requests,
+                )
+            )
+            st["load_done"] = _rel(time.monotonic(), t0)
+            for pid in (state.load.get("per_worker") or {}):
+                answered.add(int(pid))
+            for pid in ((state.load.get("keepalive") or {}).get("per_worker") or {}):
+                answered.add(int(pid))
+            state.snapshots.append(_snapshot(hinspect, root_pid, "after-load"))
+            seen_pids |= set(hinspect.tree_pids(root_pid))
+        later_workers = worker_pids()
+
+        # stop
+        st["stop_sent"] = _rel(time.monotonic(), t0)
+        stop = proc.stop(sc.stop, timeout=max(10.0, base_timeout / 2))
+        stopped = True
+        st["stopped"] = _rel(time.monotonic(), t0)
+        state.snapshots.append(_snapshot(hinspect, root_pid, "after-stop"))
+        state.leaks = dict(hinspect.find_leaks(sorted(seen_pids - {root_pid} | {root_pid}), [uds_path] if uds_path else []))
+
+        state.events = events()
+        state.stderr_tail, state.stdout_tail = _tail_text(proc)
+        state.worker_pids = sorted(p for p in answered if p != root_pid) if answered else []
+        state.exit_code = stop.exit_code
+        load = state.load
+        errors = load.get("errors") or {}
+        status = load.get("status") or {}
+        non_2xx = sum(int(n) for code, n in status.items() if not str(code).startswith("2"))
+        if state.events:
+            worker_exits = _count(state.events, "worker-exit")
+            restarts = _count(state.events, "worker-restart")
+        else:
+            restarts = len(later_workers - initial_workers) if initial_workers else 0
+            worker_exits = restarts
+        state.obs = {
+            "ready": bool(rr.ready),
+            "answered_pids": tuple(sorted(answered)),
+            "any_response": bool(answered) or rr.first_response is not None,
+            "exited_before_ready": exited_before_ready,
+            "exit_code": stop.exit_code if exited_before_ready else None,
+            "alive_at_deadline": alive_at_deadline,
+            "connect_errors": tuple(sorted({str(e) for e in (rr.errors or ())})),
+            "asked": dict(asked),
+            "listeners": tuple(_listeners(state.snapshots)),
+            "worker_exits": worker_exits,
+            "worker_restarts": restarts,
+            "load_requests": int(load.get("requests", 0) or 0),
+            "load_errors": sum(int(n) for n in errors.values()) if isinstance(errors, dict) else int(errors or 0),
+            "load_non_2xx": non_2xx,
+            "stop_escalated": bool(stop.escalated),
+            "stop_exit_code": stop.exit_code,
+            "leaks": {k: list(v) for k, v in state.leaks.items()},
+        }
+        cls, sig, reason = _verdict(_observation(state))
+        return _record(state, cls, sig, reason)
+    finally:
+        if not stopped:
+            try:
+                proc.stop("group", timeout=5.0)
+            except Exception:  # already failing; the reaper is the last line
+                pass
+            if not state.stderr_tail:
+                state.stderr_tail, state.stdout_tail = _tail_text(proc)
+
+
+def _snapshot(hinspect: Any, root_pid: int, phase: str) -> Dict[str, Any]:
+    snap = hinspect.snapshot(root_pid, phase)
+    if dataclasses.is_dataclass(snap) and not isinstance(snap, type):
+        return dataclasses.asdict(snap)
+    to_dict: Optional[Callable[[], Dict[str, Any]]] = getattr(snap, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()
+    return dict(snap)
+
+
+def _listeners(snapshots: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Distinct listeners seen in the 'ready' and 'after-load' snapshots."""
+    seen: Dict[str, Dict[str, Any]] = {}
+    for snap in snapshots:
+        if snap.get("phase") == "after-stop":
+            continue
+        for lst in snap.get("listeners", []) or []:
+            key = json.dumps({k: lst.get(k) for k in ("family", "address", "port", "path")}, sort_keys=True)
+            seen.setdefault(key, dict(lst))
+    return list(seen.values())
+
+
+__all__ = ["BASE_TIMEOUT_S", "parse_bind", "read_events", "run_scenario", "scaled_timeout", "validate"]
