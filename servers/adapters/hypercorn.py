@@ -1,0 +1,52 @@
+"""hypercorn: `python -m hypercorn APP -w N -b (H:P | unix:PATH | fd://N)`.
+
+Flags by release (read from each release's `hypercorn/__main__.py` and `config.py`):
+
+* `-w/--workers`, `-b/--bind` with `unix:` and `fd://` binds: already in 0.5.3 (the oldest read)
+* `--log-level` from 0.8.0 (absent in 0.6.0); below it the flag is not passed
+* `--error-logfile -` (0.8.0+) sends the error log to stderr, where the harness reads it
+
+Start methods: hypercorn >= 0.14.2 starts workers with `multiprocessing.get_context("spawn")` (`run.py`);
+up to 0.14.1 it used `multiprocessing.Process`, i.e. the default start method, which the launcher emulates.
+
+Options: `log_level` (default info), `worker_class` (asyncio|uvloop|trio; omitted = asyncio).
+"""
+
+from typing import List
+
+from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported
+from servers.adapters._launcher import command
+from servers.adapters._versions import at_least
+
+MIN_VERSION = "0.5.0"
+LOG_LEVEL_SINCE = "0.8.0"
+SPAWN_HARDCODED_SINCE = "0.14.2"
+
+
+class HypercornAdapter:
+    name = "hypercorn"
+    distribution = "hypercorn"
+    default_requirements = ("hypercorn",)
+
+    def build(self, ctx: LaunchContext) -> LaunchSpec:
+        version = ctx.server_version
+        if not at_least(version, MIN_VERSION):
+            raise Unsupported(f"hypercorn {version} is older than {MIN_VERSION}, the oldest release read")
+        options = dict(ctx.options)
+        if ctx.uds:
+            bind = f"unix:{ctx.uds}"
+        elif ctx.fd is not None:
+            bind = f"fd://{ctx.fd}"
+        else:
+            host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
+            bind = f"{host}:{ctx.port}"
+        args: List[str] = ["--workers", str(ctx.workers), "--bind", bind]
+        if at_least(version, LOG_LEVEL_SINCE):
+            args += ["--log-level", options.get("log_level", "info"), "--error-logfile", "-"]
+        if "worker_class" in options:
+            args += ["--worker-class", options["worker_class"]]
+        args.append(ctx.app)
+        return LaunchSpec(argv=command(ctx.python, "hypercorn", args, ctx.start_method))
+
+
+__all__ = ["HypercornAdapter"]
