@@ -68,7 +68,7 @@ def scaled_timeout(base: float, workers: int) -> float:
 
 
 def parse_bind(bind: str) -> Tuple[str, Optional[int]]:
-    """"tcp" | "uds" | "fd:N" -> (kind, N). ValueError (one line) otherwise."""
+    """ "tcp" | "uds" | "fd:N" -> (kind, N). ValueError (one line) otherwise."""
     if bind in ("tcp", "uds"):
         return bind, None
     if bind.startswith("fd:"):
@@ -177,16 +177,8 @@ def _rel(t: Optional[float], t0: float) -> Optional[float]:
 
 
 def _tail_text(proc: Any) -> Tuple[str, str]:
-    """(stderr tail, stdout tail) of a ServerProcess, whatever shape its tail() has."""
-    try:
-        tail = proc.tail()
-    except Exception:  # the process module is another's: a broken tail must not lose the record
-        return "", ""
-    if isinstance(tail, tuple) and len(tail) == 2:
-        return str(tail[0] or ""), str(tail[1] or "")
-    if isinstance(tail, dict):
-        return str(tail.get("stderr", "")), str(tail.get("stdout", ""))
-    return str(tail or ""), ""
+    """(stderr tail, stdout tail) of a ServerProcess."""
+    return str(proc.stderr_tail()), str(proc.stdout_tail())
 
 
 @dataclasses.dataclass
@@ -371,7 +363,11 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
     # 2. run dir with a private HOME / TMP / XDG
     home = os.path.join(run_dir, "home")
     tmp = os.path.join(run_dir, "tmp")
-    for d in (home, tmp, *(os.path.join(home, x) for x in (".cache", ".config", ".local/share", ".local/state"))):
+    for d in (
+        home,
+        tmp,
+        *(os.path.join(home, x) for x in (".cache", ".config", ".local/share", ".local/state")),
+    ):
         os.makedirs(d, exist_ok=True)
     env_set: Dict[str, str] = {
         "HOME": home,
@@ -405,8 +401,20 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
         asked = {"kind": "fd", "fd": fd_n, "host": "127.0.0.1", "port": harness_sock.getsockname()[1]}
 
     try:
-        return _serve(state, adapter, env, interp, run_dir, env_set, asked, uds_path, harness_sock, base_timeout,
-                      LaunchContext, Unsupported)
+        return _serve(
+            state,
+            adapter,
+            env,
+            interp,
+            run_dir,
+            env_set,
+            asked,
+            uds_path,
+            harness_sock,
+            base_timeout,
+            LaunchContext,
+            Unsupported,
+        )
     finally:
         if harness_sock is not None:
             harness_sock.close()
@@ -471,17 +479,15 @@ def _serve(
     state.command = list(argv)
     events_file = spec.events_path or ""
 
-    # fd:N - the socket reaches the server as fd N (0 = stdin). The harness closes its copy once started.
-    stdin: Any = sc.stdin
+    # fd:N - the socket reaches the server as fd N (0 = stdin) through an exec shim that keeps the pid.
+    # The harness closes its own copy once the server has started.
+    stdin = sc.stdin
     pass_fds: Tuple[int, ...] = ()
-    if harness_sock is not None:
-        if fd_n == 0:
-            stdin = harness_sock.fileno()
-        else:
-            src = harness_sock.fileno()
-            pass_fds = (src,)
-            if src != fd_n:
-                argv = [argv[0], "-c", _FD_SHIM, str(src), str(fd_n), *argv]
+    if harness_sock is not None and fd_n is not None:
+        src = harness_sock.fileno()
+        pass_fds = (src,)
+        if src != fd_n:
+            argv = [argv[0], "-c", _FD_SHIM, str(src), str(fd_n), *argv]
 
     full_env = dict(os.environ)
     full_env.update(env_set)
@@ -507,7 +513,9 @@ def _serve(
                         if ev.get("path"):
                             return Target(host="", port=0, uds=str(ev["path"]))
                         if ev.get("port"):
-                            return Target(host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]), uds="")
+                            return Target(
+                                host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]), uds=""
+                            )
                 return None
             if asked["kind"] == "uds":
                 return Target(host="", port=0, uds=uds_path) if os.path.exists(uds_path) else None
@@ -565,9 +573,9 @@ def _serve(
                 )
             )
             st["load_done"] = _rel(time.monotonic(), t0)
-            for pid in (state.load.get("per_worker") or {}):
+            for pid in state.load.get("per_worker") or {}:
                 answered.add(int(pid))
-            for pid in ((state.load.get("keepalive") or {}).get("per_worker") or {}):
+            for pid in (state.load.get("keepalive") or {}).get("per_worker") or {}:
                 answered.add(int(pid))
             state.snapshots.append(_snapshot(hinspect, root_pid, "after-load"))
             seen_pids |= set(hinspect.tree_pids(root_pid))
@@ -579,7 +587,9 @@ def _serve(
         stopped = True
         st["stopped"] = _rel(time.monotonic(), t0)
         state.snapshots.append(_snapshot(hinspect, root_pid, "after-stop"))
-        state.leaks = dict(hinspect.find_leaks(sorted(seen_pids - {root_pid} | {root_pid}), [uds_path] if uds_path else []))
+        state.leaks = dict(
+            hinspect.find_leaks(sorted(seen_pids - {root_pid} | {root_pid}), [uds_path] if uds_path else [])
+        )
 
         state.events = events()
         state.stderr_tail, state.stdout_tail = _tail_text(proc)
@@ -608,7 +618,9 @@ def _serve(
             "worker_exits": worker_exits,
             "worker_restarts": restarts,
             "load_requests": int(load.get("requests", 0) or 0),
-            "load_errors": sum(int(n) for n in errors.values()) if isinstance(errors, dict) else int(errors or 0),
+            "load_errors": sum(int(n) for n in errors.values())
+            if isinstance(errors, dict)
+            else int(errors or 0),
             "load_non_2xx": non_2xx,
             "stop_escalated": bool(stop.escalated),
             "stop_exit_code": stop.exit_code,
