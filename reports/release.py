@@ -1,0 +1,200 @@
+"""Release diff: what a new server version broke or fixed, cell by cell, against the previous version.
+
+Cells are matched by *scenario identity with the server version abstracted away*: the scenario with the
+version specifiers of the released distribution (and of the scenario's own server) removed, its python
+pin removed, plus platform (sys_platform) and python major.minor (+ implementation). So
+`uvicorn==0.54.0 --workers 2 on win32 / 3.12` matches `uvicorn==0.55.0 --workers 2 on win32 / 3.12`.
+
+Each side of a cell gets a state from all of its runs:
+
+* ok - every run passed (or degraded); broken - every run failed; flaky - both
+* inconclusive - no run could judge the server (unsupported, env-error, harness-error only)
+
+`diff()` sorts cells into newly_broken (ok -> broken/flaky), newly_fixed (broken/flaky -> ok), unchanged
+(same state; a failing cell whose classes changed is still unchanged, with both verdicts shown),
+inconclusive (either side inconclusive), added / removed (only one side has the cell).
+`render_release()` is a pure function of the diff -> one self-contained HTML page.
+"""
+
+import dataclasses
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
+
+from .merge import PLATFORM_NAMES, column_of, row_of, version_key
+from .render import INCONCLUSIVE, OK_CLASSES, _env
+
+__all__ = ["DiffEntry", "ReleaseDiff", "Side", "diff", "identity", "render_release"]
+
+
+def _dist_name(requirement: str) -> Tuple[str, str]:
+    """'uvicorn[standard]==0.30.0' -> ('uvicorn', 'uvicorn[standard]'): normalized name, name+extras."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?", requirement)
+    if not m:
+        return requirement.strip().lower(), requirement.strip()
+    name = re.sub(r"[-_.]+", "-", m.group(1).lower())
+    return name, m.group(1) + (m.group(2) or "")
+
+
+def identity(record: ResultRecord, server: Optional[str] = None) -> Tuple[str, str, str]:
+    """(abstract scenario id, sys_platform, python label) of a record, the server version taken out."""
+    sc = Scenario.from_dict(record.scenario)
+    released = {re.sub(r"[-_.]+", "-", sc.server.lower())}
+    if server:
+        released.add(re.sub(r"[-_.]+", "-", server.lower()))
+    reqs: List[str] = []
+    for req in sc.requirements:
+        name, bare = _dist_name(req)
+        if name in released:
+            if bare.lower() != name and bare.lower() != sc.server.lower():
+                reqs.append(bare)  # keep extras: uvicorn[standard] is not plain uvicorn
+        else:
+            reqs.append(req)
+    abstract = dataclasses.replace(sc, requirements=tuple(reqs), python="")
+    col = column_of(record)
+    impl = "" if col.implementation.lower() == "cpython" else col.implementation + " "
+    return abstract.scenario_id, col.platform, f"{impl}{col.python}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """All runs of one cell at one version."""
+
+    records: Tuple[ResultRecord, ...]
+
+    @property
+    def state(self) -> str:
+        judged = [r for r in self.records if r.failure_class not in INCONCLUSIVE]
+        if not judged:
+            return "inconclusive"
+        ok = [r for r in judged if r.failure_class in OK_CLASSES]
+        if len(ok) == len(judged):
+            return "ok"
+        return "broken" if not ok else "flaky"
+
+    @property
+    def verdicts(self) -> Tuple[str, ...]:
+        """Distinct `class signature` verdicts, benign first."""
+        seen: Dict[str, int] = {}
+        for r in self.records:
+            seen.setdefault(r.verdict, FAILURE_CLASSES.index(r.failure_class))
+        return tuple(sorted(seen, key=lambda v: (seen[v], v)))
+
+    @property
+    def worst(self) -> ResultRecord:
+        return max(self.records, key=lambda r: (FAILURE_CLASSES.index(r.failure_class), r.started_at))
+
+    @property
+    def version(self) -> str:
+        return "/".join(sorted({r.server_version for r in self.records}, key=version_key))
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffEntry:
+    """One matched cell: the scenario (version-free), where it ran, and both sides."""
+
+    scenario: str
+    label: str
+    platform: str
+    python: str
+    previous: Optional[Side]
+    current: Optional[Side]
+
+    @property
+    def platform_name(self) -> str:
+        return PLATFORM_NAMES.get(self.platform, self.platform or "?")
+
+    @property
+    def shown(self) -> ResultRecord:
+        """The run to reproduce from: the current side's worst run, else the previous side's."""
+        side = self.current or self.previous
+        assert side is not None
+        return side.worst
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseDiff:
+    newly_broken: Tuple[DiffEntry, ...]
+    newly_fixed: Tuple[DiffEntry, ...]
+    unchanged: Tuple[DiffEntry, ...]
+    inconclusive: Tuple[DiffEntry, ...] = ()
+    added: Tuple[DiffEntry, ...] = ()
+    removed: Tuple[DiffEntry, ...] = ()
+
+
+def _group(records: Iterable[ResultRecord], server: Optional[str]) -> Dict[Tuple[str, str, str], List[ResultRecord]]:
+    out: Dict[Tuple[str, str, str], List[ResultRecord]] = {}
+    for rec in records:
+        out.setdefault(identity(rec, server), []).append(rec)
+    return out
+
+
+def _label(record: ResultRecord) -> str:
+    row = row_of(record, version="")
+    extras = f" [{', '.join(row.extras)}]" if row.extras else ""
+    return f"{row.server} · {row.detail}{extras}"
+
+
+def diff(
+    previous: Sequence[ResultRecord], current: Sequence[ResultRecord], *, server: Optional[str] = None
+) -> ReleaseDiff:
+    """Compare two runs of the matrix. `server`: the released distribution whose version to abstract away
+    in every scenario (default: each scenario's own server), e.g. "uvicorn" for gunicorn+uvicorn-worker cells."""
+    prev = _group(previous, server)
+    cur = _group(current, server)
+    buckets: Dict[str, List[DiffEntry]] = {
+        k: [] for k in ("newly_broken", "newly_fixed", "unchanged", "inconclusive", "added", "removed")
+    }
+    for ident in sorted(set(prev) | set(cur)):
+        p = Side(tuple(prev[ident])) if ident in prev else None
+        c = Side(tuple(cur[ident])) if ident in cur else None
+        rec = (c or p).records[0]  # type: ignore[union-attr]
+        entry = DiffEntry(
+            scenario=ident[0], label=_label(rec), platform=ident[1], python=ident[2], previous=p, current=c
+        )
+        if p is None:
+            buckets["added"].append(entry)
+        elif c is None:
+            buckets["removed"].append(entry)
+        elif "inconclusive" in (p.state, c.state):
+            buckets["inconclusive"].append(entry)
+        elif p.state == "ok" and c.state != "ok":
+            buckets["newly_broken"].append(entry)
+        elif p.state != "ok" and c.state == "ok":
+            buckets["newly_fixed"].append(entry)
+        else:
+            buckets["unchanged"].append(entry)
+    order = {name: i for i, name in enumerate(("linux", "darwin", "win32"))}
+
+    def key(e: DiffEntry) -> Tuple[object, ...]:
+        return (e.label, order.get(e.platform, 9), e.platform, version_key(e.python))
+
+    return ReleaseDiff(**{k: tuple(sorted(v, key=key)) for k, v in buckets.items()})
+
+
+def render_release(
+    release_diff: ReleaseDiff,
+    server: str,
+    version: str,
+    previous: str,
+    *,
+    generated_at: str = "",
+) -> str:
+    """The release page: newly broken first (with signature and reproduction), then fixed, then the rest."""
+    template = _env().get_template("release.html")
+    return template.render(
+        d=release_diff,
+        server=server,
+        version=version,
+        previous=previous,
+        generated_at=generated_at,
+        sections=(
+            ("newly-broken", "Newly broken", release_diff.newly_broken, True),
+            ("newly-fixed", "Newly fixed", release_diff.newly_fixed, True),
+            ("inconclusive", "Inconclusive (could not judge one side)", release_diff.inconclusive, True),
+            ("added", f"Only in {version}", release_diff.added, False),
+            ("removed", f"Only in {previous}", release_diff.removed, False),
+            ("unchanged", "Unchanged", release_diff.unchanged, False),
+        ),
+    )

@@ -1,0 +1,467 @@
+"""records -> one static, self-contained HTML page (inline CSS, JS and SVG; no network resources).
+
+`render()` is a pure function of the records: no file, clock or network access (template text ships with
+the package and is read once). `write_report()` does the I/O.
+
+Everything that came from a server or a machine (stderr, signatures, reasons, commands, env values, pids,
+paths) is untrusted: the Jinja2 environment autoescapes every expression, and its `finalize` hook strips
+ANSI escape sequences and shows control characters (NUL, ...) as visible symbols. Nothing from a record is
+ever marked safe; only the SVG builders in reports.svg return Markup, and they escape their text inputs.
+
+Known-issue catalog entries are records whose scenario options carry ("known_issue", "<id>"). The card
+reads these optional keys from the same options (all data, no code per issue):
+
+* title - what broke, one line; url - the upstream issue; trigger - what makes it happen
+* fixed_in - first fixed version: "0.15.0", or "<distribution> <version>" ("uvicorn-worker 0.4.0") when the
+  fix is not in the scenario's server; without it the card shows the first passing version it observed
+* expect - the failure class that counts as "reproduced" (default: any failing class)
+"""
+
+import datetime
+import os
+import re
+import shlex
+import subprocess
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import jinja2
+from markupsafe import Markup
+
+from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
+
+from . import svg
+from .merge import PLATFORM_NAMES, Cell, MergedView, merge, version_key
+
+__all__ = [
+    "CLASS_HELP",
+    "build_environment",
+    "clean_text",
+    "known_issues",
+    "render",
+    "shell_command",
+    "write_report",
+]
+
+#: one line per failure class, for the legend (the same meanings as harness.records.FAILURE_CLASSES).
+CLASS_HELP: Dict[str, str] = {
+    "passed": "started, every worker served, load clean, stopped clean, nothing leaked",
+    "degraded": "passed, but keep-alive p50 is at least 10x its single-worker twin",
+    "partial-workers": "serving, but fewer distinct worker pids answered than asked for",
+    "request-errors": "all workers answered, but the load saw errors or non-2xx responses",
+    "wrong-listener": "listening somewhere other than asked (address, port, family, TCP instead of UDS)",
+    "respawn-loop": "workers keep dying and being replaced",
+    "not-serving": "the server is alive (maybe bound) but no request gets an answer",
+    "startup-failure": "exited, or its workers died, before it was ready",
+    "shutdown-hang": "did not stop on the stop signal within the deadline; SIGKILLed",
+    "leak": "a process, listening socket or UDS file of the run survived the stop",
+    "unsupported": "the scenario cannot be expressed here (strategy / OS / version)",
+    "env-error": "the environment could not be built (interpreter missing, install failed)",
+    "harness-error": "the harness itself failed: a harness bug, not a server bug",
+    "conflict": "runs of the same cell disagree: every verdict is listed",
+}
+
+#: classes that say nothing about the server (the run never got to judge it).
+INCONCLUSIVE = ("unsupported", "env-error", "harness-error")
+OK_CLASSES = ("passed", "degraded")
+
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS / SOS / PM / APC strings
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
+
+
+def _control_symbol(m: "re.Match[str]") -> str:
+    ch = m.group(0)
+    code = ord(ch)
+    if code < 0x20:
+        return chr(0x2400 + code)  # U+2400 SYMBOL FOR NULL ...
+    if code == 0x7F:
+        return "\u2421"  # SYMBOL FOR DELETE
+    return "\ufffd"
+
+
+def clean_text(value: str) -> str:
+    """Untrusted text -> displayable text: ANSI sequences removed, CRLF/CR -> LF, other control characters
+    shown as their Unicode control pictures (NUL -> "␀"). Escaping is left to the template's autoescape."""
+    text = _ANSI.sub("", value)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub(_control_symbol, text)
+
+
+def _finalize(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, str):
+        return clean_text(value)
+    return value
+
+
+def shell_command(record: ResultRecord) -> str:
+    """The record's command as one copy-pasteable line for its own platform (cwd and env included)."""
+    argv = [str(a) for a in record.command]
+    env = {str(k): str(v) for k, v in (record.env or {}).items()}
+    windows = str(record.platform.get("sys_platform", "")) == "win32"
+    cwd = str(getattr(record, "cwd", "") or "")  # not a record field yet; used once it is
+    if not argv:
+        return ""
+    if windows:
+        lines = [f'set "{k}={v}"' for k, v in sorted(env.items())]
+        if cwd:
+            lines.append(f'cd /d "{cwd}"')
+        lines.append(subprocess.list2cmdline(argv))
+        return "\n".join(lines)
+    prefix = ""
+    if cwd:
+        prefix = f"cd {shlex.quote(cwd)} && "
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    return prefix + (assigns + " " if assigns else "") + " ".join(shlex.quote(a) for a in argv)
+
+
+def _fmt_s(value: Any) -> str:
+    n = svg.number(value)
+    if n is None:
+        return "—"
+    return f"{n:.3f} s" if n < 10 else f"{n:.1f} s"
+
+
+def _fmt_ms(value: Any) -> str:
+    n = svg.number(value)
+    if n is None:
+        return "—"
+    return f"{n:.1f} ms" if n < 100 else f"{n:.0f} ms"
+
+
+def _fmt_pct(value: Any) -> str:
+    n = svg.number(value)
+    if n is None:
+        return "—"
+    return f"{n * 100:.1f}%" if n <= 1 else f"{n:.1f}%"
+
+
+def _fmt_num(value: Any, digits: int = 3) -> str:
+    n = svg.number(value)
+    if n is None:
+        return "—"
+    return f"{n:.{digits}f}"
+
+
+def _http_url(value: Any) -> str:
+    """Only http(s) links reach an href (a record could carry `javascript:`)."""
+    text = str(value or "")
+    return text if re.match(r"https?://", text, re.IGNORECASE) else ""
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _items(value: Any) -> List[Tuple[str, Any]]:
+    if not isinstance(value, Mapping):
+        return []
+    return sorted(((str(k), v) for k, v in value.items()), key=lambda kv: kv[0])
+
+
+def _listify(value: Any) -> List[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value in (None, "", {}) else [value]
+
+
+def _date(started_at: str) -> str:
+    return (started_at or "")[:10] or "date unknown"
+
+
+def _platform_name(record: ResultRecord) -> str:
+    plat = str(record.platform.get("sys_platform", "") or "")
+    return PLATFORM_NAMES.get(plat, plat or "?")
+
+
+def _has_leaks(record: ResultRecord) -> bool:
+    return any(_listify(v) for v in (record.leaks or {}).values())
+
+
+def build_environment() -> jinja2.Environment:
+    """The Jinja2 environment: autoescape on for every template, untrusted text cleaned by `finalize`."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"),
+        autoescape=True,
+        finalize=_finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        fmt_s=_fmt_s,
+        fmt_ms=_fmt_ms,
+        fmt_pct=_fmt_pct,
+        fmt_num=_fmt_num,
+        items=_items,
+        http_url=_http_url,
+        listify=_listify,
+        date=_date,
+        shell=shell_command,
+        platform_name=_platform_name,
+        has_leaks=_has_leaks,
+        timeline=lambda timings: svg.timeline(timings if isinstance(timings, Mapping) else {}),
+        bars=lambda per_worker: svg.worker_bars(per_worker if isinstance(per_worker, Mapping) else {}),
+    )
+    env.tests["mapping"] = _is_mapping
+    return env
+
+
+_ENV: Optional[jinja2.Environment] = None
+
+
+def _env() -> jinja2.Environment:
+    global _ENV  # noqa: PLW0603 - one environment per process, templates compiled once
+    if _ENV is None:
+        _ENV = build_environment()
+    return _ENV
+
+
+# --- known issues ---------------------------------------------------------------------------------
+
+
+def _options(record: ResultRecord) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for kv in record.scenario.get("options") or ():
+        if isinstance(kv, (list, tuple)) and len(kv) == 2:
+            out.setdefault(str(kv[0]), str(kv[1]))
+    return out
+
+
+def _fixed_in(spec: str, default_dist: str) -> Tuple[str, str]:
+    """ "0.15.0" -> (default_dist, "0.15.0"); "uvicorn-worker 0.4.0" / "uvicorn-worker==0.4.0" -> split."""
+    m = re.match(r"\s*([A-Za-z][A-Za-z0-9_.\-\[\]]*)\s*(?:==|\s)\s*(\S+)\s*$", spec)
+    if m:
+        return m.group(1), m.group(2)
+    return default_dist, spec.strip()
+
+
+def _installed_version(record: ResultRecord, dist: str) -> str:
+    if dist == str(record.scenario.get("server", "")) and record.server_version:
+        return record.server_version
+    norm = re.sub(r"[-_.]+", "-", dist.lower())
+    for name, ver in (record.installed or {}).items():
+        if re.sub(r"[-_.]+", "-", str(name).lower()) == norm:
+            return str(ver)
+    return record.server_version if dist == str(record.scenario.get("server", "")) else ""
+
+
+def _reproduced(record: ResultRecord, expect: str) -> Optional[bool]:
+    """True/False: did this run show the bug; None: the run could not tell (unsupported, env-error...)."""
+    if record.failure_class in INCONCLUSIVE:
+        return None
+    if expect:
+        return record.failure_class == expect
+    return record.failure_class not in OK_CLASSES
+
+
+def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
+    """One issue-verification card (a plain dict for the template) per known_issue id in the records."""
+    by_issue: Dict[str, List[Tuple[ResultRecord, Cell]]] = {}
+    for cell in cells:
+        for rec in cell.records:
+            issue = _options(rec).get("known_issue")
+            if issue:
+                by_issue.setdefault(issue, []).append((rec, cell))
+    cards: List[Dict[str, Any]] = []
+    for issue, pairs in sorted(by_issue.items()):
+        opts: Dict[str, str] = {}
+        for rec, _ in pairs:
+            for k, v in _options(rec).items():
+                opts.setdefault(k, v)
+        first = pairs[0][0]
+        server = str(first.scenario.get("server", ""))
+        expect = opts.get("expect", "")
+        dist, fixed = _fixed_in(opts.get("fixed_in", ""), server) if opts.get("fixed_in") else (server, "")
+
+        def on_fixed(rec: ResultRecord, dist: str = dist, fixed: str = fixed) -> bool:
+            ver = _installed_version(rec, dist)
+            return bool(fixed and ver) and version_key(ver) >= version_key(fixed)
+
+        executions: List[Dict[str, Any]] = []
+        for rec, cell in sorted(pairs, key=lambda p: (p[0].platform.get("sys_platform", ""), p[0].started_at)):
+            fixed_run = on_fixed(rec)
+            executions.append(
+                {
+                    "record": rec,
+                    "anchor": cell.anchor,
+                    "platform": _platform_name(rec),
+                    "python": str(rec.python.get("version", "") or "?"),
+                    "date": _date(rec.started_at),
+                    "version": _installed_version(rec, dist) or rec.server_version or "?",
+                    "on_fixed": fixed_run,
+                    "reproduced": _reproduced(rec, expect),
+                }
+            )
+        observed_fix = ""
+        if not fixed:
+            broken = [e for e in executions if e["reproduced"]]
+            passing = [e for e in executions if e["reproduced"] is False]
+            top_broken = max((version_key(e["version"]) for e in broken), default=None)
+            candidates = sorted(
+                (e["version"] for e in passing if top_broken is None or version_key(e["version"]) > top_broken),
+                key=version_key,
+            )
+            observed_fix = candidates[0] if candidates else ""
+        platforms: Dict[str, Dict[str, Any]] = {}
+        for e in executions:
+            p = platforms.setdefault(e["platform"], {"name": e["platform"], "bug": [], "fix": []})
+            (p["fix"] if e["on_fixed"] else p["bug"]).append(e)
+        for p in platforms.values():
+            verdicts = [e["reproduced"] for e in p["bug"]]
+            p["reproduced"] = "yes" if any(verdicts) else ("no" if False in verdicts else "not run")
+            fix_verdicts = [e["reproduced"] for e in p["fix"]]
+            p["fix_holds"] = (
+                "" if not fix_verdicts else ("no" if any(fix_verdicts) else ("yes" if False in fix_verdicts else "?"))
+            )
+        failing = [rec for rec, _ in pairs if rec.failure_class not in OK_CLASSES + INCONCLUSIVE]
+        shown = failing[0] if failing else first
+        sc = Scenario.from_dict(shown.scenario)
+        trigger = opts.get("trigger") or (
+            f"{sc.server} with {sc.workers} workers"
+            + (f", strategy {sc.strategy}" if sc.strategy else "")
+            + (f", start method {sc.start_method}" if sc.start_method else "")
+            + (f", bind {sc.bind}" if sc.bind != "tcp" else "")
+            + (f", fault {sc.fault}" if sc.fault else "")
+        )
+        envs = sorted(
+            {
+                f"{_platform_name(r)} {r.platform.get('release', '')} {r.platform.get('machine', '')}".strip()
+                + f" · Python {r.python.get('version', '?')}"
+                for r, _ in pairs
+            }
+        )
+        cards.append(
+            {
+                "id": issue,
+                "title": opts.get("title") or (shown.reason or issue),
+                "url": opts.get("url", ""),
+                "trigger": trigger,
+                "signatures": sorted({r.signature for r in failing if r.signature}),
+                "classes": sorted({r.failure_class for r in failing}, key=FAILURE_CLASSES.index),
+                "expect": expect,
+                "environments": envs,
+                "installed": sorted({f"{k}=={v}" for k, v in (shown.installed or {}).items()}),
+                "repro": shown,
+                "repro_anchor": next(c.anchor for r, c in pairs if r is shown),
+                "fixed_dist": dist,
+                "fixed_in": fixed,
+                "observed_fix": observed_fix,
+                "platforms": sorted(platforms.values(), key=lambda p: p["name"]),
+                "executions": executions,
+            }
+        )
+    return cards
+
+
+# --- page ---------------------------------------------------------------------------------------
+
+
+def _signature_groups(view: MergedView) -> List[Dict[str, Any]]:
+    """Failing (class, signature) pairs with where they occur, most widespread first."""
+    groups: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for cell in view.cells:
+        for verdict in cell.verdicts:
+            if verdict.failure_class in OK_CLASSES:
+                continue
+            g = groups.setdefault(
+                (verdict.failure_class, verdict.signature),
+                {
+                    "failure_class": verdict.failure_class,
+                    "signature": verdict.signature,
+                    "cells": [],
+                    "platforms": set(),
+                    "pythons": set(),
+                    "rows": [],
+                },
+            )
+            g["cells"].append(cell)
+            g["platforms"].add(cell.column.platform_name)
+            g["pythons"].add(cell.column.python)
+            if cell.row.title not in g["rows"]:
+                g["rows"].append(cell.row.title)
+    out = []
+    for g in groups.values():
+        g["platforms"] = sorted(g["platforms"])
+        g["pythons"] = sorted(g["pythons"], key=version_key)
+        out.append(g)
+    out.sort(key=lambda g: (g["failure_class"] in INCONCLUSIVE, -len(g["cells"]), g["failure_class"]))
+    return out
+
+
+def _header_groups(view: MergedView) -> List[Tuple[str, str, int]]:
+    """(platform key, platform name, colspan) for the first header row."""
+    out: List[Tuple[str, str, int]] = []
+    for col in view.columns:
+        if out and out[-1][0] == col.platform:
+            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + 1)
+        else:
+            out.append((col.platform, col.platform_name, 1))
+    return out
+
+
+def render(
+    records: Sequence[ResultRecord],
+    *,
+    title: str = "ASGI multi-worker socket sharing: results",
+    generated_at: Optional[str] = None,
+    record_lists: Optional[Iterable[Iterable[ResultRecord]]] = None,
+) -> str:
+    """The whole report as one HTML string. Pure: the same records give the same page.
+
+    * records - the runs to show (any order, any machines)
+    * title - page title
+    * generated_at - shown in the header; default: the newest record's started_at (not the clock)
+    * record_lists - alternatively, one list per source (machine / CI job); merged with `records`
+    """
+    lists: List[Iterable[ResultRecord]] = [list(records)]
+    if record_lists is not None:
+        lists.extend(record_lists)
+    view = merge(lists)
+    all_records = view.records
+    if generated_at is None:
+        generated_at = max((r.started_at for r in all_records), default="") or "unknown"
+    counts = view.class_counts()
+    template = _env().get_template("report.html")
+    return template.render(
+        title=title,
+        generated_at=generated_at,
+        view=view,
+        counts=counts,
+        class_names=[*FAILURE_CLASSES, "conflict"],
+        class_help=CLASS_HELP,
+        header_groups=_header_groups(view),
+        servers=sorted({r.server for r in view.rows}),
+        platforms=[(p, PLATFORM_NAMES.get(p, p)) for p, _, _ in _header_groups(view)],
+        signatures=_signature_groups(view),
+        issues=known_issues(view.cells),
+        n_records=len(all_records),
+        n_runs=len({r.run_id for r in all_records if r.run_id}),
+        harness_versions=sorted({r.harness_version for r in all_records if r.harness_version}),
+    )
+
+
+def write_report(
+    records: Sequence[ResultRecord],
+    path: str,
+    *,
+    title: str = "ASGI multi-worker socket sharing: results",
+    generated_at: Optional[str] = None,
+) -> str:
+    """Render and write the report to `path` (UTF-8); returns the absolute path."""
+    if generated_at is None:
+        generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    html = render(records, title=title, generated_at=generated_at)
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    return path

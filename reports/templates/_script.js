@@ -1,0 +1,102 @@
+(function () {
+  "use strict";
+  var doc = document;
+  doc.documentElement.className += " js";
+  var bar = doc.getElementById("filters");
+  if (bar) { bar.hidden = false; }
+  var $ = function (id) { return doc.getElementById(id); };
+  var all = function (sel, root) { return Array.prototype.slice.call((root || doc).querySelectorAll(sel)); };
+
+  function has(list, value) { return (" " + (list || "") + " ").indexOf(" " + value + " ") >= 0; }
+
+  function apply() {
+    var server = $("f-server") ? $("f-server").value : "";
+    var cls = $("f-class") ? $("f-class").value : "";
+    var plat = $("f-platform") ? $("f-platform").value : "";
+    var text = $("f-text") ? $("f-text").value.toLowerCase().trim() : "";
+    all("[data-platform]").forEach(function (el) {
+      if (el.tagName === "SECTION") { return; }
+      el.hidden = !!plat && el.getAttribute("data-platform") !== plat;
+    });
+    var shown = 0;
+    all("table.matrix tbody tr").forEach(function (tr) {
+      var okServer = !server || tr.getAttribute("data-server") === server;
+      var any = false;
+      all("td.cell", tr).forEach(function (td) {
+        if (td.hidden) { return; }
+        var match = (!cls || has(td.getAttribute("data-classes"), cls)) &&
+          (!text || td.textContent.toLowerCase().indexOf(text) >= 0 ||
+           tr.querySelector("th").textContent.toLowerCase().indexOf(text) >= 0);
+        td.classList.toggle("dim", !match && !!(cls || text));
+        if (match && !td.classList.contains("empty")) { any = true; }
+      });
+      tr.hidden = !okServer || ((cls || text) && !any);
+      if (!tr.hidden) { shown += 1; }
+    });
+    all("section.cell-detail").forEach(function (sec) {
+      var ok = (!server || sec.getAttribute("data-server") === server) &&
+        (!plat || sec.getAttribute("data-platform") === plat) &&
+        (!cls || has(sec.getAttribute("data-classes"), cls)) &&
+        (!text || sec.textContent.toLowerCase().indexOf(text) >= 0);
+      sec.hidden = !ok;
+    });
+    all(".chip[data-class]").forEach(function (chip) {
+      chip.classList.toggle("active", !!cls && chip.getAttribute("data-class") === cls);
+    });
+    var out = $("f-shown");
+    if (out) { out.textContent = shown + " of " + all("table.matrix tbody tr").length + " rows"; }
+  }
+
+  ["f-server", "f-class", "f-platform"].forEach(function (id) {
+    var el = $(id);
+    if (el) { el.addEventListener("change", apply); }
+  });
+  if ($("f-text")) { $("f-text").addEventListener("input", apply); }
+  if ($("f-reset")) {
+    $("f-reset").addEventListener("click", function () {
+      ["f-server", "f-class", "f-platform", "f-text"].forEach(function (id) { if ($(id)) { $(id).value = ""; } });
+      apply();
+    });
+  }
+  all(".chip[data-class]").forEach(function (chip) {
+    chip.addEventListener("click", function () {
+      var sel = $("f-class");
+      if (!sel) { return; }
+      var c = chip.getAttribute("data-class");
+      sel.value = sel.value === c ? "" : c;
+      apply();
+    });
+  });
+
+  function copyText(text, button) {
+    function done() {
+      button.textContent = "Copied";
+      button.classList.add("done");
+      setTimeout(function () { button.textContent = "Copy"; button.classList.remove("done"); }, 1400);
+    }
+    function fallback() {
+      var ta = doc.createElement("textarea");
+      ta.value = text;
+      ta.setAttribute("readonly", "");
+      ta.style.position = "fixed";
+      ta.style.opacity = "0";
+      doc.body.appendChild(ta);
+      ta.select();
+      try { doc.execCommand("copy"); done(); } catch (e) { button.textContent = "Select + Ctrl-C"; }
+      doc.body.removeChild(ta);
+    }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+  }
+  all("button.copy").forEach(function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var target = $(button.getAttribute("data-copy"));
+      if (target) { copyText(target.textContent, button); }
+    });
+  });
+  apply();
+})();
