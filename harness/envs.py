@@ -762,8 +762,14 @@ def decisive_line(output: str) -> str:
     for err in errors:
         if err.startswith("Could not find a version that satisfies the requirement"):
             base = re.sub(r"\s*\(from versions:.*\)\s*$", "", err)
-            if ignored:
-                return _one_line(f"{base} ({ignored[-1].strip()})")
+            # pip hides "needs another Python" in an "Ignored the following versions" line: keep the
+            # fragment for the version asked for, if it is there.
+            m = re.search(r"===?\s*([\w.!+-]+)", base)
+            wanted = re.escape(m.group(1)) + " Requires-Python " if m else None
+            for line in ignored:
+                frag = re.search("(?:^|[:;]\\s*)(" + wanted + "[^;]+)", line) if wanted else None
+                if frag:
+                    return _one_line(f"{base} ({frag.group(1).strip()})")
             return _one_line(base)
     for err in errors:
         if err.startswith(("Failed building wheel", "Failed to build")):
