@@ -407,15 +407,20 @@ COMMANDS = {
 }
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"harness: error: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        print(f"harness: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except HarnessError as exc:
-        print(f"harness: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        print(f"harness: {_one_line(exc)}", file=sys.stderr)
         return EXIT_HARNESS
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)

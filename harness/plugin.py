@@ -1,1 +1,220 @@
-"""pytest plugin of the harness (registered by the root conftest.py and the pytest11 entry point)."""
+"""pytest plugin of the harness (registered by the root conftest.py and the `pytest11` entry point).
+
+Built like pytest-xdist / pytest-html:
+
+* options in the "asgi-workers-harness" group: --server, --python, --workers, --strategy (select what the
+  scenario suite runs), --results FILE.jsonl (every record appended, one line each), --harness-report
+  FILE.html, --harness-timeout SECONDS, --capsule-dir DIR
+* markers declared in pytest_configure (so --strict-markers accepts them): workers(n), known_issue(id), slow
+* the `run_scenario` fixture: `run_scenario(Scenario(...))` or `run_scenario(server=..., workers=...)` ->
+  ResultRecord. Each call gets a fresh run directory under the test's own tmp_path (xdist-safe).
+* `assert_passed(record)` - fails the test with a JUnit-friendly message (class, signature, reason,
+  stderr tail) unless the record passed
+* the HTML report is written only on the controller (`not hasattr(config, "workerinput")`) at session
+  end, from the records appended during this session; its path is printed in the terminal summary
+
+Data flows one way: workers append records to the results file (O_APPEND, one write per line); the
+controller only reads that file after the last test. When --harness-report is given without --results,
+the controller picks a session file and hands its path to xdist workers through `workerinput`.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+
+from harness.records import ResultRecord, Scenario
+
+_RESULTS_KEY = "asgi_workers_harness_results"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("asgi-workers-harness", "multi-worker socket sharing harness")
+    group.addoption(
+        "--server", action="append", default=[], dest="harness_servers", metavar="NAME",
+        help="run scenarios of this server only (repeatable): reference, uvicorn, ...",
+    )
+    group.addoption(
+        "--python", default="", dest="harness_python", metavar="SPEC",
+        help='interpreter the servers run under: "3.10", a path (default: this one)',
+    )
+    group.addoption(
+        "--workers", default="", dest="harness_workers", metavar="LIST",
+        help="worker counts to run, comma-separated (default: the suite's own, e.g. 1,2,4)",
+    )
+    group.addoption(
+        "--strategy", action="append", default=[], dest="harness_strategies", metavar="NAME",
+        help="reference server strategies to run (repeatable; default: every one available)",
+    )
+    group.addoption(
+        "--results", default="", dest="harness_results", metavar="FILE.jsonl",
+        help="append every scenario's record to this JSONL file",
+    )
+    group.addoption(
+        "--harness-report", default="", dest="harness_report", metavar="PATH",
+        help="write the HTML report of this session's records here (controller only)",
+    )
+    group.addoption(
+        "--harness-timeout", type=float, default=None, dest="harness_timeout", metavar="SECONDS",
+        help="the base timeout every scenario deadline is scaled from",
+    )
+    group.addoption(
+        "--capsule-dir", default="", dest="harness_capsule_dir", metavar="DIR",
+        help="write reproduction capsules of non-passing scenarios here",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "workers(n): the scenario runs the server with n worker processes")
+    config.addinivalue_line(
+        "markers", "known_issue(id): the test reproduces a catalogued upstream issue (scenarios/known_issues)"
+    )
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+    if not hasattr(config, "workerinput"):
+        reporter = HarnessReporter(config)
+        config.pluginmanager.register(reporter, "asgi-workers-harness-reporter")
+
+
+def results_path(config: pytest.Config) -> str:
+    """Where records of this session go ("" = nowhere): --results, or the controller's session file."""
+    workerinput: Optional[Dict[str, Any]] = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return str(workerinput.get(_RESULTS_KEY, "") or "")
+    reporter = config.pluginmanager.get_plugin("asgi-workers-harness-reporter")
+    if isinstance(reporter, HarnessReporter):
+        return reporter.results
+    return str(config.getoption("harness_results") or "")
+
+
+class HarnessReporter:
+    """Controller-only: remembers where this session's records start, writes the HTML report at the end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.report_path = str(config.getoption("harness_report") or "")
+        self.results = str(config.getoption("harness_results") or "")
+        self._own_results = ""
+        if self.report_path and not self.results:
+            fd, self._own_results = tempfile.mkstemp(prefix="awh-session-", suffix=".jsonl")
+            os.close(fd)
+            self.results = self._own_results
+        self.offset = os.path.getsize(self.results) if self.results and os.path.exists(self.results) else 0
+        self.records: List[ResultRecord] = []
+        self.written = ""
+        self.error = ""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: hand every worker the results path (one file, O_APPEND lines)."""
+        node.workerinput[_RESULTS_KEY] = self.results
+
+    def _session_records(self) -> List[ResultRecord]:
+        if not self.results or not os.path.exists(self.results):
+            return []
+        out: List[ResultRecord] = []
+        with open(self.results, "rb") as fh:
+            fh.seek(self.offset)
+            for raw in fh.read().decode("utf-8", "replace").splitlines():
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    continue  # a torn line from a killed worker
+                if isinstance(data, dict) and "failure_class" in data:
+                    out.append(ResultRecord.from_dict(data))
+        return out
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.records = self._session_records()
+        if self.report_path:
+            try:
+                try:
+                    from reports import write_report  # type: ignore[attr-defined]
+                except ImportError:
+                    from reports.render import write_report
+                self.written = str(write_report(self.records, self.report_path))
+            except Exception as exc:  # the report must not turn a green session red silently: say it
+                self.error = f"{type(exc).__name__}: {exc}"
+        if self._own_results:
+            os.unlink(self._own_results)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records and not self.report_path:
+            return
+        counts: Dict[str, int] = {}
+        for r in self.records:
+            counts[r.failure_class] = counts.get(r.failure_class, 0) + 1
+        terminalreporter.write_sep("-", "asgi-workers-harness")
+        text = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no scenario records"
+        terminalreporter.write_line(f"{len(self.records)} scenario record(s): {text}")
+        if self.results and not self._own_results:
+            terminalreporter.write_line(f"results: {os.path.abspath(self.results)}")
+        if self.written:
+            terminalreporter.write_line(f"harness report: {self.written}")
+        elif self.error:
+            terminalreporter.write_line(f"harness report NOT written: {self.error}", red=True)
+
+
+def failure_message(record: ResultRecord, tail_lines: int = 25) -> str:
+    """One JUnit-friendly message: class, signature, reason, where, then the stderr tail."""
+    lines = [
+        f"{record.failure_class}: {record.signature}".rstrip(": ").rstrip(),
+        f"reason: {record.reason}",
+        f"scenario: {record.scenario_id}",
+    ]
+    if record.exit_code is not None:
+        lines.append(f"exit code: {record.exit_code} {record.exit_name}".rstrip())
+    if record.command:
+        lines.append("command: " + " ".join(record.command))
+    if record.capsule:
+        lines.append(f"capsule: {record.capsule}")
+    tail = [ln for ln in (record.stderr_tail or "").splitlines() if ln.strip()][-tail_lines:]
+    if tail:
+        lines.append("stderr tail:")
+        lines.extend("  " + ln for ln in tail)
+    return "\n".join(lines)
+
+
+def assert_passed(record: ResultRecord) -> None:
+    """Fail the current test (no Python traceback: the message is the evidence) unless it passed."""
+    if record.failure_class != "passed":
+        pytest.fail(failure_message(record), pytrace=False)
+
+
+@pytest.fixture
+def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[..., ResultRecord]:
+    """Run one scenario: `run_scenario(Scenario(...), **overrides)` or `run_scenario(workers=4, ...)`.
+
+    --python applies when the scenario names none. Records go to --results (or the session file)."""
+    from harness.run import BASE_TIMEOUT_S
+    from harness.run import run_scenario as _run
+
+    config = request.config
+    counter = [0]
+
+    def run(scenario: Optional[Scenario] = None, **fields: Any) -> ResultRecord:
+        sc = scenario if scenario is not None else Scenario()
+        if fields:
+            sc = dataclasses.replace(sc, **fields)
+        python = str(config.getoption("harness_python") or "")
+        if python and not sc.python:
+            sc = dataclasses.replace(sc, python=python)
+        counter[0] += 1
+        work = os.path.join(str(tmp_path), f"run{counter[0]}")
+        record = _run(
+            sc,
+            results=results_path(config) or None,
+            work_dir=work,
+            capsule_dir=str(config.getoption("harness_capsule_dir") or "") or None,
+            base_timeout=config.getoption("harness_timeout") or BASE_TIMEOUT_S,
+        )
+        request.node.user_properties.append(("harness_scenario", sc.scenario_id))
+        request.node.user_properties.append(("harness_verdict", record.verdict))
+        return record
+
+    return run
+
+
+__all__ = ["HarnessReporter", "assert_passed", "failure_message", "results_path", "run_scenario"]

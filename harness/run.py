@@ -444,6 +444,7 @@ def _serve(
     launch_context: Any,
     unsupported: Any,
 ) -> ResultRecord:
+    from harness import envs
     from harness import inspect as hinspect
     from harness.load import run_load
     from harness.process import ServerProcess
@@ -489,7 +490,7 @@ def _serve(
         if src != fd_n:
             argv = [argv[0], "-c", _FD_SHIM, str(src), str(fd_n), *argv]
 
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if k not in getattr(envs, "ENV_VARS_TO_UNSET", ())}
     full_env.update(env_set)
     proc = ServerProcess(argv, env=full_env, cwd=run_dir, run_dir=run_dir, stdin=stdin, pass_fds=pass_fds)
     t0 = time.monotonic()
