@@ -1,0 +1,39 @@
+"""Entry point of an exec'd worker: `python -m servers._child --control FD --spec JSON`.
+
+FD is the worker's end of the control channel (a socket: an fd on POSIX, a handle on Windows); JSON is
+the worker spec (see servers._worker.run). Exits with the worker's code; a malformed command line exits
+USAGE with one line on stderr.
+"""
+
+import json
+import os
+import sys
+from multiprocessing.connection import Connection
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if len(args) != 4 or args[0] != "--control" or args[2] != "--spec":
+            raise ValueError("usage: python -m servers._child --control FD --spec JSON")
+        control = int(args[1])
+        spec = json.loads(args[3])
+        if not isinstance(spec, dict):
+            raise ValueError("--spec must be a JSON object")
+    except ValueError as exc:
+        print("servers._child: error: {}".format(exc), file=sys.stderr)
+        from servers import exitcodes
+
+        return exitcodes.USAGE
+    from servers import _worker
+
+    return _worker.run(spec, None, Connection(control))
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # os._exit: the watchdog thread may still block on the control channel; no finalizers race it.
+    os._exit(code)

@@ -1,0 +1,133 @@
+"""Supervisor <-> worker messages over the control channel (a multiprocessing Connection).
+
+Every message is one JSON object with a "type" (sent with send_bytes):
+
+worker -> supervisor
+
+* {"type": "ready", "pid"} - listening and lifespan startup complete
+* {"type": "failed", "code", "kind", "message"} - failed before ready; code is a servers.exitcodes
+  value, kind is an `error` event kind, message is the one-line exception
+* {"type": "stopping", "reason"} - the worker began a graceful stop on its own (a signal it received)
+
+supervisor -> worker
+
+* {"type": "stop"} - stop gracefully (stop accepting, finish in-flight, lifespan shutdown, exit 0)
+* {"type": "share", "data": hex} - `share` strategy: socket.share(worker pid) bytes
+* {"type": "handle", "value": int} - `duplicate-handle` strategy: the handle value in the worker
+
+The channel doubles as the worker's lifeline: EOF on it means the supervisor is gone.
+
+Fork hygiene: a forked worker inherits the supervisor's ends of *other* workers' channels, and EOF never
+comes while any copy stays open. Supervisor-side objects are registered with `parent_only()`; a worker
+calls `close_parent_only()` first thing (a no-op in spawned and exec'd workers, where the registry is
+empty).
+"""
+
+import json
+import time
+from multiprocessing.connection import Connection
+from typing import Any, Dict, List, Optional
+
+READY = "ready"
+FAILED = "failed"
+STOPPING = "stopping"
+STOP = "stop"
+SHARE = "share"
+HANDLE = "handle"
+
+_PARENT_ONLY: List[Any] = []
+
+
+def send(conn: Connection, kind: str, **fields: Any) -> None:
+    """Send one message. Raises OSError/EOFError-like errors (BrokenPipeError) if the peer is gone."""
+    message: Dict[str, Any] = {"type": kind}
+    message.update(fields)
+    conn.send_bytes(json.dumps(message).encode("utf-8"))
+
+
+def recv(conn: Connection) -> Dict[str, Any]:
+    """Receive one message (blocking). Raises EOFError when the peer closed its end."""
+    data = conn.recv_bytes()
+    message = json.loads(data.decode("utf-8"))
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ValueError("malformed control message: {!r}".format(data[:80]))
+    return message
+
+
+class StopRequested(Exception):
+    """The supervisor said stop while the worker was still waiting for its socket."""
+
+
+def recv_type(conn: Connection, kind: str, timeout: float) -> Dict[str, Any]:
+    """Wait at most `timeout` seconds for a message of type `kind`; other types are dropped.
+
+    Raises EOFError on EOF, StopRequested on a stop message and TimeoutError at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not conn.poll(remaining):
+            raise TimeoutError("no {!r} message from the supervisor within {:g} s".format(kind, timeout))
+        message = recv(conn)
+        if message["type"] == kind:
+            return message
+        if message["type"] == STOP:
+            raise StopRequested("stopped before the {!r} message arrived".format(kind))
+
+
+def parent_only(obj: Any) -> Any:
+    """Register a supervisor-side object (has close()) that forked workers must close; returns obj."""
+    _PARENT_ONLY.append(obj)
+    return obj
+
+
+def forget(obj: Any) -> None:
+    """The supervisor closed `obj` itself: stop tracking it."""
+    try:
+        _PARENT_ONLY.remove(obj)
+    except ValueError:
+        pass
+
+
+def close_parent_only() -> None:
+    """In a forked worker: close every inherited supervisor-side object."""
+    while _PARENT_ONLY:
+        obj = _PARENT_ONLY.pop()
+        try:
+            obj.close()
+        except OSError:
+            pass
+
+
+def last_line(exc: BaseException) -> str:
+    """`Type: message` - the line a traceback ends with (what the harness's signature extractor reads)."""
+    text = str(exc).strip().splitlines()
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if module not in ("builtins", "__main__"):
+        name = "{}.{}".format(module, name)
+    return "{}: {}".format(name, text[0]) if text else name
+
+
+def optional_int(value: Any) -> Optional[int]:
+    """int(value), or None for None."""
+    return None if value is None else int(value)
+
+
+__all__ = [
+    "FAILED",
+    "HANDLE",
+    "READY",
+    "SHARE",
+    "STOP",
+    "STOPPING",
+    "StopRequested",
+    "close_parent_only",
+    "forget",
+    "last_line",
+    "optional_int",
+    "parent_only",
+    "recv",
+    "recv_type",
+    "send",
+]

@@ -1,0 +1,369 @@
+"""The supervisor: holds the socket, starts N workers, watches them, restarts crashes, stops cleanly.
+
+Single-threaded on purpose (forking a multi-threaded process is unsafe and warns on 3.12+): one loop
+waits with multiprocessing.connection.wait on the workers' control channels, their process sentinels and
+the signal wakeup socket, with a timeout from the next scheduled restart or the stop deadline.
+
+Policy:
+
+* startup - `ready` once every worker reported ready. A worker that fails *before* ready stops the
+  server (no respawn loop): `error` with its one-line reason, exit with its code (APP_LOAD_ERROR,
+  BIND_FAILURE, STARTUP_FAILURE).
+* crash after ready - `worker-exit`, then a replacement after a backoff (0.1 s doubling to 5 s) while
+  fewer than RESTART_BUDGET restarts happened within RESTART_WINDOW seconds; else WORKER_CRASH_LOOP.
+* stop (SIGTERM/SIGINT/SIGBREAK, or a failure above) - `stopping`, {"type": "stop"} to every worker,
+  wait until graceful_timeout + STOP_ALLOWANCE, kill stragglers (SHUTDOWN_TIMEOUT), remove the UDS
+  file, `stopped`. A second stop signal kills the stragglers at once. Workers that got SIGTERM from the
+  process group directly are never taken for crashes: signals are always handled before exits.
+
+* Supervisor(config, events).run() -> exit code
+"""
+
+import dataclasses
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any, Dict, List, Optional
+
+from servers import _control, exitcodes
+from servers._config import Config
+from servers._listen import BindError, UdsFile, describe
+from servers._signals import SignalQueue
+from servers.events import EventWriter
+from servers.strategies import STRATEGIES
+from servers.strategies._launch import WorkerProcess, launch
+
+RESTART_BUDGET = 5
+RESTART_WINDOW = 60.0
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+#: beyond --graceful-timeout: time for lifespan shutdown and process exit
+STOP_ALLOWANCE = 2.0
+#: how long to wait for an exit code once a worker is known to be exiting
+REAP_TIMEOUT = 5.0
+#: the longest single wait (bounds how stale the loop's view can get)
+TICK = 1.0
+
+
+def _stderr(message: str) -> None:
+    print("servers: error: {}".format(message), file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class _Slot:
+    index: int
+    proc: Optional[WorkerProcess] = None
+    conn: Optional[Connection] = None
+    ready: bool = False
+    failure: Optional[Dict[str, Any]] = None
+    restart_at: Optional[float] = None
+    old_pid: int = 0
+    backoff: float = 0.0
+
+
+class Supervisor:
+    """Runs the server described by `config`, writing events to `events`."""
+
+    def __init__(self, config: Config, events: EventWriter) -> None:
+        self.config = config
+        self.events = events
+        self.strategy = STRATEGIES[config.strategy]
+        self._slots = [_Slot(i) for i in range(config.workers)]
+        self._sock: Any = None
+        self._signals: Optional[SignalQueue] = None
+        self._stopping = False
+        self._stop_reason = ""
+        self._deadline = 0.0
+        self._code = exitcodes.OK
+        self._announced_ready = False
+        self._restarts: List[float] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        cfg = self.config
+        self.events.emit(
+            "starting",
+            workers=cfg.workers,
+            strategy=cfg.strategy,
+            start_method=cfg.start_method,
+            python="{}.{}.{}".format(*sys.version_info[:3]),
+            platform=sys.platform,
+        )
+        uds: Optional[UdsFile] = None
+        try:
+            self._sock = self.strategy.prepare(cfg.bind)
+        except (BindError, OSError) as exc:
+            message = str(exc) if isinstance(exc, BindError) else "cannot bind: {}".format(exc)
+            return self._finish_early(exitcodes.BIND_FAILURE, "bind-failure", message)
+        try:
+            if cfg.bind.uds:
+                uds = UdsFile(cfg.bind.uds)
+            self.events.emit("bound", **describe(self._sock, cfg.bind))
+            self._signals = SignalQueue()
+            for slot in self._slots:
+                if not self._stopping:
+                    self._spawn(slot)
+            self._loop()
+        finally:
+            self._kill_all()
+            if self._signals is not None:
+                self._signals.close()
+            self._sock.close()
+            if uds is not None:
+                uds.remove()
+        self.events.emit("stopped", exitcode=self._code)
+        return self._code
+
+    def _finish_early(self, code: int, kind: str, message: str) -> int:
+        _stderr(message)
+        self.events.emit("error", message=message, kind=kind)
+        self.events.emit("stopped", exitcode=code)
+        return code
+
+    def _loop(self) -> None:
+        assert self._signals is not None
+        while True:
+            self._handle_signals()
+            if self._stopping and not self._alive():
+                return
+            now = time.monotonic()
+            if self._stopping and now >= self._deadline:
+                self._kill_stragglers()
+                return
+            self._restart_due(now)
+            conns: Dict[Any, _Slot] = {}
+            sentinels: Dict[Any, _Slot] = {}
+            for slot in self._slots:
+                if slot.conn is not None:
+                    conns[slot.conn] = slot
+                if slot.proc is not None and slot.proc.sentinel is not None:
+                    sentinels[slot.proc.sentinel] = slot
+            timeout = self._timeout(now)
+            ready = wait([self._signals.reader, *conns, *sentinels], timeout)
+            self._handle_signals()  # before exits: a process-group SIGTERM is a stop, not a crash
+            for obj in ready:
+                if obj in conns:
+                    self._on_message(conns[obj])
+            for obj in ready:
+                if obj in sentinels and sentinels[obj].proc is not None:
+                    self._reap(sentinels[obj])
+
+    def _timeout(self, now: float) -> float:
+        timeout = TICK
+        if self._stopping:
+            timeout = min(timeout, self._deadline - now)
+        for slot in self._slots:
+            if slot.restart_at is not None:
+                timeout = min(timeout, slot.restart_at - now)
+        return max(timeout, 0.0)
+
+    def _alive(self) -> bool:
+        return any(slot.proc is not None for slot in self._slots)
+
+    # -- signals and stopping --------------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        assert self._signals is not None
+        for signum in self._signals.pop_all():
+            name = _signal_name(signum)
+            if self._stopping:
+                # A second stop signal: do not wait for stragglers any longer.
+                self._deadline = min(self._deadline, time.monotonic())
+            else:
+                self._begin_stop(name, exitcodes.OK)
+
+    def _begin_stop(self, reason: str, code: int) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop_reason = reason
+        if self._code == exitcodes.OK:
+            self._code = code
+        self._deadline = time.monotonic() + self.config.graceful_timeout + STOP_ALLOWANCE
+        self.events.emit("stopping", reason=reason)
+        for slot in self._slots:
+            slot.restart_at = None
+            if slot.conn is not None:
+                try:
+                    _control.send(slot.conn, _control.STOP)
+                except OSError:
+                    pass
+
+    def _kill_stragglers(self) -> None:
+        killed = False
+        for slot in self._slots:
+            if slot.proc is not None:
+                slot.proc.kill()
+                killed = True
+        for slot in self._slots:
+            if slot.proc is not None:
+                self._reap(slot)
+        if killed and self._code == exitcodes.OK:
+            self._code = exitcodes.SHUTDOWN_TIMEOUT
+
+    def _kill_all(self) -> None:
+        """Last resort on the way out (normally nothing is left): kill and reap, quietly."""
+        for slot in self._slots:
+            if slot.proc is not None:
+                slot.proc.kill()
+                slot.proc.wait(REAP_TIMEOUT)
+                slot.proc.release()
+                slot.proc = None
+            self._close_conn(slot)
+
+    # -- workers -------------------------------------------------------------------------------------
+
+    def _spec(self, slot: _Slot, payload: Dict[str, Any]) -> Dict[str, Any]:
+        cfg = self.config
+        return {
+            "index": slot.index,
+            "app": cfg.app,
+            "strategy": cfg.strategy,
+            "start_method": cfg.start_method,
+            "lifespan": cfg.lifespan,
+            "graceful_timeout": cfg.graceful_timeout,
+            "payload": payload,
+        }
+
+    def _spawn(self, slot: _Slot) -> bool:
+        cfg = self.config
+        handoff = self.strategy.handoff(self._sock, cfg.start_method)
+        proc: Optional[WorkerProcess] = None
+        try:
+            proc, conn = launch(cfg.start_method, self._spec(slot, handoff.payload), handoff)
+            slot.proc, slot.conn, slot.ready, slot.failure = proc, conn, False, None
+            self.strategy.after_start(self._sock, handoff, proc.pid, conn)
+        except (OSError, ValueError) as exc:
+            message = "worker {}: cannot hand over the socket ({}): {}".format(
+                slot.index, cfg.strategy, _control.last_line(exc)
+            )
+            if proc is not None:
+                proc.kill()
+                self._reap(slot, quiet=True)
+            _stderr(message)
+            self.events.emit("error", message=message, kind="startup-failure")
+            self._begin_stop("startup-failure", exitcodes.STARTUP_FAILURE)
+            return False
+        finally:
+            handoff.close()
+        self.events.emit("worker-spawned", index=slot.index, worker_pid=proc.pid)
+        return True
+
+    def _restart_due(self, now: float) -> None:
+        for slot in self._slots:
+            if slot.restart_at is not None and slot.restart_at <= now and not self._stopping:
+                slot.restart_at = None
+                self._restarts.append(now)
+                if self._spawn(slot):
+                    assert slot.proc is not None
+                    self.events.emit(
+                        "worker-restart",
+                        index=slot.index,
+                        old_pid=slot.old_pid,
+                        worker_pid=slot.proc.pid,
+                        restarts=len(self._restarts),
+                        backoff=slot.backoff,
+                    )
+
+    def _on_message(self, slot: _Slot) -> None:
+        assert slot.conn is not None
+        try:
+            message = _control.recv(slot.conn)
+        except (EOFError, OSError):
+            self._close_conn(slot)
+            if slot.proc is not None and slot.proc.sentinel is None:
+                self._reap(slot)  # exec'd on POSIX: EOF is how we learn it is exiting
+            return
+        except ValueError:
+            return
+        self._apply(slot, message)
+
+    def _apply(self, slot: _Slot, message: Dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == _control.READY and slot.proc is not None and not slot.ready:
+            slot.ready = True
+            self.events.emit("worker-ready", index=slot.index, worker_pid=slot.proc.pid)
+            if not self._announced_ready and not self._stopping and all(s.ready for s in self._slots):
+                self._announced_ready = True
+                self.events.emit("ready", pids=[s.proc.pid for s in self._slots if s.proc is not None])
+        elif kind == _control.FAILED:
+            slot.failure = message
+
+    def _close_conn(self, slot: _Slot) -> None:
+        if slot.conn is not None:
+            _control.forget(slot.conn)
+            slot.conn.close()
+            slot.conn = None
+
+    def _reap(self, slot: _Slot, quiet: bool = False) -> None:
+        proc = slot.proc
+        assert proc is not None
+        code = proc.wait(REAP_TIMEOUT)
+        if code is None:
+            proc.kill()
+            code = proc.wait(REAP_TIMEOUT)
+        # Messages sent just before exiting (a failure report) may still be queued.
+        while slot.conn is not None:
+            try:
+                if not slot.conn.poll(0):
+                    break
+                self._apply(slot, _control.recv(slot.conn))
+            except (EOFError, OSError, ValueError):
+                break
+        self._close_conn(slot)
+        proc.release()
+        slot.proc = None
+        slot.old_pid = proc.pid
+        if quiet:
+            return
+        self.events.emit("worker-exit", index=slot.index, worker_pid=proc.pid, exitcode=code, ready=slot.ready)
+        if self._stopping:
+            if code == exitcodes.SHUTDOWN_TIMEOUT and self._code == exitcodes.OK:
+                self._code = exitcodes.SHUTDOWN_TIMEOUT
+            return
+        if not slot.ready:
+            self._startup_failed(slot, proc.pid, code)
+        else:
+            self._crashed(slot)
+
+    def _startup_failed(self, slot: _Slot, pid: int, code: Optional[int]) -> None:
+        failure = slot.failure
+        if failure is not None:
+            exit_code = int(failure.get("code", exitcodes.STARTUP_FAILURE))
+            kind = str(failure.get("kind", "startup-failure"))
+            reason = str(failure.get("message", ""))
+        else:
+            known = (exitcodes.APP_LOAD_ERROR, exitcodes.BIND_FAILURE, exitcodes.STARTUP_FAILURE)
+            exit_code = code if code in known else exitcodes.STARTUP_FAILURE
+            kind = {exitcodes.APP_LOAD_ERROR: "app-load-error", exitcodes.BIND_FAILURE: "bind-failure"}.get(
+                exit_code, "startup-failure"
+            )
+            reason = "exited with code {} before it was ready".format(code)
+        message = "worker {} (pid {}) failed to start: {}".format(slot.index, pid, reason)
+        _stderr(message)
+        self.events.emit("error", message=message, kind=kind)
+        self._begin_stop(kind, exit_code)
+
+    def _crashed(self, slot: _Slot) -> None:
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW]
+        if len(self._restarts) >= RESTART_BUDGET:
+            message = "workers keep dying: {} restarts within {:g} s".format(len(self._restarts), RESTART_WINDOW)
+            _stderr(message)
+            self.events.emit("error", message=message, kind="crash-loop")
+            self._begin_stop("crash-loop", exitcodes.WORKER_CRASH_LOOP)
+            return
+        slot.backoff = min(BACKOFF_FIRST * (2 ** len(self._restarts)), BACKOFF_MAX)
+        slot.restart_at = now + slot.backoff
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "signal {}".format(signum)
+
+
+__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "RESTART_BUDGET", "RESTART_WINDOW", "STOP_ALLOWANCE", "Supervisor"]

@@ -1,0 +1,195 @@
+"""One worker process: obtain the socket, load the app, run lifespan, serve until told to stop.
+
+Contract with the supervisor (see servers._control for the messages):
+
+* before ready, any failure prints the traceback to stderr (its last line is the one-line reason),
+  sends {"type": "failed"} and exits with APP_LOAD_ERROR, BIND_FAILURE or STARTUP_FAILURE
+* ready = listening + lifespan startup complete -> {"type": "ready"}
+* {"type": "stop"}, SIGTERM (or SIGBREAK on Windows): stop accepting, finish in-flight requests within
+  graceful_timeout, lifespan shutdown, exit OK (SHUTDOWN_TIMEOUT if connections had to be aborted).
+  A stop the worker got by signal is announced with {"type": "stopping"} so the supervisor never takes
+  the exit for a crash. SIGINT is ignored: the supervisor coordinates.
+* a watchdog thread blocks on the control channel; EOF (the supervisor died) -> exit ORPHANED at once
+
+* run(spec, obj, conn) -> exit code; spec = {index, app, strategy, start_method, lifespan,
+  graceful_timeout, payload}
+* mp_entry(spec, obj, conn) - the multiprocessing target
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any, Dict, Optional
+
+from servers import _control, exitcodes
+from servers._app import AppLoadError, load_app
+from servers._listen import BindError
+from servers.strategies import STRATEGIES, HandoffError
+from servers.strategies._platform import new_event_loop, stop_signals
+
+
+class _Failure(Exception):
+    """Failed before ready: exit `code`, error kind `kind`; __cause__ is the original exception."""
+
+    def __init__(self, code: int, kind: str) -> None:
+        super().__init__(kind)
+        self.code = code
+        self.kind = kind
+
+
+class _Stopper:
+    """Where stop requests go: signal handlers and the watchdog only call request()."""
+
+    def __init__(self) -> None:
+        self.reason: Optional[str] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._event: Optional[asyncio.Event] = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._fire)
+            except RuntimeError:  # the loop is already closed: nothing left to stop
+                pass
+
+    def attach(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        self._loop, self._event = loop, event
+        if self.reason is not None:
+            event.set()
+
+    def detach(self) -> None:
+        self._loop = None
+
+    def _fire(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+
+def _watchdog(conn: Connection, stopper: _Stopper, finished: threading.Event) -> None:
+    while True:
+        try:
+            message = _control.recv(conn)
+        except (EOFError, OSError):
+            if finished.is_set():
+                return
+            # The supervisor is gone: nobody will ever stop us or read our exit code.
+            os._exit(exitcodes.ORPHANED)
+        except ValueError:
+            continue
+        if message["type"] == _control.STOP:
+            stopper.request("stop")
+
+
+async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Connection, stopper: _Stopper) -> int:
+    from servers._http import HttpService
+    from servers._lifespan import Lifespan, LifespanFailure
+
+    loop = asyncio.get_event_loop()
+    stop = asyncio.Event()
+    stopper.attach(loop, stop)
+    lifespan = Lifespan(app, str(spec["lifespan"]))
+    try:
+        await lifespan.startup()
+    except LifespanFailure as exc:
+        raise _Failure(exitcodes.STARTUP_FAILURE, "startup-failure") from exc
+    service = HttpService(app, state=lifespan.state)
+    try:
+        server = await loop.create_server(service.protocol_factory, sock=sock)
+    except (OSError, ValueError) as exc:
+        raise _Failure(exitcodes.STARTUP_FAILURE, "startup-failure") from exc
+    _control.send(conn, _control.READY, pid=os.getpid())
+    await stop.wait()
+    if stopper.reason != "stop":
+        try:
+            _control.send(conn, _control.STOPPING, reason=stopper.reason)
+        except OSError:
+            pass
+    server.close()
+    clean = await service.shutdown(float(spec["graceful_timeout"]))
+    try:
+        await lifespan.shutdown()
+    except LifespanFailure as exc:
+        print("lifespan shutdown failed: {}".format(exc), file=sys.stderr, flush=True)
+    return exitcodes.OK if clean else exitcodes.SHUTDOWN_TIMEOUT
+
+
+def _report(conn: Connection, failure: _Failure) -> int:
+    cause = failure.__cause__ if failure.__cause__ is not None else failure
+    traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+    sys.stderr.flush()
+    try:
+        _control.send(conn, _control.FAILED, code=failure.code, kind=failure.kind, message=_control.last_line(cause))
+    except OSError:
+        pass
+    return failure.code
+
+
+def _install_signals(stopper: _Stopper) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in stop_signals():
+        signal.signal(sig, lambda signum, frame: stopper.request(signal.Signals(signum).name))
+
+
+def _prepare(spec: Dict[str, Any], obj: Any, conn: Connection) -> Any:
+    """Load the app and obtain the socket; raises _Failure."""
+    try:
+        app = load_app(str(spec["app"]))
+    except AppLoadError as exc:
+        raise _Failure(exitcodes.APP_LOAD_ERROR, "app-load-error") from exc
+    strategy = STRATEGIES[str(spec["strategy"])]
+    try:
+        sock = strategy.acquire(dict(spec["payload"]), obj, conn)
+    except BindError as exc:
+        raise _Failure(exitcodes.BIND_FAILURE, "bind-failure") from exc
+    except (HandoffError, OSError, ValueError) as exc:  # TimeoutError is an OSError
+        raise _Failure(exitcodes.STARTUP_FAILURE, "startup-failure") from exc
+    return app, sock
+
+
+def run(spec: Dict[str, Any], obj: Any, conn: Connection) -> int:
+    """Run one worker to completion; returns its exit code."""
+    try:
+        signal.set_wakeup_fd(-1)  # forked: the supervisor's wakeup fd is not ours
+    except ValueError:
+        pass
+    _control.close_parent_only()  # forked: drop the supervisor's ends of every channel
+    logging.basicConfig(level=logging.WARNING, format="[worker %(process)d] %(levelname)s %(name)s: %(message)s")
+    stopper = _Stopper()
+    _install_signals(stopper)
+    try:
+        app, sock = _prepare(spec, obj, conn)
+    except _Failure as failure:
+        return _report(conn, failure)
+    except EOFError:
+        return exitcodes.ORPHANED
+    except _control.StopRequested:
+        return exitcodes.OK
+    finished = threading.Event()
+    watchdog = threading.Thread(target=_watchdog, args=(conn, stopper, finished), name="watchdog", daemon=True)
+    watchdog.start()
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(app, sock, spec, conn, stopper))
+    except _Failure as failure:
+        return _report(conn, failure)
+    finally:
+        finished.set()
+        stopper.detach()
+        loop.close()
+
+
+def mp_entry(spec: Dict[str, Any], obj: Any, conn: Connection) -> None:
+    """multiprocessing target: run() and exit with its code."""
+    sys.exit(run(spec, obj, conn))
+
+
+__all__ = ["mp_entry", "run"]
