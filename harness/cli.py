@@ -14,6 +14,7 @@ Exit codes: 0 - the run completed, whatever the verdict; 1 - the harness could n
 import argparse
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -133,19 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_writable(path: str, what: str) -> None:
-    """A path we will append to/write: its directory must be creatable and writable."""
+    """A path we will write: create its directory and prove we can create a file there (root ignores
+    permission bits, so os.access alone would lie)."""
     if not path:
         return
     if os.path.isdir(path):
         raise UsageError(f"{what} {path!r} is a directory")
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    probe = parent
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
-        raise UsageError(f"{what} {path!r} is not writable ({probe} is not a writable directory)")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"{what} {path!r} is not writable")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".harness-write-test-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+        if os.path.exists(path):
+            with open(path, "ab"):
+                pass
+    except OSError as exc:
+        raise UsageError(f"{what} {path!r} is not writable: {exc.strerror or exc}") from None
 
 
 def _parse_options(items: Sequence[str]) -> List[List[str]]:

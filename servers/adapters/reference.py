@@ -68,7 +68,9 @@ def combinations(probe_data: Dict[str, Any]) -> List[Tuple[str, str, bool, str]]
             rows.append((name, "", bool(info.get("available")), str(info.get("reason", ""))))
         for method, minfo in methods.items():
             available = bool(info.get("available")) and bool(minfo.get("available"))
-            reason = str(info.get("reason") or "") if not info.get("available") else str(minfo.get("reason") or "")
+            reason = (
+                str(info.get("reason") or "") if not info.get("available") else str(minfo.get("reason") or "")
+            )
             rows.append((name, method, available, reason))
     return rows
 
@@ -79,7 +81,9 @@ def check_supported(probe_data: Dict[str, Any], strategy: str, start_method: str
     strategy = strategy or str(probe_data.get("default_strategy", ""))
     start_method = start_method or str(probe_data.get("default_start_method", ""))
     if strategy not in strategies:
-        raise Unsupported(f"the reference server has no strategy {strategy!r} (known: {', '.join(strategies)})")
+        raise Unsupported(
+            f"the reference server has no strategy {strategy!r} (known: {', '.join(strategies)})"
+        )
     info = strategies[strategy]
     if not info.get("available"):
         raise Unsupported(f"strategy {strategy}: {info.get('reason') or 'unavailable here'}")

@@ -1,0 +1,164 @@
+"""The `harness` command line: bad input is one line + exit 2; matrix files expand as documented."""
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List
+
+import pytest
+
+from harness import cli, config, matrix
+from harness.errors import ConfigError
+from harness.records import ResultRecord, Scenario, append_record
+
+
+def _main(argv: List[str], capsys: pytest.CaptureFixture[str]) -> "tuple[int, str, str]":
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "--workers", "0"], "must be >= 1"),
+        (["run", "--workers", "two"], "expected an integer"),
+        (["run", "--bind", "carrier-pigeon"], "bad bind"),
+        (["run", "--bind", "fd:1"], "N must be 0 (stdin) or >= 3"),
+        (["run", "--server", "nginx"], "unknown server 'nginx'"),
+        (["run", "--stdin", "keyboard"], "invalid choice"),
+        (["run", "--app", "no_colon"], "MODULE:ATTR"),
+        (["run", "--results", "/proc/no/such/dir/r.jsonl"], "not writable"),
+        (["matrix", "--config", "/no/such/matrix.toml"], "matrix file not found"),
+        (["report", "/no/such/results.jsonl"], "no such results file"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv: List[str], needle: str, capsys: Any) -> None:
+    code, out, err = _main(argv, capsys)
+    assert code == cli.EXIT_USAGE
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle in err
+
+
+def test_unknown_strategy_and_start_method_are_usage_errors(capsys: Any) -> None:
+    code, _, err = _main(["run", "--strategy", "telepathy"], capsys)
+    assert (code, "unknown strategy 'telepathy'" in err) == (2, True), err
+    code, _, err = _main(["run", "--start-method", "teleport"], capsys)
+    assert (code, "unknown start method 'teleport'" in err) == (2, True), err
+
+
+def test_console_script_usage_error_exit_code() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--workers", "-3"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "must be >= 1" in proc.stderr
+
+
+def test_probe_lists_every_strategy_of_the_reference_server(capsys: Any) -> None:
+    code, out, _ = _main(["probe", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    code, table, _ = _main(["probe"], capsys)
+    assert code == 0
+    for name in data["strategies"]:
+        assert name in table
+
+
+def _write(tmp_path: Any, name: str, text: str) -> str:
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+FAKE_PROBE: Dict[str, Any] = {
+    "strategies": {
+        "inherit": {"available": True, "reason": "", "start_methods": {
+            "fork": {"available": True, "reason": ""}, "spawn": {"available": True, "reason": ""}}},
+        "share": {"available": False, "reason": "Windows only", "start_methods": {
+            "spawn": {"available": True, "reason": ""}}},
+    },
+    "default_strategy": "inherit",
+    "default_start_method": "fork",
+}
+
+
+def test_toml_matrix_expands_lists_sets_and_stars(tmp_path: Any) -> None:
+    path = _write(tmp_path, "m.toml", """
+[defaults]
+requests = 20
+
+[[scenario]]
+server = "reference"
+strategy = "*"
+start_method = "*"
+workers = [1, 2]
+
+[[scenario]]
+server = "uvicorn"
+requirements = [["uvicorn==0.30.0"], ["uvicorn"]]
+workers = 2
+options = { loop = "asyncio" }
+""")
+    scenarios = config.load_matrix_file(path, lambda python: FAKE_PROBE)
+    ids = [s.scenario_id for s in scenarios]
+    # "share" is unavailable: "*" expands to available strategies only
+    assert sorted(i for i in ids if i.startswith("reference")) == sorted(
+        ["reference-inherit-fork-w1", "reference-inherit-spawn-w1",
+         "reference-inherit-fork-w2", "reference-inherit-spawn-w2"]
+    )
+    ups = [s for s in scenarios if s.server == "uvicorn"]
+    assert {s.requirements for s in ups} == {("uvicorn==0.30.0",), ("uvicorn",)}
+    assert all(s.options == (("loop", "asyncio"),) and s.requests == 20 for s in ups)
+
+
+def test_json_matrix_and_errors(tmp_path: Any) -> None:
+    good = _write(tmp_path, "m.json", json.dumps({"scenario": [{"server": "uvicorn", "workers": [2, 4]}]}))
+    assert [s.workers for s in config.load_matrix_file(good)] == [2, 4]
+    bad_field = _write(tmp_path, "b.json", json.dumps({"scenario": [{"server": "x", "wokers": 2}]}))
+    with pytest.raises(ConfigError, match="unknown field"):
+        config.load_matrix_file(bad_field)
+    bad_workers = _write(tmp_path, "c.json", json.dumps({"scenario": [{"workers": [0]}]}))
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        config.load_matrix_file(bad_workers)
+    broken = _write(tmp_path, "d.toml", "[[scenario]\nserver=")
+    with pytest.raises(ConfigError):
+        config.load_matrix_file(broken)
+
+
+def test_default_matrix_shape() -> None:
+    scenarios = matrix.default_matrix(probe_fn=lambda python: FAKE_PROBE)
+    ref = [s for s in scenarios if s.server == "reference"]
+    assert len(ref) == 2 * 3  # inherit x {fork, spawn} x {1, 2, 4}
+    assert sorted(s.workers for s in scenarios if s.server == "uvicorn") == [2, 4]
+
+
+def test_summary_and_resume_ids(tmp_path: Any) -> None:
+    results = os.path.join(str(tmp_path), "r.jsonl")
+    ok = ResultRecord(scenario=Scenario(workers=1).to_dict(), failure_class="passed")
+    bad = ResultRecord(scenario=Scenario(workers=2).to_dict(), failure_class="startup-failure",
+                       signature="OSError: [Errno 22] Invalid argument")
+    append_record(results, ok)
+    append_record(results, bad)
+    assert matrix.done_ids(results) == {ok.scenario_id, bad.scenario_id}
+    text = matrix.summary([ok, bad])
+    assert "2 scenario(s): 1 passed, 1 startup-failure" in text
+    assert "OSError: [Errno 22] Invalid argument" in text and bad.scenario_id in text
+
+
+def test_report_command_writes_html(tmp_path: Any, capsys: Any) -> None:
+    pytest.importorskip("reports.render")
+    results = os.path.join(str(tmp_path), "r.jsonl")
+    append_record(results, ResultRecord(scenario=Scenario().to_dict(), failure_class="passed"))
+    out_html = os.path.join(str(tmp_path), "out", "report.html")
+    code, out, err = _main(["report", str(tmp_path), "-o", out_html], capsys)
+    assert code == 0, err
+    assert "1 record(s)" in out
+    with open(out_html, encoding="utf-8") as fh:
+        assert "<html" in fh.read().lower()
