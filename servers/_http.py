@@ -413,13 +413,22 @@ class _HttpProtocol(asyncio.Protocol):
 
     def on_request(self, event: h11.Request) -> None:
         service = self.service
+        limits = service.limits
         headers = list(event.headers)
+        # h11 enforces max_incomplete_event_size only while a head is incomplete; a head that arrives
+        # in one read is measured here (request line + header lines, as received give or take spaces).
+        size = len(event.method) + len(event.target) + 12
+        declared = 0
         for name, value in headers:
+            size += len(name) + len(value) + 4
             if name == b"content-length":
-                if int(value) > service.limits.max_body_bytes:  # h11 checked it is digits
-                    self.error(413)
-                    return
-                break
+                declared = int(value)  # h11 checked it is digits
+        if size > limits.max_header_bytes:
+            self.error(431)
+            return
+        if declared > limits.max_body_bytes:
+            self.error(413)
+            return
         target = event.target
         raw_path, _, query = target.partition(b"?")
         if b"%" in raw_path:
