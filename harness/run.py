@@ -583,7 +583,8 @@ def _serve(
         later_workers = worker_pids()
 
         # stop
-        st["stop_sent"] = _rel(time.monotonic(), t0)
+        t_stop = time.monotonic()
+        st["stop_sent"] = _rel(t_stop, t0)
         stop = proc.stop(sc.stop, timeout=max(10.0, base_timeout / 2))
         stopped = True
         st["stopped"] = _rel(time.monotonic(), t0)
@@ -601,8 +602,10 @@ def _serve(
         status = load.get("status") or {}
         non_2xx = sum(int(n) for code, n in status.items() if not str(code).startswith("2"))
         if state.events:
-            worker_exits = _count(state.events, "worker-exit")
-            restarts = _count(state.events, "worker-restart")
+            # only what happened while the server was meant to run: the stop makes every worker exit
+            running = [ev for ev in state.events if float(ev.get("t", 0.0)) < t_stop]
+            worker_exits = _count(running, "worker-exit")
+            restarts = _count(running, "worker-restart")
         else:
             restarts = len(later_workers - initial_workers) if initial_workers else 0
             worker_exits = restarts

@@ -1,0 +1,140 @@
+"""run_scenario end to end: real interpreters, envs, server processes, sockets and HTTP on loopback.
+
+Nothing here hard-codes a verdict the harness did not observe: each test builds a situation (an app whose
+lifespan fails, a server that listens elsewhere, an app that cannot be imported) and checks the class the
+harness reached and the evidence it kept.
+"""
+
+import collections
+import os
+from typing import Any, List
+
+import pytest
+
+from harness.matrix import run_matrix
+from harness.records import ResultRecord, Scenario, read_records
+from harness.run import parse_bind, scaled_timeout
+from servers import apps_broken
+
+LIGHT = {"requests": 40, "concurrency": 8, "keepalive_requests": 10}
+
+
+def _run(tmp_path: Any, **fields: Any) -> ResultRecord:
+    from harness.run import run_scenario
+
+    results = os.path.join(str(tmp_path), "results.jsonl")
+    fields = {**LIGHT, **fields}
+    record = run_scenario(Scenario(**fields), results=results, work_dir=os.path.join(str(tmp_path), "work"))
+    # the record is never lost: it is on disk too, byte-identical in meaning
+    on_disk = list(read_records([results]))
+    assert on_disk[-1].to_dict() == record.to_dict()
+    return record
+
+
+def test_parse_bind_and_scaled_timeout(monkeypatch: Any) -> None:
+    assert parse_bind("tcp") == ("tcp", None)
+    assert parse_bind("fd:0") == ("fd", 0)
+    assert parse_bind("fd:7") == ("fd", 7)
+    for bad in ("fd:", "fd:x", "fd:2", "udp", "fd:-1"):
+        with pytest.raises(ValueError):
+            parse_bind(bad)
+    monkeypatch.delenv("CI", raising=False)
+    one, four = scaled_timeout(10, 1), scaled_timeout(10, 4)
+    assert four > one
+    monkeypatch.setenv("CI", "true")
+    assert scaled_timeout(10, 1) == 3 * one
+
+
+def test_reference_passes_with_every_field_filled(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", workers=2)
+    assert record.failure_class == "passed", record.reason + "\n" + record.stderr_tail
+    assert len(set(record.worker_pids)) >= 2
+    assert record.python["version"] and record.python["executable"]
+    assert record.platform["sys_platform"]
+    assert "h11" in {k.lower() for k in record.installed}
+    t = record.timings
+    assert 0 < t["first_response"] <= t["all_workers"] <= t["load_done"] <= t["stop_sent"] <= t["stopped"]
+    assert set(t["worker_ready"]) >= {str(p) for p in record.worker_pids}
+    assert [s["phase"] for s in record.snapshots] == ["ready", "after-load", "after-stop"]
+    assert {e["event"] for e in record.events} >= {"starting", "bound", "ready", "stopped"}
+    assert record.load["requests"] == LIGHT["requests"]
+    assert record.env["HOME"].startswith(os.path.join(str(tmp_path), "work"))
+    assert "PATH" in record.env and "SHELL" not in record.env  # only what the harness set
+    assert record.command[:3][1:] == ["-m", "servers"]
+    assert record.exit_code == 0 and record.exit_name == "OK"
+    assert record.started_at and record.run_id and record.harness_version
+    assert not any(record.leaks.get(k) for k in ("processes", "listeners", "uds"))
+
+
+@pytest.mark.parametrize("bind", ["uds", "fd:0", "fd:5"])
+def test_reference_binds(tmp_path: Any, bind: str) -> None:
+    record = _run(tmp_path, server="reference", workers=2, bind=bind)
+    assert record.failure_class == "passed", record.reason + "\n" + record.stderr_tail
+    bound = [e for e in record.events if e["event"] == "bound"]
+    if bind == "uds":
+        assert bound[0]["path"] and len(bound[0]["path"]) < 100
+        assert not os.path.exists(bound[0]["path"])  # gone after the run
+    else:
+        assert bound[0]["fd"] == int(bind[3:])
+
+
+def test_failing_lifespan_is_a_startup_failure(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", workers=2, app="servers.apps:failing_lifespan")
+    assert record.failure_class == "startup-failure", record.reason
+    assert record.signature
+    assert record.worker_pids == []
+    assert record.capsule == ""  # no capsule_dir given
+
+
+def test_server_listening_elsewhere_is_a_wrong_listener(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="tests.servers.wrong_bind:ADAPTER", workers=1, bind="uds")
+    assert record.failure_class == "wrong-listener", (record.reason, record.snapshots)
+    listeners = [lst for snap in record.snapshots for lst in snap.get("listeners", [])]
+    assert any(lst.get("port") for lst in listeners)  # it was on TCP, not on the asked path
+
+
+def test_broken_app_module(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", workers=2, app="servers.apps_broken:app")
+    # whatever the harness observed, the decisive line must be the module's own error
+    assert record.failure_class in ("startup-failure", "not-serving"), record.reason
+    assert record.exit_name == "APP_LOAD_ERROR" or record.failure_class == "not-serving"
+    assert apps_broken.BROKEN_MESSAGE in record.stderr_tail
+    assert record.signature
+
+
+def test_unavailable_strategy_is_unsupported_with_the_probe_reason(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", strategy="share", start_method="spawn")
+    assert record.failure_class == "unsupported"
+    assert "share" in record.reason and "Windows" in record.reason
+
+
+def test_missing_interpreter_is_an_env_error(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", python="9.99")
+    assert record.failure_class == "env-error"
+    assert "9.99" in record.reason
+
+
+def test_adapter_exception_becomes_a_harness_error_record(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="tests.servers.raising_adapter:ADAPTER")
+    assert record.failure_class == "harness-error"
+    assert "adapter exploded on purpose" in record.signature
+
+
+@pytest.mark.slow
+def test_fifty_scenarios_two_at_a_time_do_not_collide(tmp_path: Any) -> None:
+    binds = ["tcp", "uds", "fd:0", "fd:4", "tcp"]
+    scenarios = [
+        Scenario(server="reference", workers=1 + i % 2, bind=binds[i % 5], requests=10, concurrency=4,
+                 keepalive_requests=0)
+        for i in range(50)
+    ]
+    results = os.path.join(str(tmp_path), "m.jsonl")
+    records: List[ResultRecord] = run_matrix(scenarios, results=results, jobs=2,
+                                             work_dir=os.path.join(str(tmp_path), "w"))
+    classes = collections.Counter(r.failure_class for r in records)
+    assert classes == {"passed": 50}, [(r.scenario_id, r.reason) for r in records if r.failure_class != "passed"]
+    assert len({r.env["HOME"] for r in records}) == 50
+    uds = [e["path"] for r in records for e in r.events if e["event"] == "bound" and e.get("path")]
+    assert len(uds) == len(set(uds)) == 10
+    # resume: nothing left to do
+    assert run_matrix(scenarios, results=results, jobs=2, resume=True) == []
