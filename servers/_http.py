@@ -22,7 +22,7 @@ Behaviour on the wire:
   a single-message body without Content-Length gets one, a streamed one is chunked (HTTP/1.1)
 * `date` is added when the app sends none; no `server` header
 * malformed request -> 400, headers over the limit -> 431, body over the limit -> 413 (a declared
-  Content-Length is refused before the app runs); each then closes the connection
+  Content-Length is refused before the app runs), CONNECT -> 501; each then closes the connection
 * an app that raises (or returns without a complete response) -> 500 if nothing was written yet,
   otherwise the connection is closed; the traceback goes to the "servers.http" logger
 * client gone -> receive() returns http.disconnect and later sends are ignored (ASGI spec 2.3)
@@ -428,6 +428,9 @@ class _HttpProtocol(asyncio.Protocol):
             return
         if declared > limits.max_body_bytes:
             self.error(413)
+            return
+        if event.method == b"CONNECT":  # a tunnel, not a request: h11 would switch protocols on a 2xx
+            self.error(501)
             return
         target = event.target
         raw_path, _, query = target.partition(b"?")
