@@ -36,6 +36,8 @@ __all__ = [
 PLATFORM_ORDER = ("linux", "darwin", "win32")
 PLATFORM_NAMES = {"linux": "Linux", "darwin": "macOS", "win32": "Windows"}
 SERVER_ORDER = ("reference", "uvicorn", "hypercorn", "gunicorn", "granian", "daphne")
+#: scenario options that describe a known-issue catalog entry rather than how the server runs
+ISSUE_META_KEYS = ("known_issue", "title", "url", "trigger", "fixed_in", "expect")
 
 
 def version_key(version: str) -> Tuple[Any, ...]:
@@ -65,6 +67,7 @@ class Row:
     bind: str
     workers: int
     extras: Tuple[str, ...]
+    issue: str = ""
 
     @property
     def title(self) -> str:
@@ -146,7 +149,9 @@ def row_of(record: ResultRecord, version: Optional[str] = None) -> Row:
         name = re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;@]", req, maxsplit=1)[0].lower())
         if name != own:
             extras.append(req)
-    extras.extend(f"{k}={v}" for k, v in sc.options)
+    opts = dict(sc.options)
+    issue = opts.get("known_issue", "")
+    extras.extend(f"{k}={v}" for k, v in sc.options if not (issue and k in ISSUE_META_KEYS))
     ver = record.server_version if version is None else version
     return Row(
         id="r-" + _slug(f"{base.scenario_id}@{ver}"),
@@ -157,6 +162,7 @@ def row_of(record: ResultRecord, version: Optional[str] = None) -> Row:
         bind=sc.bind,
         workers=sc.workers,
         extras=tuple(extras),
+        issue=issue,
     )
 
 
@@ -274,6 +280,7 @@ def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
 
     cells: List[Cell] = []
     for key, recs in by_key.items():
+        recs.sort(key=lambda r: (r.started_at, r.run_id, r.to_json()))  # input order must not matter
         groups: Dict[Tuple[str, str], List[ResultRecord]] = {}
         for rec in recs:
             groups.setdefault((rec.failure_class, rec.signature), []).append(rec)
