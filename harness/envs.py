@@ -372,7 +372,16 @@ def _build(
             installer = _create_venv(interpreter, venv, uv, log=log, log_path=log_path, deadline=deadline)
             python = _venv_python(venv)
             if reqs:
-                _install(installer, uv, python, reqs, log=log, log_path=log_path, deadline=deadline)
+                _install(
+                    installer,
+                    uv,
+                    python,
+                    reqs,
+                    interpreter_version=interpreter.version_tuple,
+                    log=log,
+                    log_path=log_path,
+                    deadline=deadline,
+                )
             info = _read_back(python, log, log_path, deadline)
             root_dir = project_root()
             with open(os.path.join(str(info["purelib"]), PTH_NAME), "w", encoding="utf-8") as fh:
@@ -520,13 +529,17 @@ def _install(
     python: str,
     reqs: Tuple[str, ...],
     *,
+    interpreter_version: Tuple[int, ...],
     log: IO[str],
     log_path: str,
     deadline: float,
 ) -> None:
+    # uv's bytecode compiler script needs Python >= 3.7 (py_compile.PycInvalidationMode): for older
+    # interpreters install without it and run compileall over site-packages ourselves.
+    old = interpreter_version < (3, 7)
     if installer == "uv" and uv:
         argv = [uv, "pip", "install", "--no-config", "--color", "never", "--python", python]
-        argv += ["--compile-bytecode", *reqs]
+        argv += [*([] if old else ["--compile-bytecode"]), *reqs]
         what = "uv pip install"
     else:
         argv = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
@@ -535,6 +548,11 @@ def _install(
     code, out = _run(argv, log, log_path, deadline, what)
     if code != 0:
         raise EnvError(decisive_line(out) or f"{what} exited {code}", log_path)
+    if old and installer == "uv":
+        script = (
+            "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=1)"
+        )
+        _run([python, "-c", script], log, log_path, deadline, "compiling site-packages")
 
 
 # Runs under the env's python (3.6+): what is installed *in the env* (not the project, not the base).
