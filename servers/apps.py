@@ -21,11 +21,11 @@ scope's state carries it, the answer also has `x-lifespan: started` (proof that 
 import asyncio
 import math
 import os
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, List, MutableMapping, Optional, Tuple
 from urllib.parse import parse_qsl
 
 _Scope = MutableMapping[str, Any]
-_Message = Dict[str, Any]
+_Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 
