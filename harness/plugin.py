@@ -32,7 +32,7 @@ _RESULTS_KEY = "asgi_workers_harness_results"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("asgi-workers-harness", "multi-worker socket sharing harness")
+    group = parser.getgroup("asgi-workers-harness", "asgi-workers-harness (multi-worker socket sharing)")
     group.addoption(
         "--server", action="append", default=[], dest="harness_servers", metavar="NAME",
         help="run scenarios of this server only (repeatable): reference, uvicorn, ...",

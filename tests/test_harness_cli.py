@@ -54,7 +54,10 @@ def test_unknown_strategy_and_start_method_are_usage_errors(capsys: Any) -> None
 def test_console_script_usage_error_exit_code() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--workers", "-3"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "must be >= 1" in proc.stderr
@@ -79,10 +82,19 @@ def _write(tmp_path: Any, name: str, text: str) -> str:
 
 FAKE_PROBE: Dict[str, Any] = {
     "strategies": {
-        "inherit": {"available": True, "reason": "", "start_methods": {
-            "fork": {"available": True, "reason": ""}, "spawn": {"available": True, "reason": ""}}},
-        "share": {"available": False, "reason": "Windows only", "start_methods": {
-            "spawn": {"available": True, "reason": ""}}},
+        "inherit": {
+            "available": True,
+            "reason": "",
+            "start_methods": {
+                "fork": {"available": True, "reason": ""},
+                "spawn": {"available": True, "reason": ""},
+            },
+        },
+        "share": {
+            "available": False,
+            "reason": "Windows only",
+            "start_methods": {"spawn": {"available": True, "reason": ""}},
+        },
     },
     "default_strategy": "inherit",
     "default_start_method": "fork",
@@ -90,7 +102,10 @@ FAKE_PROBE: Dict[str, Any] = {
 
 
 def test_toml_matrix_expands_lists_sets_and_stars(tmp_path: Any) -> None:
-    path = _write(tmp_path, "m.toml", """
+    path = _write(
+        tmp_path,
+        "m.toml",
+        """
 [defaults]
 requests = 20
 
@@ -105,13 +120,18 @@ server = "uvicorn"
 requirements = [["uvicorn==0.30.0"], ["uvicorn"]]
 workers = 2
 options = { loop = "asyncio" }
-""")
+""",
+    )
     scenarios = config.load_matrix_file(path, lambda python: FAKE_PROBE)
     ids = [s.scenario_id for s in scenarios]
     # "share" is unavailable: "*" expands to available strategies only
     assert sorted(i for i in ids if i.startswith("reference")) == sorted(
-        ["reference-inherit-fork-w1", "reference-inherit-spawn-w1",
-         "reference-inherit-fork-w2", "reference-inherit-spawn-w2"]
+        [
+            "reference-inherit-fork-w1",
+            "reference-inherit-spawn-w1",
+            "reference-inherit-fork-w2",
+            "reference-inherit-spawn-w2",
+        ]
     )
     ups = [s for s in scenarios if s.server == "uvicorn"]
     assert {s.requirements for s in ups} == {("uvicorn==0.30.0",), ("uvicorn",)}
@@ -142,8 +162,11 @@ def test_default_matrix_shape() -> None:
 def test_summary_and_resume_ids(tmp_path: Any) -> None:
     results = os.path.join(str(tmp_path), "r.jsonl")
     ok = ResultRecord(scenario=Scenario(workers=1).to_dict(), failure_class="passed")
-    bad = ResultRecord(scenario=Scenario(workers=2).to_dict(), failure_class="startup-failure",
-                       signature="OSError: [Errno 22] Invalid argument")
+    bad = ResultRecord(
+        scenario=Scenario(workers=2).to_dict(),
+        failure_class="startup-failure",
+        signature="OSError: [Errno 22] Invalid argument",
+    )
     append_record(results, ok)
     append_record(results, bad)
     assert matrix.done_ids(results) == {ok.scenario_id, bad.scenario_id}

@@ -124,15 +124,24 @@ def test_adapter_exception_becomes_a_harness_error_record(tmp_path: Any) -> None
 def test_fifty_scenarios_two_at_a_time_do_not_collide(tmp_path: Any) -> None:
     binds = ["tcp", "uds", "fd:0", "fd:4", "tcp"]
     scenarios = [
-        Scenario(server="reference", workers=1 + i % 2, bind=binds[i % 5], requests=10, concurrency=4,
-                 keepalive_requests=0)
+        Scenario(
+            server="reference",
+            workers=1 + i % 2,
+            bind=binds[i % 5],
+            requests=10,
+            concurrency=4,
+            keepalive_requests=0,
+        )
         for i in range(50)
     ]
     results = os.path.join(str(tmp_path), "m.jsonl")
-    records: List[ResultRecord] = run_matrix(scenarios, results=results, jobs=2,
-                                             work_dir=os.path.join(str(tmp_path), "w"))
+    records: List[ResultRecord] = run_matrix(
+        scenarios, results=results, jobs=2, work_dir=os.path.join(str(tmp_path), "w")
+    )
     classes = collections.Counter(r.failure_class for r in records)
-    assert classes == {"passed": 50}, [(r.scenario_id, r.reason) for r in records if r.failure_class != "passed"]
+    assert classes == {"passed": 50}, [
+        (r.scenario_id, r.reason) for r in records if r.failure_class != "passed"
+    ]
     assert len({r.env["HOME"] for r in records}) == 50
     uds = [e["path"] for r in records for e in r.events if e["event"] == "bound" and e.get("path")]
     assert len(uds) == len(set(uds)) == 10
