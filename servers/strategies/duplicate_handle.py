@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
 from servers import _control
-from servers._listen import open_listener
+from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff
 
 name = "duplicate-handle"
@@ -25,7 +25,7 @@ RECEIVE_TIMEOUT = 30.0
 
 def supported() -> Optional[str]:
     if sys.platform != "win32":
-        return "DuplicateHandle is a Win32 API; not available on {}".format(sys.platform)
+        return "DuplicateHandle is a Windows-only Win32 API; not available on {}".format(sys.platform)
     return None
 
 

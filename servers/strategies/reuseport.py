@@ -10,7 +10,7 @@ import socket
 from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
-from servers._listen import open_tcp
+from servers.strategies._listen import open_tcp
 from servers.strategies._protocol import Bind, Handoff
 
 name = "reuseport"

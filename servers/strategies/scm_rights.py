@@ -11,7 +11,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any, Dict, List, Optional, Tuple
 
-from servers._listen import open_listener
+from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff, HandoffError
 
 name = "scm-rights"
