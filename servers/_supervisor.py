@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 
 from servers import _control, exitcodes
 from servers._config import Config
-from servers._listen import BindError, UdsFile, describe
+from servers.strategies._listen import BindError, UdsFile, describe
 from servers._signals import SignalQueue
 from servers.events import EventWriter
 from servers.strategies import STRATEGIES

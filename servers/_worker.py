@@ -28,7 +28,7 @@ from typing import Any, Dict, Optional
 
 from servers import _control, exitcodes
 from servers._app import AppLoadError, load_app
-from servers._listen import BindError
+from servers.strategies._listen import BindError
 from servers.strategies import STRATEGIES, HandoffError
 from servers.strategies._platform import new_event_loop, stop_signals
 
