@@ -196,6 +196,8 @@ def ensure_env(
     * requirements - requirement strings ("uvicorn==0.30.0", "uvicorn[standard]==0.30.0"); may be empty
     * cache_dir - where envs live (default: default_cache_dir())
     * timeout - seconds for waiting on another builder *and* for building (each its own deadline)
+    An unpinned requirement ("h11") is resolved once, at build time: the env keeps that version until
+    the cache entry is removed. Pin versions where the version matters.
     Raises EnvError (one line) when the env cannot be built; nothing half-made is left behind."""
     reqs = tuple(sorted({normalize_requirement(r) for r in requirements}))
     root = os.path.abspath(cache_dir or default_cache_dir())

@@ -316,3 +316,24 @@ def test_file_lock_times_out(tmp_path):
         assert time.monotonic() - start >= 0.2
     with FileLock(path, timeout=0.2) as lock:  # free again after release
         assert lock.waited < 0.2
+
+
+def test_crashed_builder_leftovers_are_replaced(py38, tmp_path):
+    cache = str(tmp_path)
+    key = envs.env_key(py38, ["h11==0.14.0"])
+    os.makedirs(os.path.join(cache, ".build-" + key + "-crashed", "env", "bin"))
+    os.makedirs(os.path.join(cache, key, "bin"))  # a half env at the final path: no marker
+    env = envs.ensure_env(py38, ["h11==0.14.0"], cache_dir=cache)
+    assert not env.cached
+    assert env.installed == {"h11": "0.14.0"}
+    assert os.path.isfile(os.path.join(cache, key, envs.MARKER))
+    assert not _no_build_leftovers(cache)
+
+
+def test_build_timeout_is_env_error(py38, tmp_path):
+    cache = str(tmp_path)
+    with pytest.raises(EnvError, match="timed out") as info:
+        envs.ensure_env(py38, ["h11==0.14.0"], cache_dir=cache, timeout=0.05)
+    assert "\n" not in str(info.value)
+    assert not _no_build_leftovers(cache)
+    assert not os.path.exists(os.path.join(cache, envs.env_key(py38, ["h11==0.14.0"])))
