@@ -443,6 +443,10 @@ def render(
         platforms=[(p, PLATFORM_NAMES.get(p, p)) for p, _, _ in _header_groups(view)],
         signatures=_signature_groups(view),
         issues=known_issues(view.cells),
+        detail_groups=(
+            ("Failures, conflicts and inconclusive runs", [c for c in view.cells if c.css_class not in OK_CLASSES]),
+            ("Passing cells", [c for c in view.cells if c.css_class in OK_CLASSES]),
+        ),
         n_records=len(all_records),
         n_runs=len({r.run_id for r in all_records if r.run_id}),
         harness_versions=sorted({r.harness_version for r in all_records if r.harness_version}),

@@ -75,7 +75,7 @@ def _place_labels(items: Sequence[Tuple[float, str]], width: float) -> List[int]
     return out
 
 
-def timeline(timings: Mapping[str, Any], width: int = 620) -> Markup:
+def timeline(timings: Mapping[str, Any], width: int = 460) -> Markup:
     """The startup timeline as an inline SVG, or an empty Markup when there is nothing to draw.
 
     Top band: milestone labels (placed in rows so they never overlap), one dashed line each across
@@ -162,7 +162,7 @@ def timeline(timings: Mapping[str, Any], width: int = 620) -> Markup:
 
 
 def worker_bars(
-    per_worker: Mapping[str, Any], width: int = 420, title: str = "requests per worker"
+    per_worker: Mapping[str, Any], width: int = 380, title: str = "requests per worker"
 ) -> Markup:
     """Requests per worker pid as horizontal bars with counts and shares; the dashed line is the even share."""
     rows: List[Tuple[str, float]] = []

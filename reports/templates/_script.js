@@ -99,4 +99,14 @@
     });
   });
   apply();
+  // the drill-down a link points at: make sure it is visible (a filter may have hidden it) and in view
+  function reveal() {
+    var target = location.hash ? doc.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+    if (target && target.tagName === "SECTION") {
+      target.hidden = false;
+      target.scrollIntoView();
+    }
+  }
+  window.addEventListener("hashchange", reveal);
+  reveal();
 })();
