@@ -45,4 +45,7 @@ class DaphneAdapter:
         return LaunchSpec(argv=command(ctx.python, "daphne", args, ctx.start_method))
 
 
-__all__ = ["DaphneAdapter"]
+#: the instance registered in servers.adapters.ADAPTERS
+ADAPTER = DaphneAdapter()
+
+__all__ = ["ADAPTER", "DaphneAdapter"]

@@ -50,4 +50,7 @@ class GranianAdapter:
         return LaunchSpec(argv=command(ctx.python, "granian", args, ctx.start_method))
 
 
-__all__ = ["GranianAdapter"]
+#: the instance registered in servers.adapters.ADAPTERS
+ADAPTER = GranianAdapter()
+
+__all__ = ["ADAPTER", "GranianAdapter"]

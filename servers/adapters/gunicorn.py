@@ -3,9 +3,9 @@
 Flags by release (read from `gunicorn/config.py` of 19.9.0, 20.0.0 and 27.0.1):
 
 * `python -m gunicorn` (`gunicorn/__main__.py`) and `fd://FD` binds: from 20.0 (19.9.0 has neither)
-* `--control-socket PATH` / `--no-control-socket`: 25.1.0 (default `$XDG_RUNTIME_DIR/gunicorn.ctl` or
-  `~/.gunicorn/gunicorn.ctl`); this adapter points it into the run dir and sets HOME there too, so parallel
-  runs never share one
+* 25.1.0 adds a control socket at `$XDG_RUNTIME_DIR/gunicorn.ctl`, else `~/.gunicorn/gunicorn.ctl`
+  (`--control-socket PATH`, `--no-control-socket`). Nothing is passed for it: the runner gives every run a
+  private HOME and XDG_RUNTIME_DIR, so parallel runs never share one and gunicorn keeps its default
 * `-w`, `-k`, `-b`, `--log-level`, `--error-logfile -` throughout
 
 The ASGI worker class comes from the env: `uvicorn_worker.UvicornWorker` when the `uvicorn-worker`
@@ -16,15 +16,13 @@ gunicorn forks its workers with os.fork(): a multiprocessing start method does n
 still runs when asked). Options: `log_level` (default info), `worker_class`.
 """
 
-import os
-from typing import Dict, List
+from typing import List
 
 from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported
 from servers.adapters._launcher import command
 from servers.adapters._versions import at_least
 
 MIN_VERSION = "20.0.0"
-CONTROL_SOCKET_SINCE = "25.1.0"
 UVICORN_WORKER_PACKAGE = "uvicorn_worker.UvicornWorker"
 UVICORN_BUILTIN_WORKER = "uvicorn.workers.UvicornWorker"
 
@@ -70,16 +68,11 @@ class GunicornAdapter:
             "--log-level", options.get("log_level", "info"),
             "--error-logfile", "-",
         ]  # fmt: skip
-        env: Dict[str, str] = {}
-        if ctx.run_dir:
-            env["HOME"] = ctx.run_dir
-        if at_least(version, CONTROL_SOCKET_SINCE):
-            if ctx.run_dir:
-                args += ["--control-socket", os.path.join(ctx.run_dir, "gunicorn.ctl")]
-            else:
-                args.append("--no-control-socket")
         args.append(ctx.app)
-        return LaunchSpec(argv=command(ctx.python, "gunicorn", args, ctx.start_method), env=env)
+        return LaunchSpec(argv=command(ctx.python, "gunicorn", args, ctx.start_method))
 
 
-__all__ = ["GunicornAdapter", "worker_class"]
+#: the instance registered in servers.adapters.ADAPTERS
+ADAPTER = GunicornAdapter()
+
+__all__ = ["ADAPTER", "GunicornAdapter", "worker_class"]

@@ -49,4 +49,7 @@ class HypercornAdapter:
         return LaunchSpec(argv=command(ctx.python, "hypercorn", args, ctx.start_method))
 
 
-__all__ = ["HypercornAdapter"]
+#: the instance registered in servers.adapters.ADAPTERS
+ADAPTER = HypercornAdapter()
+
+__all__ = ["ADAPTER", "HypercornAdapter"]

@@ -47,4 +47,7 @@ class UvicornAdapter:
         return LaunchSpec(argv=command(ctx.python, "uvicorn", args, ctx.start_method))
 
 
-__all__ = ["UvicornAdapter"]
+#: the instance registered in servers.adapters.ADAPTERS
+ADAPTER = UvicornAdapter()
+
+__all__ = ["ADAPTER", "UvicornAdapter"]

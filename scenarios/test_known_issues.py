@@ -1,0 +1,67 @@
+"""The known-issue catalog as tests: every entry of scenarios/known_issues/*.toml, every requirement set.
+
+    pytest scenarios/test_known_issues.py                      # all entries runnable on this platform
+    pytest scenarios/test_known_issues.py -k uvicorn-1009      # one entry
+    pytest scenarios/test_known_issues.py -m known_issue -k affected
+
+* an affected release must fail with exactly the entry's failure class, its signature regex must match
+  the record's signature, and the exit code must match when the entry names one
+* the first fixed release must pass (or show the class the entry names for it)
+* an entry for another platform is skipped with a reason naming the platforms; so is a case whose Python
+  is outside the entry's range, and an entry with a `skip` reason (e.g. a fault the runner lacks)
+
+A malformed entry is a collection error with one line naming the file (harness.catalog.CatalogError).
+"""
+
+import platform
+import sys
+from typing import Any, List, Tuple
+
+import pytest
+
+from harness.catalog import Entry, Expectation, entries
+from harness.plugin import failure_message
+from harness.records import Scenario
+
+
+def _case_id(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
+    reqs = "+".join(scenario.requirements)
+    return f"{entry.id}-{expectation.role}-{reqs}"
+
+
+def _skip_reason(entry: Entry, scenario: Scenario) -> str:
+    if entry.skip:
+        return f"{entry.id}: {entry.skip}"
+    reason = entry.platform_skip(sys.platform)
+    if reason:
+        return reason
+    python = scenario.python if scenario.python and scenario.python[0].isdigit() else ""
+    return entry.python_skip(python or platform.python_version())
+
+
+def _params() -> List[Any]:
+    params = []
+    for entry in entries():
+        for scenario, expectation in entry.scenarios():
+            marks = [pytest.mark.known_issue(entry.id), pytest.mark.workers(scenario.workers), pytest.mark.slow]
+            reason = _skip_reason(entry, scenario)
+            if reason:
+                marks.append(pytest.mark.skip(reason=reason))
+            params.append(
+                pytest.param(
+                    (entry, scenario, expectation),
+                    id=_case_id(entry, scenario, expectation),
+                    marks=marks,
+                )
+            )
+    return params
+
+
+@pytest.mark.parametrize("case", _params())
+def test_known_issue(case: Tuple[Entry, Scenario, Expectation], run_scenario: Any) -> None:
+    entry, scenario, expectation = case
+    record = run_scenario(scenario)
+    problem = expectation.mismatch(record.failure_class, record.signature, record.exit_code)
+    if problem:
+        head = f"{entry.id} ({expectation.role}, {'+'.join(scenario.requirements)}): {problem}"
+        pytest.fail(head + "\n" + failure_message(record), pytrace=False)
