@@ -602,16 +602,36 @@ def _read_back(python: str, log: IO[str], log_path: str, deadline: float) -> Dic
         raise EnvError("the env's python printed no package list", log_path) from None
 
 
+# Runs under the env's python (3.6+). compileall alone is not enough: before 3.9 its "up to date" test
+# compares only the mtime, while the import system also compares the size, so a same-second edit leaves a
+# .pyc that every worker would recompile. Compile each source whose .pyc header does not match exactly.
 _COMPILE = r"""
-import compileall, json, os, sys
+import compileall, importlib.util, json, os, sys
 root = sys.argv[1]
-ok = compileall.compile_dir(os.path.join(root, "servers"), quiet=1)
-verify = sys.argv[2] == "1"
+at = 8 if sys.version_info >= (3, 7) else 4
+ok = True
+for dirpath, dirnames, filenames in os.walk(os.path.join(root, "servers")):
+    dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+    for name in sorted(filenames):
+        if not name.endswith(".py"):
+            continue
+        src = os.path.join(dirpath, name)
+        st = os.stat(src)
+        want = (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+        want += (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+        try:
+            with open(importlib.util.cache_from_source(src), "rb") as fh:
+                head = fh.read(at + 8)
+            fresh = head[:4] == importlib.util.MAGIC_NUMBER and head[at:at + 8] == want
+        except OSError:
+            fresh = False
+        if not fresh:
+            ok = bool(compileall.compile_file(src, force=True, quiet=1)) and ok
 where = ""
-if verify:
+if sys.argv[2] == "1":
     import servers
     where = os.path.dirname(os.path.dirname(os.path.abspath(servers.__file__)))
-print(json.dumps({"ok": bool(ok), "where": where}))
+print(json.dumps({"ok": ok, "where": where}))
 """
 
 
