@@ -295,7 +295,7 @@ class _Cycle:
             elif lname == b"date":
                 has_date = True
             headers.append((name, value))
-        if not framed and not more and status not in _NO_BODY_STATUS:
+        if not framed and not more and status not in _NO_BODY_STATUS and (body or not self.no_body):
             headers.append((b"content-length", b"%d" % len(body)))
         if not has_date:
             headers.append((b"date", _CLOCK.date()))
@@ -465,17 +465,12 @@ class _HttpProtocol(asyncio.Protocol):
     def on_data(self, data: bytes) -> None:
         cycle = self.cycle
         assert cycle is not None
-        if cycle.response_complete:
-            return  # the app answered without reading everything: drop the rest of the body
         cycle.body_size += len(data)
         if cycle.body_size > self.service.limits.max_body_bytes:
-            if cycle.head_written or cycle.head is not None:
-                cycle.disconnected = True
-                cycle.response_complete = True
-                self.close()
-            else:
-                self.error(413)
+            self.abandon(cycle, 413)
             return
+        if cycle.response_complete:
+            return  # the app answered without reading everything: drop the rest of the body
         cycle.body.append(data)
         cycle.buffered += len(data)
         cycle.wake()
@@ -483,13 +478,22 @@ class _HttpProtocol(asyncio.Protocol):
             self.pause_reading()
 
     def protocol_error(self, status_hint: int) -> None:
+        status = status_hint if status_hint in (400, 413, 414, 431) else 400
         cycle = self.cycle
-        if cycle is not None and (cycle.head_written or cycle.head is not None):
+        if cycle is None:
+            self.error(status)
+        else:
+            self.abandon(cycle, status)
+
+    def abandon(self, cycle: _Cycle, status: int) -> None:
+        """The request cannot go on: answer `status` if nothing was written yet, else just close."""
+        if cycle.head_written:
             cycle.disconnected = True
             cycle.response_complete = True
+            cycle.wake()
             self.close()
-            return
-        self.error(status_hint if status_hint in (400, 413, 414, 431) else 400)
+        else:
+            self.error(status)
 
     # -- called by the cycle ------------------------------------------------------------------
 
