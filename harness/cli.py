@@ -4,6 +4,7 @@
     harness run ... --json                                                     -> the whole record (JSON)
     harness matrix [--config FILE] [--results FILE] [--report FILE.html] [-n JOBS] [--resume] ...
     harness report RESULTS.jsonl|DIR... -o report.html
+    harness release uvicorn 0.55.0 --previous 0.54.0 [-n 2] [-o release.html]   -> the release diff page
     harness pythons                                                            -> interpreters found here
     harness probe [--python V]                                                 -> reference strategies here
 
@@ -121,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the HTML report of JSONL results")
     p.add_argument("inputs", nargs="+", metavar="RESULTS", help="JSONL files or directories of them")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE.html")
+
+    p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff page")
+    p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
+    p.add_argument("version", help="the new version, e.g. 0.55.0")
+    p.add_argument("--previous", required=True, metavar="VERSION", help="the version to compare against")
+    p.add_argument("--python", default="", metavar="LIST", help='comma-separated interpreters ("3.8,3.12")')
+    p.add_argument("--workers", default="1,2,4", metavar="LIST", help="worker counts (default 1,2,4)")
+    p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
+    p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
+    p.add_argument("-n", "--jobs", type=_positive_int, default=1)
+    _common_run_args(p)
 
     sub.add_parser("pythons", help="list the interpreters found here")
 
@@ -374,6 +386,67 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _int_list(text: str, what: str) -> List[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{what} expects a comma-separated list of integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{what}: every value must be >= 1, got {text!r}")
+    return values
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Same scenarios at `--previous` and at `version`; the diff page says what broke and what got fixed."""
+    from harness.adapters import get_adapter
+    from harness.matrix import run_matrix, summary
+    from reports.release import diff, render_release
+
+    adapter = get_adapter(args.server)
+    if not adapter.distribution:
+        raise UsageError(f"server {args.server!r} has no released versions to compare")
+    workers = _int_list(args.workers, "--workers")
+    pythons = [p.strip() for p in args.python.split(",")] if args.python else [""]
+    for p in pythons:
+        if p:
+            _python_path(p)
+    _check_writable(args.output, "--output")
+    extra = [r for r in adapter.default_requirements if r.split("[")[0] != adapter.distribution]
+    sides: Dict[str, List[ResultRecord]] = {}
+    for version in (args.previous, args.version):
+        reqs = (f"{adapter.distribution}=={version}", *extra)
+        scenarios = [
+            Scenario(server=args.server, requirements=reqs, workers=n, bind=bind, python=py)
+            for py in pythons
+            for n in workers
+            for bind in ("tcp", "uds")
+        ]
+        results = os.path.join(args.results_dir, f"{args.server}-{version}.jsonl")
+        _check_writable(results, "--results-dir")
+        print(f"{args.server} {version}: {len(scenarios)} scenario(s) -> {results}", flush=True)
+        sides[version] = run_matrix(
+            scenarios,
+            results=results,
+            jobs=args.jobs,
+            work_dir=args.work_dir,
+            capsule_dir=args.capsule_dir or os.path.join(args.results_dir, "capsules"),
+            base_timeout=args.timeout,
+            progress=_ProgressPrinter(len(scenarios)),
+        )
+        print(summary(sides[version]), flush=True)
+    page = render_release(
+        diff(sides[args.previous], sides[args.version], server=adapter.distribution),
+        args.server,
+        args.version,
+        args.previous,
+        generated_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
+    with open(args.output, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    print(f"release page: {os.path.abspath(args.output)}")
+    return EXIT_OK
+
+
 def cmd_pythons(args: argparse.Namespace) -> int:
     from harness import pythons
 
@@ -407,6 +480,7 @@ COMMANDS = {
     "run": cmd_run,
     "matrix": cmd_matrix,
     "report": cmd_report,
+    "release": cmd_release,
     "pythons": cmd_pythons,
     "probe": cmd_probe,
 }

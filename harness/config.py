@@ -47,7 +47,7 @@ def _load_toml(path: str) -> Dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - exercised on 3.8-3.10 only
         try:
-            import tomli as tomllib
+            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
         except ImportError:
             raise ConfigError(f"{path}: reading TOML on Python < 3.11 needs `tomli` (or use JSON)") from None
     try:
