@@ -448,7 +448,8 @@ def _run(argv: Sequence[str], log: IO[str], log_path: str, deadline: float, what
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise EnvError(f"timed out before {what}", log_path)
-    log.write("$ " + " ".join(argv) + "\n")
+    shown = (a if "\n" not in a else f"<{a.count(chr(10))}-line script>" for a in argv)
+    log.write("$ " + " ".join(shown) + "\n")
     log.flush()
     offset = log.tell()
     kwargs: Dict[str, Any] = {}
