@@ -26,10 +26,18 @@ import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+import psutil
+
 import harness
+from harness import envs, pythons
+from harness.adapters import get_adapter
+from harness.capsule import write_capsule
+from harness.classify import classify
 from harness.observation import Observation
+from harness.process import ServerProcess
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record
 from servers import exitcodes
+from servers.adapters import LaunchContext, Unsupported
 
 #: seconds; readiness for one worker on an idle machine takes well under a second (FACTS: 0.13 s)
 BASE_TIMEOUT_S = 20.0
@@ -119,8 +127,8 @@ def read_events(path: str) -> List[Dict[str, Any]]:
         return []
     out: List[Dict[str, Any]] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
+        for raw in fh:
+            line = raw.strip()
             if not line:
                 continue
             try:
@@ -139,8 +147,6 @@ def _helper(cmdline: List[str]) -> bool:
 
 def _psutil_workers(root_pid: int) -> Set[int]:
     """Children of the master that are not multiprocessing helpers (upstream servers)."""
-    import psutil
-
     try:
         children = psutil.Process(root_pid).children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -218,8 +224,6 @@ def _observation(state: _RunState, **override: Any) -> Observation:
 
 
 def _verdict(obs: Observation) -> Tuple[str, str, str]:
-    from harness.classify import classify
-
     v = classify(obs)
     return str(v.failure_class), str(v.signature or ""), str(v.reason or "")
 
@@ -310,8 +314,6 @@ def run_scenario(
 
 def _with_capsule(record: ResultRecord, capsule_dir: str) -> ResultRecord:
     try:
-        from harness.capsule import write_capsule
-
         path = write_capsule(record, capsule_dir, project_root=PROJECT_ROOT)
     except Exception as exc:  # a capsule is a bonus: never lose the record for it
         note = f"\n[harness] capsule not written: {type(exc).__name__}: {exc}"
@@ -320,10 +322,6 @@ def _with_capsule(record: ResultRecord, capsule_dir: str) -> ResultRecord:
 
 
 def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Optional[str]) -> ResultRecord:
-    from harness import envs, pythons
-    from harness.adapters import get_adapter
-    from servers.adapters import LaunchContext, Unsupported
-
     sc = state.scenario
     try:
         validate(sc)
@@ -406,14 +404,12 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
             adapter,
             env,
             interp,
-            run_dir,
-            env_set,
-            asked,
-            uds_path,
-            harness_sock,
-            base_timeout,
-            LaunchContext,
-            Unsupported,
+            run_dir=run_dir,
+            env_set=env_set,
+            asked=asked,
+            uds_path=uds_path,
+            harness_sock=harness_sock,
+            base_timeout=base_timeout,
         )
     finally:
         if harness_sock is not None:
@@ -435,25 +431,23 @@ def _serve(
     adapter: Any,
     env: Any,
     interp: Any,
+    *,
     run_dir: str,
     env_set: Dict[str, str],
     asked: Dict[str, Any],
     uds_path: str,
     harness_sock: Optional[socket.socket],
     base_timeout: float,
-    launch_context: Any,
-    unsupported: Any,
 ) -> ResultRecord:
-    from harness import envs
-    from harness import inspect as hinspect
-    from harness.load import run_load
-    from harness.process import ServerProcess
-    from harness.readiness import Target, wait_ready
+    # H5a's modules, imported here until they land (then: top of the module)
+    from harness import inspect as hinspect  # noqa: PLC0415
+    from harness.load import run_load  # noqa: PLC0415
+    from harness.readiness import Target, wait_ready  # noqa: PLC0415
 
     sc = state.scenario
     events_path = os.path.join(run_dir, "events.jsonl")
     fd_n = asked.get("fd")
-    ctx = launch_context(
+    ctx = LaunchContext(
         python=env.python,
         python_version=interp.version,
         server_version=state.server_version if adapter.distribution else "",
@@ -472,7 +466,7 @@ def _serve(
     )
     try:
         spec = adapter.build(ctx)
-    except unsupported as exc:
+    except Unsupported as exc:
         return _record(state, "unsupported", "", str(exc) or "unsupported here")
     env_set.update({str(k): str(v) for k, v in spec.env.items()})
     state.env_set = dict(env_set)
