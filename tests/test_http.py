@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -414,6 +415,8 @@ def test_http_scope_is_complete(serve: Any) -> None:
 
 
 def test_unix_socket_scope(serve: Any) -> None:
+    if sys.platform == "win32":
+        pytest.skip("asyncio unix servers are POSIX-only")
     recorder = Recorder()
     directory = tempfile.mkdtemp(prefix="http-uds-")  # short: AF_UNIX paths are limited to ~107 bytes
     path = os.path.join(directory, "s")
