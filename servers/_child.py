@@ -11,6 +11,8 @@ import sys
 from multiprocessing.connection import Connection
 from typing import List, Optional
 
+from servers import _worker, exitcodes
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
@@ -22,12 +24,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not isinstance(spec, dict):
             raise ValueError("--spec must be a JSON object")
     except ValueError as exc:
-        print("servers._child: error: {}".format(exc), file=sys.stderr)
-        from servers import exitcodes
-
+        print(f"servers._child: error: {exc}", file=sys.stderr)
         return exitcodes.USAGE
-    from servers import _worker
-
     return _worker.run(spec, None, Connection(control))
 
 

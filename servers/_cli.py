@@ -17,6 +17,8 @@ from typing import List, NoReturn, Optional
 
 from servers import exitcodes
 from servers._config import Config
+from servers._supervisor import Supervisor
+from servers.events import EventWriter
 from servers.strategies import START_METHODS, STRATEGIES, Bind, availability, pair_error, probe, resolve
 
 LIFESPAN_MODES = ("auto", "on", "off")
@@ -59,13 +61,13 @@ def parse(argv: List[str]) -> Config:
     if not ns.app:
         raise UsageError("the APP argument (MODULE:ATTR) is required")
     if ns.workers < 1:
-        raise UsageError("--workers must be at least 1, got {}".format(ns.workers))
+        raise UsageError(f"--workers must be at least 1, got {ns.workers}")
     if not 0 <= ns.port <= 65535:
-        raise UsageError("--port must be 0-65535, got {}".format(ns.port))
+        raise UsageError(f"--port must be 0-65535, got {ns.port}")
     if ns.fd is not None and ns.fd < 0:
-        raise UsageError("--fd must be a non-negative fd number, got {}".format(ns.fd))
+        raise UsageError(f"--fd must be a non-negative fd number, got {ns.fd}")
     if not ns.graceful_timeout >= 0:
-        raise UsageError("--graceful-timeout must be >= 0, got {}".format(ns.graceful_timeout))
+        raise UsageError(f"--graceful-timeout must be >= 0, got {ns.graceful_timeout}")
     strategy, start_method = resolve(ns.strategy, ns.start_method)
     why = pair_error(strategy, start_method)
     if why is not None:
@@ -98,23 +100,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = parse(args)
     except UsageError as exc:
-        print("servers: error: {}".format(exc), file=sys.stderr)
+        print(f"servers: error: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     except Unsupported as exc:
-        print("servers: unsupported: {}".format(exc), file=sys.stderr)
+        print(f"servers: unsupported: {exc}", file=sys.stderr)
         return exitcodes.STRATEGY_UNSUPPORTED
-    from servers._supervisor import Supervisor
-    from servers.events import EventWriter
-
     try:
         events = EventWriter(config.events or None)
     except OSError as exc:
-        print("servers: error: cannot open --events {}: {}".format(config.events, exc), file=sys.stderr)
+        print(f"servers: error: cannot open --events {config.events}: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     try:
         return Supervisor(config, events).run()
     except Exception as exc:  # the process boundary: one line and a named code, never a traceback
-        print("servers: internal error: {}: {}".format(type(exc).__name__, exc), file=sys.stderr)
+        print(f"servers: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exitcodes.INTERNAL_ERROR
     finally:
         events.close()

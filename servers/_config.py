@@ -20,7 +20,7 @@ class Config:
     workers: int = 1
     strategy: str = "inherit"
     start_method: str = "fork"
-    bind: Bind = Bind()
+    bind: Bind = dataclasses.field(default_factory=Bind)
     events: str = ""
     lifespan: str = "auto"
     graceful_timeout: float = 10.0

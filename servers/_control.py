@@ -1,4 +1,4 @@
-"""Supervisor <-> worker messages over the control channel (a multiprocessing Connection).
+"""Supervisor <-> worker messages over the control channel (a multiprocessing Channel).
 
 Every message is one JSON object with a "type" (sent with send_bytes):
 
@@ -25,8 +25,7 @@ empty).
 
 import json
 import time
-from multiprocessing.connection import Connection
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol
 
 READY = "ready"
 FAILED = "failed"
@@ -38,19 +37,34 @@ HANDLE = "handle"
 _PARENT_ONLY: List[Any] = []
 
 
-def send(conn: Connection, kind: str, **fields: Any) -> None:
+class Channel(Protocol):
+    """What both ends of a control channel are: a multiprocessing Channel (or PipeChannel on
+    Windows)."""
+
+    def send_bytes(self, buf: bytes) -> None: ...
+
+    def recv_bytes(self) -> bytes: ...
+
+    def poll(self, timeout: Optional[float] = ...) -> bool: ...
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def send(conn: Channel, kind: str, /, **fields: Any) -> None:
     """Send one message. Raises OSError/EOFError-like errors (BrokenPipeError) if the peer is gone."""
     message: Dict[str, Any] = {"type": kind}
     message.update(fields)
     conn.send_bytes(json.dumps(message).encode("utf-8"))
 
 
-def recv(conn: Connection) -> Dict[str, Any]:
+def recv(conn: Channel) -> Dict[str, Any]:
     """Receive one message (blocking). Raises EOFError when the peer closed its end."""
     data = conn.recv_bytes()
     message = json.loads(data.decode("utf-8"))
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ValueError("malformed control message: {!r}".format(data[:80]))
+        raise ValueError(f"malformed control message: {data[:80]!r}")
     return message
 
 
@@ -58,7 +72,7 @@ class StopRequested(Exception):
     """The supervisor said stop while the worker was still waiting for its socket."""
 
 
-def recv_type(conn: Connection, kind: str, timeout: float) -> Dict[str, Any]:
+def recv_type(conn: Channel, kind: str, timeout: float) -> Dict[str, Any]:
     """Wait at most `timeout` seconds for a message of type `kind`; other types are dropped.
 
     Raises EOFError on EOF, StopRequested on a stop message and TimeoutError at the deadline.
@@ -67,12 +81,12 @@ def recv_type(conn: Connection, kind: str, timeout: float) -> Dict[str, Any]:
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not conn.poll(remaining):
-            raise TimeoutError("no {!r} message from the supervisor within {:g} s".format(kind, timeout))
+            raise TimeoutError(f"no {kind!r} message from the supervisor within {timeout:g} s")
         message = recv(conn)
         if message["type"] == kind:
             return message
         if message["type"] == STOP:
-            raise StopRequested("stopped before the {!r} message arrived".format(kind))
+            raise StopRequested(f"stopped before the {kind!r} message arrived")
 
 
 def parent_only(obj: Any) -> Any:
@@ -105,8 +119,8 @@ def last_line(exc: BaseException) -> str:
     name = type(exc).__name__
     module = type(exc).__module__
     if module not in ("builtins", "__main__"):
-        name = "{}.{}".format(module, name)
-    return "{}: {}".format(name, text[0]) if text else name
+        name = f"{module}.{name}"
+    return f"{name}: {text[0]}" if text else name
 
 
 def optional_int(value: Any) -> Optional[int]:
@@ -121,6 +135,7 @@ __all__ = [
     "SHARE",
     "STOP",
     "STOPPING",
+    "Channel",
     "StopRequested",
     "close_parent_only",
     "forget",

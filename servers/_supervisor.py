@@ -23,16 +23,17 @@ import dataclasses
 import signal
 import sys
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from typing import Any, Dict, List, Optional
 
 from servers import _control, exitcodes
 from servers._config import Config
-from servers.strategies._listen import BindError, UdsFile, describe
+from servers._control import Channel
 from servers._signals import SignalQueue
 from servers.events import EventWriter
 from servers.strategies import STRATEGIES
 from servers.strategies._launch import WorkerProcess, launch
+from servers.strategies._listen import BindError, UdsFile, describe
 
 RESTART_BUDGET = 5
 RESTART_WINDOW = 60.0
@@ -47,14 +48,14 @@ TICK = 1.0
 
 
 def _stderr(message: str) -> None:
-    print("servers: error: {}".format(message), file=sys.stderr, flush=True)
+    print(f"servers: error: {message}", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
 class _Slot:
     index: int
     proc: Optional[WorkerProcess] = None
-    conn: Optional[Connection] = None
+    conn: Optional[Channel] = None
     ready: bool = False
     failure: Optional[Dict[str, Any]] = None
     restart_at: Optional[float] = None
@@ -95,7 +96,7 @@ class Supervisor:
         try:
             self._sock = self.strategy.prepare(cfg.bind)
         except (BindError, OSError) as exc:
-            message = str(exc) if isinstance(exc, BindError) else "cannot bind: {}".format(exc)
+            message = str(exc) if isinstance(exc, BindError) else f"cannot bind: {exc}"
             return self._finish_early(exitcodes.BIND_FAILURE, "bind-failure", message)
         try:
             if cfg.bind.uds:
@@ -236,9 +237,8 @@ class Supervisor:
             slot.proc, slot.conn, slot.ready, slot.failure = proc, conn, False, None
             self.strategy.after_start(self._sock, handoff, proc.pid, conn)
         except (OSError, ValueError) as exc:
-            message = "worker {}: cannot hand over the socket ({}): {}".format(
-                slot.index, cfg.strategy, _control.last_line(exc)
-            )
+            reason = _control.last_line(exc)
+            message = f"worker {slot.index}: cannot hand over the socket ({cfg.strategy}): {reason}"
             if proc is not None:
                 proc.kill()
                 self._reap(slot, quiet=True)
@@ -318,7 +318,9 @@ class Supervisor:
         slot.old_pid = proc.pid
         if quiet:
             return
-        self.events.emit("worker-exit", index=slot.index, worker_pid=proc.pid, exitcode=code, ready=slot.ready)
+        self.events.emit(
+            "worker-exit", index=slot.index, worker_pid=proc.pid, exitcode=code, ready=slot.ready
+        )
         if self._stopping:
             if code == exitcodes.SHUTDOWN_TIMEOUT and self._code == exitcodes.OK:
                 self._code = exitcodes.SHUTDOWN_TIMEOUT
@@ -340,8 +342,8 @@ class Supervisor:
             kind = {exitcodes.APP_LOAD_ERROR: "app-load-error", exitcodes.BIND_FAILURE: "bind-failure"}.get(
                 exit_code, "startup-failure"
             )
-            reason = "exited with code {} before it was ready".format(code)
-        message = "worker {} (pid {}) failed to start: {}".format(slot.index, pid, reason)
+            reason = f"exited with code {code} before it was ready"
+        message = f"worker {slot.index} (pid {pid}) failed to start: {reason}"
         _stderr(message)
         self.events.emit("error", message=message, kind=kind)
         self._begin_stop(kind, exit_code)
@@ -350,7 +352,7 @@ class Supervisor:
         now = time.monotonic()
         self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW]
         if len(self._restarts) >= RESTART_BUDGET:
-            message = "workers keep dying: {} restarts within {:g} s".format(len(self._restarts), RESTART_WINDOW)
+            message = f"workers keep dying: {len(self._restarts)} restarts within {RESTART_WINDOW:g} s"
             _stderr(message)
             self.events.emit("error", message=message, kind="crash-loop")
             self._begin_stop("crash-loop", exitcodes.WORKER_CRASH_LOOP)
@@ -363,7 +365,7 @@ def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
     except ValueError:
-        return "signal {}".format(signum)
+        return f"signal {signum}"
 
 
 __all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "RESTART_BUDGET", "RESTART_WINDOW", "STOP_ALLOWANCE", "Supervisor"]

@@ -23,13 +23,15 @@ import signal
 import sys
 import threading
 import traceback
-from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional
 
 from servers import _control, exitcodes
 from servers._app import AppLoadError, load_app
-from servers.strategies._listen import BindError
+from servers._control import Channel
+from servers._http import HttpService
+from servers._lifespan import Lifespan, LifespanFailure
 from servers.strategies import STRATEGIES, HandoffError
+from servers.strategies._listen import BindError
 from servers.strategies._platform import new_event_loop, stop_signals
 
 
@@ -73,7 +75,7 @@ class _Stopper:
             self._event.set()
 
 
-def _watchdog(conn: Connection, stopper: _Stopper, finished: threading.Event) -> None:
+def _watchdog(conn: Channel, stopper: _Stopper, finished: threading.Event) -> None:
     while True:
         try:
             message = _control.recv(conn)
@@ -88,10 +90,7 @@ def _watchdog(conn: Connection, stopper: _Stopper, finished: threading.Event) ->
             stopper.request("stop")
 
 
-async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Connection, stopper: _Stopper) -> int:
-    from servers._http import HttpService
-    from servers._lifespan import Lifespan, LifespanFailure
-
+async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopper: _Stopper) -> int:
     loop = asyncio.get_event_loop()
     stop = asyncio.Event()
     stopper.attach(loop, stop)
@@ -117,16 +116,18 @@ async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Connection, st
     try:
         await lifespan.shutdown()
     except LifespanFailure as exc:
-        print("lifespan shutdown failed: {}".format(exc), file=sys.stderr, flush=True)
+        print(f"lifespan shutdown failed: {exc}", file=sys.stderr, flush=True)
     return exitcodes.OK if clean else exitcodes.SHUTDOWN_TIMEOUT
 
 
-def _report(conn: Connection, failure: _Failure) -> int:
+def _report(conn: Channel, failure: _Failure) -> int:
     cause = failure.__cause__ if failure.__cause__ is not None else failure
     traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
     sys.stderr.flush()
     try:
-        _control.send(conn, _control.FAILED, code=failure.code, kind=failure.kind, message=_control.last_line(cause))
+        _control.send(
+            conn, _control.FAILED, code=failure.code, kind=failure.kind, message=_control.last_line(cause)
+        )
     except OSError:
         pass
     return failure.code
@@ -138,7 +139,7 @@ def _install_signals(stopper: _Stopper) -> None:
         signal.signal(sig, lambda signum, frame: stopper.request(signal.Signals(signum).name))
 
 
-def _prepare(spec: Dict[str, Any], obj: Any, conn: Connection) -> Any:
+def _prepare(spec: Dict[str, Any], obj: Any, conn: Channel) -> Any:
     """Load the app and obtain the socket; raises _Failure."""
     try:
         app = load_app(str(spec["app"]))
@@ -154,14 +155,16 @@ def _prepare(spec: Dict[str, Any], obj: Any, conn: Connection) -> Any:
     return app, sock
 
 
-def run(spec: Dict[str, Any], obj: Any, conn: Connection) -> int:
+def run(spec: Dict[str, Any], obj: Any, conn: Channel) -> int:
     """Run one worker to completion; returns its exit code."""
     try:
         signal.set_wakeup_fd(-1)  # forked: the supervisor's wakeup fd is not ours
     except ValueError:
         pass
     _control.close_parent_only()  # forked: drop the supervisor's ends of every channel
-    logging.basicConfig(level=logging.WARNING, format="[worker %(process)d] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="[worker %(process)d] %(levelname)s %(name)s: %(message)s"
+    )
     stopper = _Stopper()
     _install_signals(stopper)
     try:
@@ -173,7 +176,9 @@ def run(spec: Dict[str, Any], obj: Any, conn: Connection) -> int:
     except _control.StopRequested:
         return exitcodes.OK
     finished = threading.Event()
-    watchdog = threading.Thread(target=_watchdog, args=(conn, stopper, finished), name="watchdog", daemon=True)
+    watchdog = threading.Thread(
+        target=_watchdog, args=(conn, stopper, finished), name="watchdog", daemon=True
+    )
     watchdog.start()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -187,7 +192,7 @@ def run(spec: Dict[str, Any], obj: Any, conn: Connection) -> int:
         loop.close()
 
 
-def mp_entry(spec: Dict[str, Any], obj: Any, conn: Connection) -> None:
+def mp_entry(spec: Dict[str, Any], obj: Any, conn: Channel) -> None:
     """multiprocessing target: run() and exit with its code."""
     sys.exit(run(spec, obj, conn))
 

@@ -83,19 +83,24 @@ class RefServer:
                 if "worker_pid" in event:
                     self.seen_pids.add(int(event["worker_pid"]))
 
-    def wait_for(self, name: str, timeout: float = BASE_TIMEOUT) -> Dict[str, Any]:
-        """The first event called `name`; AssertionError (with stderr) at the deadline or on EOF."""
+    def wait_for(self, name: str, timeout: float = BASE_TIMEOUT, **match: Any) -> Dict[str, Any]:
+        """The first event called `name` (whose fields equal `match`); AssertionError (with stderr) at the
+        deadline or on EOF."""
         deadline = time.monotonic() + timeout
         while True:
             for event in self.events:
-                if event["event"] == name:
+                if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
                     return event
             if self._eof:
-                raise AssertionError("server exited without {!r}; stderr:\n{}".format(name, self.stderr()))
+                raise AssertionError(f"server exited without {name!r}; stderr:\n{self.stderr()}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError("no {!r} event within {} s; stderr:\n{}".format(name, timeout, self.stderr()))
+                raise AssertionError(f"no {name!r} event within {timeout} s; stderr:\n{self.stderr()}")
             self._pump(remaining)
+
+    def pump(self, timeout: float) -> None:
+        """Read whatever events arrive within `timeout` seconds."""
+        self._pump(timeout)
 
     def named(self, name: str) -> List[Dict[str, Any]]:
         return [e for e in self.events if e["event"] == name]
@@ -106,7 +111,7 @@ class RefServer:
         while not self._eof:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError("server still running after {} s; stderr:\n{}".format(timeout, self.stderr()))
+                raise AssertionError(f"server still running after {timeout} s; stderr:\n{self.stderr()}")
             self._pump(remaining)
         try:
             return self.proc.wait(max(deadline - time.monotonic(), 0.1))
@@ -179,7 +184,7 @@ async def _request(target: Target, path: str, timeout: float) -> Tuple[int, int,
     else:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), timeout)
     try:
-        writer.write("GET {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".format(path).encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
         raw = await asyncio.wait_for(reader.read(), timeout)
     finally:
         writer.close()
@@ -205,11 +210,13 @@ async def _burst(target: Target, size: int, timeout: float) -> List[int]:
     return [pid for _, pid, _ in results]
 
 
-def burst_until(target: Target, expected: Iterable[int], timeout: float = BASE_TIMEOUT, size: int = 16) -> Counter:
+def burst_until(
+    target: Target, expected: Iterable[int], timeout: float = BASE_TIMEOUT, size: int = 16
+) -> "Counter[int]":
     """Concurrent fresh-connection bursts until every expected pid answered (one shared accept queue is
     uneven, so keep going) or the deadline; returns pid -> answers."""
     expected = set(expected)
-    seen: Counter = Counter()
+    seen: Counter[int] = Counter()
     deadline = time.monotonic() + timeout
     while not expected <= set(seen) and time.monotonic() < deadline:
         seen.update(asyncio.run(_burst(target, size, 10.0)))
@@ -222,7 +229,7 @@ def listening_on(port: Optional[int] = None, path: str = "") -> List[Any]:
     for conn in psutil.net_connections(kind="tcp" if port is not None else "unix"):
         if port is not None and conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
             found.append(conn)
-        if path and conn.laddr == path:
+        if path and str(conn.laddr) == path:
             found.append(conn)
     return found
 
@@ -231,11 +238,11 @@ def assert_nothing_left(server: RefServer, port: Optional[int] = None, uds: str 
     """Every process the server ever showed is gone (within a deadline) and nothing listens any more."""
     procs = server.known_processes()
     _gone, alive = psutil.wait_procs(procs, timeout=5.0)
-    assert not alive, "processes left behind: {}".format([(p.pid, p.cmdline()) for p in alive])
+    assert not alive, f"processes left behind: {[(p.pid, p.cmdline()) for p in alive]}"
     if port is not None:
-        assert not listening_on(port=port), "still listening on port {}".format(port)
+        assert not listening_on(port=port), f"still listening on port {port}"
     if uds:
-        assert not os.path.exists(uds), "socket file {} left behind".format(uds)
+        assert not os.path.exists(uds), f"socket file {uds} left behind"
         assert not listening_on(path=uds)
 
 

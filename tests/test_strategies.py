@@ -27,7 +27,10 @@ LINUX_PAIRS = {
 }
 
 PAIRS = sorted(
-    (s, m) for s in STRATEGIES for m in START_METHODS if pair_error(s, m) is None and availability(s, m) is None
+    (s, m)
+    for s in STRATEGIES
+    for m in START_METHODS
+    if pair_error(s, m) is None and availability(s, m) is None
 )
 
 
@@ -40,7 +43,15 @@ def test_linux_runs_exactly_the_expected_pairs() -> None:
 @pytest.mark.parametrize("workers", [1, 2, 4])
 @pytest.mark.parametrize(("strategy", "start_method"), PAIRS)
 def test_every_worker_serves_then_stops(strategy: str, start_method: str, workers: int) -> None:
-    args = ["servers.apps:pid", "--workers", str(workers), "--strategy", strategy, "--start-method", start_method]
+    args = [
+        "servers.apps:pid",
+        "--workers",
+        str(workers),
+        "--strategy",
+        strategy,
+        "--start-method",
+        start_method,
+    ]
     with RefServer(args) as server:
         starting = server.wait_for("starting")
         assert (starting["strategy"], starting["start_method"], starting["workers"]) == (
@@ -54,7 +65,7 @@ def test_every_worker_serves_then_stops(strategy: str, start_method: str, worker
         pids = set(ready["pids"])
         assert len(pids) == workers and server.proc.pid not in pids
         seen = burst_until(target_of(bound), pids)
-        assert set(seen) == pids, "answered {} expected {}".format(dict(seen), pids)
+        assert set(seen) == pids, f"answered {dict(seen)} expected {pids}"
         code = stop_and_check(server, port=bound["port"])
         assert code == exitcodes.OK, server.stderr()
         assert server.named("stopped")[-1]["exitcode"] == exitcodes.OK
@@ -76,7 +87,11 @@ def test_windows_only_strategy_is_unsupported_here(strategy: str) -> None:
         assert server.events == []  # nothing was bound, not even `starting`
     probe = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "servers", "--probe"], cwd=str(ROOT), capture_output=True, check=True, timeout=60
+            [sys.executable, "-m", "servers", "--probe"],
+            cwd=str(ROOT),
+            capture_output=True,
+            check=True,
+            timeout=60,
         ).stdout
     )
     info = probe["strategies"][strategy]
@@ -86,7 +101,11 @@ def test_windows_only_strategy_is_unsupported_here(strategy: str) -> None:
 
 def test_probe_lists_every_strategy_and_start_method_with_reasons() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "servers", "--probe"], cwd=str(ROOT), capture_output=True, check=True, timeout=60
+        [sys.executable, "-m", "servers", "--probe"],
+        cwd=str(ROOT),
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
     probe = json.loads(proc.stdout)
     assert probe["platform"] == sys.platform
@@ -102,4 +121,6 @@ def test_probe_lists_every_strategy_and_start_method_with_reasons() -> None:
     assert (probe["default_strategy"], probe["default_start_method"]) in available
     if sys.platform == "linux" and sys.version_info < (3, 14):
         assert (probe["default_strategy"], probe["default_start_method"]) == ("inherit", "fork")
-    assert "does not work with start method" in probe["strategies"]["pickle"]["start_methods"]["exec"]["reason"]
+    assert (
+        "does not work with start method" in probe["strategies"]["pickle"]["start_methods"]["exec"]["reason"]
+    )

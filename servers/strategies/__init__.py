@@ -58,7 +58,7 @@ def availability(strategy: str, start_method: str) -> Optional[str]:
     """None if the (valid) pair can run on this OS/Python, else the one-line reason."""
     reason = STRATEGIES[strategy].supported()
     if reason is not None:
-        return "strategy {!r} is not available: {}".format(strategy, reason)
+        return f"strategy {strategy!r} is not available: {reason}"
     return available_start_methods()[start_method]
 
 

@@ -2,7 +2,7 @@
 servers._child` (exec). This is the process-launcher edge: the Windows/POSIX difference in passing
 fds/handles to an exec'd child lives here.
 
-* launch(start_method, spec, handoff) -> (WorkerProcess, control Connection); the supervisor-side end of
+* launch(start_method, spec, handoff) -> (WorkerProcess, control Channel); the supervisor-side end of
   the control channel is registered parent_only (forked workers close their copies)
 * WorkerProcess - the supervisor's handle: pid, sentinel (waitable, or None: then EOF on the control
   channel says the worker is gone), poll(), wait(timeout), kill(), release()
@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Dict, List, Optional, Tuple
 
-from servers import _control
+from servers import _control, _worker  # the target must be importable by name under spawn
+from servers._control import Channel
 from servers.strategies._protocol import Handoff
 
 # The directory holding the `servers` package: exec'd workers import it from there, like spawn does
@@ -81,7 +82,7 @@ class _ExecWorker(WorkerProcess):
         self.pid = popen.pid
         self.sentinel = None
         if sys.platform == "win32":
-            self.sentinel = int(popen._handle)  # the process handle is waitable
+            self.sentinel = int(popen._handle)  # type: ignore[attr-defined]  # the process handle is waitable
 
     def poll(self) -> Optional[int]:
         return self._popen.poll()
@@ -100,9 +101,7 @@ class _ExecWorker(WorkerProcess):
                 pass
 
 
-def _launch_mp(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Connection]:
-    from servers import _worker  # the target must be importable by name under spawn/forkserver
-
+def _launch_mp(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Channel]:
     ctx = multiprocessing.get_context(start_method)
     ours, theirs = ctx.Pipe(duplex=True)
     _control.parent_only(ours)
@@ -137,7 +136,7 @@ def _exec_env() -> Dict[str, str]:
     return env
 
 
-def _launch_exec(spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Connection]:
+def _launch_exec(spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Channel]:
     ours, theirs = socket.socketpair()
     try:
         argv = _exec_argv(theirs.fileno(), spec, handoff)
@@ -162,7 +161,7 @@ def _launch_exec(spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess,
     return _ExecWorker(popen), conn
 
 
-def launch(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Connection]:
+def launch(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Channel]:
     """Start one worker. Raises OSError (or ValueError from multiprocessing) if it cannot be started."""
     if start_method == "exec":
         return _launch_exec(spec, handoff)

@@ -27,7 +27,7 @@ def _family_for(host: str, port: int) -> "socket.AddressFamily":
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise BindError("cannot resolve host {!r}: {}".format(host, exc)) from exc
+        raise BindError(f"cannot resolve host {host!r}: {exc}") from exc
     return infos[0][0]
 
 
@@ -46,7 +46,7 @@ def open_tcp(bind: Bind, *, reuseport: bool = False, listen: bool = True) -> soc
             sock.listen(bind.backlog)
     except OSError as exc:
         sock.close()
-        raise BindError("cannot bind {}:{}: {}".format(bind.host, bind.port, exc)) from exc
+        raise BindError(f"cannot bind {bind.host}:{bind.port}: {exc}") from exc
     return sock
 
 
@@ -87,23 +87,23 @@ def open_uds(bind: Bind) -> socket.socket:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise BindError("cannot use {}: {}".format(path, exc)) from exc
+        raise BindError(f"cannot use {path}: {exc}") from exc
     if st is not None:
         if not stat.S_ISSOCK(st.st_mode):
-            raise BindError("cannot bind {}: exists and is not a socket".format(path))
+            raise BindError(f"cannot bind {path}: exists and is not a socket")
         if _uds_in_use(path):
-            raise BindError("cannot bind {}: another process is listening there".format(path))
+            raise BindError(f"cannot bind {path}: another process is listening there")
         try:
             os.unlink(path)
         except OSError as exc:
-            raise BindError("cannot remove stale socket {}: {}".format(path, exc)) from exc
+            raise BindError(f"cannot remove stale socket {path}: {exc}") from exc
     sock = socket.socket(getattr(socket, "AF_UNIX"), socket.SOCK_STREAM)  # noqa: B009
     try:
         sock.bind(path)
         sock.listen(bind.backlog)
     except OSError as exc:
         sock.close()
-        raise BindError("cannot bind {}: {}".format(path, exc)) from exc
+        raise BindError(f"cannot bind {path}: {exc}") from exc
     return sock
 
 
@@ -114,22 +114,22 @@ def adopt_fd(bind: Bind) -> socket.socket:
     try:
         new_fd = os.dup(fd)
     except OSError as exc:
-        raise BindError("--fd {}: {}".format(fd, exc)) from exc
+        raise BindError(f"--fd {fd}: {exc}") from exc
     try:
         sock = socket.socket(fileno=new_fd)
     except OSError as exc:
         os.close(new_fd)
-        raise BindError("--fd {}: not a socket: {}".format(fd, exc)) from exc
+        raise BindError(f"--fd {fd}: not a socket: {exc}") from exc
     try:
         if sock.type != socket.SOCK_STREAM:
-            raise BindError("--fd {}: not a stream socket ({})".format(fd, sock.type))
+            raise BindError(f"--fd {fd}: not a stream socket ({sock.type})")
         sock.listen(bind.backlog)
     except BindError:
         sock.close()
         raise
     except OSError as exc:
         sock.close()
-        raise BindError("--fd {}: cannot listen: {}".format(fd, exc)) from exc
+        raise BindError(f"--fd {fd}: cannot listen: {exc}") from exc
     # fd N is no longer needed; 0-2 get /dev/null so stdio never aliases the listener.
     if fd <= 2:
         devnull = os.open(os.devnull, os.O_RDWR)

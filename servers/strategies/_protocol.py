@@ -17,15 +17,9 @@ A strategy answers three questions:
 
 import dataclasses
 import socket
-import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
-from multiprocessing.connection import Connection
-
-if sys.version_info >= (3, 8):
-    from typing import Protocol
-else:  # pragma: no cover - servers needs 3.8+
-    Protocol = object
+from servers._control import Channel
 
 
 class HandoffError(Exception):
@@ -99,11 +93,11 @@ class Strategy(Protocol):
         """Supervisor: what the next worker gets, before it is started."""
         ...
 
-    def after_start(self, sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+    def after_start(self, sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
         """Supervisor: the worker `pid` exists; finish the handoff (may send over `control`)."""
         ...
 
-    def acquire(self, payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+    def acquire(self, payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
         """Worker: return the socket to serve on (listening, or bound - create_server listens).
 
         Raises HandoffError or OSError with a one-line reason.

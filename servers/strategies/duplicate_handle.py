@@ -9,10 +9,10 @@ this is the deliberate negative case, implemented faithfully so the harness reco
 
 import socket
 import sys
-from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
 from servers import _control
+from servers._control import Channel
 from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff
 
@@ -25,7 +25,7 @@ RECEIVE_TIMEOUT = 30.0
 
 def supported() -> Optional[str]:
     if sys.platform != "win32":
-        return "DuplicateHandle is a Windows-only Win32 API; not available on {}".format(sys.platform)
+        return f"DuplicateHandle is a Windows-only Win32 API; not available on {sys.platform}"
     return None
 
 
@@ -37,9 +37,9 @@ def handoff(sock: socket.socket, start_method: str) -> Handoff:
     return Handoff(payload={"await": _control.HANDLE})
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     if sys.platform == "win32":
-        import _winapi
+        import _winapi  # noqa: PLC0415 - exists only on Windows
 
         process = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, pid)
         try:
@@ -56,6 +56,6 @@ def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connec
         _control.send(control, _control.HANDLE, value=int(value))
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     message = _control.recv_type(control, _control.HANDLE, RECEIVE_TIMEOUT)
     return socket.socket(fileno=int(message["value"]))

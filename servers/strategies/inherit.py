@@ -9,9 +9,9 @@
 
 import socket
 import sys
-from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
+from servers._control import Channel
 from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff
 
@@ -36,9 +36,9 @@ def handoff(sock: socket.socket, start_method: str) -> Handoff:
     return Handoff(payload={"fd": fd})
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     return None
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     return socket.socket(fileno=int(payload["fd"]))

@@ -9,9 +9,9 @@ multiprocessing.reduction decides what really travels:
 """
 
 import socket
-from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
+from servers._control import Channel
 from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff, HandoffError
 
@@ -31,11 +31,11 @@ def handoff(sock: socket.socket, start_method: str) -> Handoff:
     return Handoff(obj=sock)
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     return None
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     if not isinstance(obj, socket.socket):
-        raise HandoffError("pickle: the Process argument is {}, not a socket".format(type(obj).__name__))
+        raise HandoffError(f"pickle: the Process argument is {type(obj).__name__}, not a socket")
     return obj

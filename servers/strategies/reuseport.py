@@ -7,9 +7,9 @@ has no SO_REUSEPORT. A UDS cannot use it (EOPNOTSUPP on current Linux), which su
 """
 
 import socket
-from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
+from servers._control import Channel
 from servers.strategies._listen import open_tcp
 from servers.strategies._protocol import Bind, Handoff
 
@@ -39,10 +39,10 @@ def handoff(sock: socket.socket, start_method: str) -> Handoff:
     return Handoff(payload={"host": host, "port": port, "backlog": 2048})
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     return None
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     bind = Bind(host=str(payload["host"]), port=int(payload["port"]), backlog=int(payload["backlog"]))
     return open_tcp(bind, reuseport=True, listen=True)

@@ -8,9 +8,10 @@ multiprocessing.reduction.sendfds/recvfds do the same.
 
 import socket
 import sys
-from multiprocessing.connection import Connection
+from multiprocessing import reduction
 from typing import Any, Dict, List, Optional, Tuple
 
+from servers._control import Channel
 from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff, HandoffError
 
@@ -46,8 +47,6 @@ def _send_fds(chan: socket.socket, fds: List[int]) -> None:
         if sys.version_info >= (3, 9):
             socket.send_fds(chan, [b"L"], fds)
         else:
-            from multiprocessing import reduction
-
             reduction.sendfds(chan, fds)
 
 
@@ -56,8 +55,6 @@ def _recv_fd(chan: socket.socket) -> int:
         if sys.version_info >= (3, 9):
             _msg, fds, _flags, _addr = socket.recv_fds(chan, 16, 1)
         else:
-            from multiprocessing import reduction
-
             fds = reduction.recvfds(chan, 1)
         if not fds:
             raise HandoffError("scm-rights: the supervisor closed the channel without sending an fd")
@@ -65,11 +62,11 @@ def _recv_fd(chan: socket.socket) -> int:
     raise HandoffError("scm-rights: not available on Windows")
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     _send_fds(handoff.private["channel"], [sock.fileno()])
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     chan = socket.socket(fileno=int(payload["channel"]))
     try:
         chan.settimeout(RECEIVE_TIMEOUT)

@@ -8,10 +8,10 @@ for uvicorn #514, https://github.com/encode/uvicorn/issues/514).
 
 import socket
 import sys
-from multiprocessing.connection import Connection
 from typing import Any, Dict, Optional, Tuple
 
 from servers import _control
+from servers._control import Channel
 from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff, HandoffError
 
@@ -24,7 +24,7 @@ RECEIVE_TIMEOUT = 30.0
 
 def supported() -> Optional[str]:
     if sys.platform != "win32":
-        return "socket.share() is Windows-only (WSADuplicateSocket); not available on {}".format(sys.platform)
+        return f"socket.share() is Windows-only (WSADuplicateSocket); not available on {sys.platform}"
     return None
 
 
@@ -36,13 +36,13 @@ def handoff(sock: socket.socket, start_method: str) -> Handoff:
     return Handoff(payload={"await": _control.SHARE})
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     if sys.platform == "win32":
         data = sock.share(pid)
         _control.send(control, _control.SHARE, data=data.hex())
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     message = _control.recv_type(control, _control.SHARE, RECEIVE_TIMEOUT)
     if sys.platform == "win32":
         return socket.fromshare(bytes.fromhex(str(message["data"])))

@@ -10,9 +10,9 @@ fd 3 and unsets the variables (so its own children would not take them).
 import os
 import socket
 import sys
-from multiprocessing.connection import Connection
 from typing import Any, Dict, List, Optional, Tuple
 
+from servers._control import Channel
 from servers.strategies._listen import open_listener
 from servers.strategies._protocol import Bind, Handoff, HandoffError
 
@@ -58,20 +58,20 @@ def handoff(sock: socket.socket, start_method: str) -> Handoff:
     return Handoff(payload={}, inherit=(fd,), wrap_argv=_wrapper(fd))
 
 
-def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Connection) -> None:
+def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channel) -> None:
     return None
 
 
-def acquire(payload: Dict[str, Any], obj: Any, control: Connection) -> socket.socket:
+def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     listen_pid = os.environ.pop("LISTEN_PID", "")
     listen_fds = os.environ.pop("LISTEN_FDS", "")
     os.environ.pop("LISTEN_FDNAMES", None)
     if listen_pid != str(os.getpid()):
-        raise HandoffError("systemd: LISTEN_PID={!r} is not this process ({})".format(listen_pid, os.getpid()))
+        raise HandoffError(f"systemd: LISTEN_PID={listen_pid!r} is not this process ({os.getpid()})")
     try:
         count = int(listen_fds)
     except ValueError:
         count = 0
     if count < 1:
-        raise HandoffError("systemd: LISTEN_FDS={!r}, expected at least 1".format(listen_fds))
+        raise HandoffError(f"systemd: LISTEN_FDS={listen_fds!r}, expected at least 1")
     return socket.socket(fileno=SD_LISTEN_FDS_START)

@@ -1,0 +1,353 @@
+"""The reference server's process model, for real: defaults, startup failures (no respawn), crash
+restarts and the crash-loop budget, orphaned workers, graceful and timed-out stops, process-group
+SIGTERM, --uds, --fd. Every test ends with the psutil leak check (no process, no listener left)."""
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import psutil
+import pytest
+
+from servers import exitcodes
+from servers.apps import CRASH_EXIT_CODE, FAILING_LIFESPAN_MESSAGE
+from servers.strategies.systemd import SD_LISTEN_FDS_START
+from tests._refserver import (
+    BASE_TIMEOUT,
+    RefServer,
+    assert_nothing_left,
+    burst_until,
+    request,
+    stop_and_check,
+    target_of,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.02)  # polling an external condition with a deadline, not synchronising
+
+
+def test_defaults_inherit_fork_one_worker_on_an_os_chosen_port() -> None:
+    with RefServer(["servers.apps:pid"]) as server:
+        starting = server.wait_for("starting")
+        assert (starting["strategy"], starting["start_method"], starting["workers"]) == ("inherit", "fork", 1)
+        bound = server.wait_for("bound")
+        assert bound["family"] == "AF_INET" and bound["port"] > 0 and bound["path"] is None
+        ready = server.wait_for("ready")
+        status, pid, body = request(target_of(bound))
+        assert (status, pid, body) == (200, ready["pids"][0], str(ready["pids"][0]).encode())
+        assert stop_and_check(server, port=bound["port"]) == exitcodes.OK
+        assert server.named("stopping")[0]["reason"] == "SIGTERM"
+        order = [e["event"] for e in server.events]
+        assert order == [
+            "starting",
+            "bound",
+            "worker-spawned",
+            "worker-ready",
+            "ready",
+            "stopping",
+            "worker-exit",
+            "stopped",
+        ]
+        assert all(e["pid"] == server.proc.pid for e in server.events)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn", "exec"])
+def test_failing_lifespan_is_startup_failure_without_respawn(start_method: str) -> None:
+    strategy = "pickle" if start_method == "spawn" else "inherit"
+    args = ["servers.apps:failing_lifespan", "--workers", "2", "--strategy", strategy]
+    with RefServer([*args, "--start-method", start_method, "--lifespan", "on"]) as server:
+        bound = server.wait_for("bound")
+        code = server.wait_exit()
+        assert code == exitcodes.STARTUP_FAILURE, server.stderr()
+        errors = server.named("error")
+        assert errors and errors[0]["kind"] == "startup-failure"
+        assert FAILING_LIFESPAN_MESSAGE in errors[0]["message"]
+        assert len(server.named("worker-spawned")) == 2
+        assert not server.named("worker-restart") and not server.named("ready")
+        assert server.named("stopped")[-1]["exitcode"] == exitcodes.STARTUP_FAILURE
+        assert "LifespanFailure: " + FAILING_LIFESPAN_MESSAGE in server.stderr()
+        assert_nothing_left(server, port=bound["port"])
+
+
+@pytest.mark.parametrize(
+    ("app", "needle"),
+    [
+        ("servers.apps_broken:app", "fails at import on purpose"),
+        ("servers.no_such_module:app", "no_such_module"),
+    ],
+)
+def test_app_that_cannot_load_is_app_load_error(app: str, needle: str) -> None:
+    with RefServer([app, "--workers", "2"]) as server:
+        bound = server.wait_for("bound")
+        assert server.wait_exit() == exitcodes.APP_LOAD_ERROR, server.stderr()
+        errors = server.named("error")
+        assert errors[0]["kind"] == "app-load-error" and needle in errors[0]["message"]
+        assert not server.named("worker-restart")
+        assert "AppLoadError: " in server.stderr()
+        assert_nothing_left(server, port=bound["port"])
+
+
+@pytest.mark.parametrize(("strategy", "start_method"), [("inherit", "fork"), ("scm-rights", "exec")])
+def test_killed_worker_is_replaced_and_the_new_pid_serves(strategy: str, start_method: str) -> None:
+    args = ["servers.apps:pid", "--workers", "2", "--strategy", strategy, "--start-method", start_method]
+    with RefServer(args) as server:
+        bound = server.wait_for("bound")
+        ready = server.wait_for("ready")
+        victim = ready["pids"][0]
+        os.kill(victim, signal.SIGKILL)
+        restart = server.wait_for("worker-restart")
+        assert restart["old_pid"] == victim and restart["index"] == 0
+        exit_event = server.wait_for("worker-exit")
+        assert exit_event["worker_pid"] == victim and exit_event["exitcode"] == -signal.SIGKILL
+        assert exit_event["ready"] is True
+        new_pid = restart["worker_pid"]
+        server.wait_for("worker-ready", worker_pid=new_pid)
+        pids = {ready["pids"][1], new_pid}
+        seen = burst_until(target_of(bound), pids)
+        assert set(seen) == pids
+        assert stop_and_check(server, port=bound["port"]) == exitcodes.OK
+
+
+def test_workers_that_keep_crashing_exhaust_the_restart_budget() -> None:
+    with RefServer(["servers.apps:crash", "--workers", "1"]) as server:
+        bound = server.wait_for("bound")
+        server.wait_for("ready")
+        target = target_of(bound)
+        crashes = 0
+        deadline = time.monotonic() + BASE_TIMEOUT
+        while not server.named("stopping"):
+            assert time.monotonic() < deadline, server.events
+            ready_pids = {e["worker_pid"] for e in server.events if e["event"] == "worker-ready"}
+            exited = {e["worker_pid"] for e in server.events if e["event"] == "worker-exit"}
+            if ready_pids - exited and crashes == len(exited):
+                try:
+                    request(target, "/crash", timeout=5.0)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                    pass  # os._exit: no answer
+                crashes += 1
+            server.pump(0.05)
+        assert server.wait_exit() == exitcodes.WORKER_CRASH_LOOP
+        assert server.named("error")[-1]["kind"] == "crash-loop"
+        exits = server.named("worker-exit")
+        assert all(e["exitcode"] == CRASH_EXIT_CODE for e in exits)
+        restarts = server.named("worker-restart")
+        assert len(restarts) == 5 and [r["restarts"] for r in restarts] == [1, 2, 3, 4, 5]
+        backoffs = [r["backoff"] for r in restarts]
+        assert backoffs == sorted(backoffs) and backoffs[0] > 0
+        assert_nothing_left(server, port=bound["port"])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "start_method"),
+    [("inherit", "fork"), ("pickle", "spawn"), ("pickle", "forkserver"), ("systemd", "exec")],
+)
+def test_workers_exit_when_the_supervisor_is_killed(strategy: str, start_method: str) -> None:
+    args = ["servers.apps:pid", "--workers", "2", "--strategy", strategy, "--start-method", start_method]
+    with RefServer(args) as server:
+        bound = server.wait_for("bound")
+        ready = server.wait_for("ready")
+        workers = [psutil.Process(pid) for pid in ready["pids"]]
+        server.tree()
+        server.signal(signal.SIGKILL)
+        server.proc.wait(BASE_TIMEOUT)
+        _gone, alive = psutil.wait_procs(workers, timeout=2.0)
+        assert not alive, f"workers survived their supervisor by 2 s: {alive}"
+        assert_nothing_left(server, port=bound["port"])
+
+
+def _in_flight_on(worker_pid: int, port: int) -> bool:
+    try:
+        conns = psutil.Process(worker_pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return False
+    return any(c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port for c in conns)
+
+
+def _background_request(target: Any, path: str, out: Dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        try:
+            out["result"] = request(target, path, timeout=BASE_TIMEOUT)
+        except Exception as exc:  # reported by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_sigterm_lets_an_in_flight_request_finish() -> None:
+    with RefServer(["servers.apps:slow", "--workers", "1", "--graceful-timeout", "10"]) as server:
+        bound = server.wait_for("bound")
+        ready = server.wait_for("ready")
+        out: Dict[str, Any] = {}
+        thread = _background_request(target_of(bound), "/?delay=0.5", out)
+        _wait_until(lambda: _in_flight_on(ready["pids"][0], bound["port"]), BASE_TIMEOUT, "accepted request")
+        assert stop_and_check(server, port=bound["port"]) == exitcodes.OK
+        thread.join(BASE_TIMEOUT)
+        assert out.get("result", (None,))[0] == 200, out
+
+
+def test_graceful_timeout_aborts_and_reports_shutdown_timeout() -> None:
+    with RefServer(["servers.apps:slow", "--workers", "1", "--graceful-timeout", "0.2"]) as server:
+        bound = server.wait_for("bound")
+        ready = server.wait_for("ready")
+        out: Dict[str, Any] = {}
+        thread = _background_request(target_of(bound), "/?delay=25", out)
+        _wait_until(lambda: _in_flight_on(ready["pids"][0], bound["port"]), BASE_TIMEOUT, "accepted request")
+        assert stop_and_check(server, port=bound["port"]) == exitcodes.SHUTDOWN_TIMEOUT
+        assert server.named("worker-exit")[0]["exitcode"] == exitcodes.SHUTDOWN_TIMEOUT
+        thread.join(BASE_TIMEOUT)
+        assert "result" not in out
+
+
+@pytest.mark.parametrize(("strategy", "start_method"), [("inherit", "fork"), ("scm-rights", "exec")])
+def test_process_group_sigterm_is_a_stop_not_a_crash(strategy: str, start_method: str) -> None:
+    args = ["servers.apps:pid", "--workers", "4", "--strategy", strategy, "--start-method", start_method]
+    with RefServer(args) as server:
+        bound = server.wait_for("bound")
+        server.wait_for("ready")
+        server.tree()
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        assert server.wait_exit() == exitcodes.OK, server.stderr()
+        assert not server.named("worker-restart") and not server.named("error")
+        assert [e["exitcode"] for e in server.named("worker-exit")] == [0, 0, 0, 0]
+        assert_nothing_left(server, port=bound["port"])
+
+
+def test_sigint_to_the_supervisor_stops_it() -> None:
+    with RefServer(["servers.apps:pid", "--workers", "2"]) as server:
+        bound = server.wait_for("bound")
+        server.wait_for("ready")
+        server.tree()
+        server.signal(signal.SIGINT)
+        assert server.wait_exit() == exitcodes.OK
+        assert server.named("stopping")[0]["reason"] == "SIGINT"
+        assert_nothing_left(server, port=bound["port"])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "start_method"), [("inherit", "fork"), ("pickle", "spawn"), ("systemd", "exec")]
+)
+def test_uds_serves_and_removes_its_file(tmp_path: Path, strategy: str, start_method: str) -> None:
+    path = str(tmp_path / "s.sock")
+    args = [
+        "servers.apps:pid",
+        "--workers",
+        "2",
+        "--uds",
+        path,
+        "--strategy",
+        strategy,
+        "--start-method",
+        start_method,
+    ]
+    with RefServer(args) as server:
+        bound = server.wait_for("bound")
+        assert (bound["family"], bound["path"], bound["port"]) == ("AF_UNIX", path, None)
+        ready = server.wait_for("ready")
+        assert set(burst_until(path, ready["pids"])) == set(ready["pids"])
+        assert stop_and_check(server, uds=path) == exitcodes.OK
+
+
+def test_uds_stale_file_is_replaced_and_live_or_foreign_paths_refused(tmp_path: Path) -> None:
+    stale = str(tmp_path / "stale.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(stale)
+    sock.close()  # the file stays, nobody listens: stale
+    with RefServer(["servers.apps:pid", "--uds", stale]) as server:
+        server.wait_for("ready")
+        assert request(stale)[0] == 200
+        with RefServer(["servers.apps:pid", "--uds", stale]) as second:
+            assert second.wait_exit() == exitcodes.BIND_FAILURE
+            assert "another process is listening" in second.stderr()
+            assert second.named("error")[0]["kind"] == "bind-failure"
+        assert request(stale)[0] == 200  # the refused second server did not remove our file
+        assert stop_and_check(server, uds=stale) == exitcodes.OK
+    regular = tmp_path / "regular"
+    regular.write_text("not a socket")
+    with RefServer(["servers.apps:pid", "--uds", str(regular)]) as server:
+        assert server.wait_exit() == exitcodes.BIND_FAILURE
+        assert len(server.stderr().strip().splitlines()) == 1
+        assert regular.read_text() == "not a socket"
+
+
+@pytest.mark.parametrize("listening", [True, False])
+@pytest.mark.parametrize("fd", [0, "N", SD_LISTEN_FDS_START])
+def test_fd_serves_on_the_socket_the_caller_bound(fd: Any, listening: bool) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    if listening:
+        sock.listen(16)
+    port = sock.getsockname()[1]
+    kwargs: Dict[str, Any] = {}
+    if fd == 0:
+        kwargs["stdin"] = sock.fileno()
+        number = 0
+    elif fd == "N":
+        kwargs["pass_fds"] = [sock.fileno()]
+        number = sock.fileno()
+    else:  # a fixed number the child sees, whatever the test's own fd is
+        copy = os.dup(sock.fileno())
+        if copy != fd:
+            os.dup2(copy, fd + 100)
+            os.close(copy)
+            copy = fd + 100
+        number = copy
+        kwargs["pass_fds"] = [copy]
+    try:
+        with RefServer(["servers.apps:pid", "--workers", "2", "--fd", str(number)], **kwargs) as server:
+            bound = server.wait_for("bound")
+            assert (bound["fd"], bound["port"], bound["address"]) == (number, port, "127.0.0.1")
+            ready = server.wait_for("ready")
+            sock.close()  # the server holds its own reference now
+            if fd not in (0, "N"):
+                os.close(number)
+            assert set(burst_until(("127.0.0.1", port), ready["pids"])) == set(ready["pids"])
+            assert stop_and_check(server, port=port) == exitcodes.OK
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("bad", ["99", "not-a-socket"])
+def test_fd_that_is_not_a_socket_is_bind_failure(tmp_path: Path, bad: str) -> None:
+    kwargs: Dict[str, Any] = {}
+    if bad == "not-a-socket":
+        handle = open(tmp_path / "f", "w")
+        kwargs["pass_fds"] = [handle.fileno()]
+        bad = str(handle.fileno())
+    else:
+        handle = None
+    try:
+        with RefServer(["servers.apps:pid", "--fd", bad], **kwargs) as server:
+            assert server.wait_exit() == exitcodes.BIND_FAILURE
+            lines = server.stderr().strip().splitlines()
+            assert len(lines) == 1 and f"--fd {bad}" in lines[0], lines
+            assert [e["event"] for e in server.events] == ["starting", "error", "stopped"]
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def test_bind_failure_when_the_port_is_taken() -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        with RefServer(["servers.apps:pid", "--port", str(port)]) as server:
+            assert server.wait_exit() == exitcodes.BIND_FAILURE
+            assert "Address already in use" in server.stderr()
+            assert not server.named("worker-spawned")
+    finally:
+        blocker.close()
