@@ -33,7 +33,7 @@ from harness.records import FAILURE_CLASSES, Scenario
 if sys.version_info >= (3, 11):
     import tomllib as _toml
 else:  # pragma: no cover - exercised on 3.8-3.10
-    import tomli as _toml
+    import tomli as _toml  # type: ignore[import-not-found, unused-ignore]
 
 #: the directory holding the catalog
 DEFAULT_DIRECTORY = os.path.join(
@@ -74,7 +74,7 @@ class Expectation:
     note: str = ""
 
     def mismatch(self, failure_class: str, signature: str, exit_code: Optional[int]) -> str:
-        """"" when a result meets this expectation, else one line saying what differs."""
+        """ "" when a result meets this expectation, else one line saying what differs."""
         problems = []
         if failure_class != self.failure_class:
             problems.append(f"class {failure_class!r} != expected {self.failure_class!r}")
@@ -133,13 +133,13 @@ class Entry:
         return result
 
     def platform_skip(self, sys_platform: str) -> str:
-        """"" when the entry reproduces on `sys_platform`, else the reason to skip."""
+        """ "" when the entry reproduces on `sys_platform`, else the reason to skip."""
         if not self.platforms or sys_platform in self.platforms:
             return ""
         return f"{self.id} reproduces on {', '.join(self.platforms)} only; this is {sys_platform}"
 
     def python_skip(self, version: str) -> str:
-        """"" when `version` ("3.11.7") meets the entry's python constraints, else the reason."""
+        """ "" when `version` ("3.11.7") meets the entry's python constraints, else the reason."""
         if not self.python or not version:
             return ""
         have = _version_tuple(version)
@@ -192,7 +192,9 @@ class _Reader:
             raise self.fail(f"{where}{key} must be a non-empty string")
         return value
 
-    def strings(self, data: Mapping[str, Any], key: str, where: str, required: bool = False) -> Tuple[str, ...]:
+    def strings(
+        self, data: Mapping[str, Any], key: str, where: str, required: bool = False
+    ) -> Tuple[str, ...]:
         if key not in data:
             if required:
                 raise self.fail(f"{where}{key} is required")
@@ -301,10 +303,10 @@ def parse_entry(data: Mapping[str, Any], name: str) -> Entry:
     cases += [r.case(c, f"[[unaffected]] #{i + 1}", "unaffected", None) for i, c in enumerate(unaffected)]
     seen = set()
     for case in cases:
-        key = (case.requirements, case.python)
-        if key in seen:
+        identity = (case.requirements, case.python)
+        if identity in seen:
             raise r.fail(f"requirement set {'+'.join(case.requirements)} appears twice")
-        seen.add(key)
+        seen.add(identity)
     return Entry(
         id=entry_id,
         title=title,

@@ -43,7 +43,8 @@ def _params() -> List[Any]:
     params = []
     for entry in entries():
         for scenario, expectation in entry.scenarios():
-            marks = [pytest.mark.known_issue(entry.id), pytest.mark.workers(scenario.workers), pytest.mark.slow]
+            marks = [pytest.mark.known_issue(entry.id), pytest.mark.workers(scenario.workers)]
+            marks.append(pytest.mark.slow)
             reason = _skip_reason(entry, scenario)
             if reason:
                 marks.append(pytest.mark.skip(reason=reason))
