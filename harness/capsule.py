@@ -285,6 +285,11 @@ def say(msg):
     print("repro: " + msg, flush=True)
 
 
+def cannot_run(msg):
+    sys.stderr.write("repro: cannot run: %s\n" % msg)
+    sys.exit(2)
+
+
 def rooted(value):
     return value.replace(ROOT_TOKEN, HERE)
 
@@ -309,7 +314,7 @@ def resolve_argv(argv, python):
     found = shutil.which(os.path.basename(exe))
     if found:
         return [found] + argv[1:]
-    raise SystemExit("repro: %s not found; pass --python PATH of an env with requirements.txt" % exe)
+    cannot_run("%s not found; pass --python PATH of an env with requirements.txt" % exe)
 
 
 def free_port(host):
@@ -441,7 +446,7 @@ def hold_fd(target):
     if target["kind"] != "fd":
         return None
     if sys.platform == "win32":
-        raise SystemExit("repro: an inherited --fd socket is not reproducible standalone on Windows")
+        cannot_run("an inherited --fd socket is not reproducible standalone on Windows")
     fd = int(target["fd"])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -452,7 +457,7 @@ def hold_fd(target):
         except OSError:
             os.dup2(sock.fileno(), fd)
         else:
-            raise SystemExit("repro: fd %d is already in use here; cannot pass the socket there" % fd)
+            cannot_run("fd %d is already in use here; cannot pass the socket there" % fd)
     os.set_inheritable(fd, True)
     target.update(kind="tcp", host="127.0.0.1", port=sock.getsockname()[1], fd=fd)
     return sock
