@@ -17,7 +17,7 @@ Rows and columns of the matrix:
 
 import dataclasses
 import re
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
 
@@ -268,7 +268,7 @@ class MergedView:
 def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
     """Merge record lists (one per machine / CI job / JSONL file) into one MergedView."""
     by_key: Dict[str, List[ResultRecord]] = {}
-    seen: set = set()
+    seen: Set[Tuple[str, str, str]] = set()
     for records in record_lists:
         for rec in records:
             if rec.run_id:

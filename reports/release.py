@@ -107,8 +107,11 @@ class DiffEntry:
 
     @property
     def shown(self) -> ResultRecord:
-        """The run to reproduce from: the current side's worst run, else the previous side's."""
-        side = self.current or self.previous
+        """The run worth reading: the current side's worst run when it fails (or is the only side), else
+        the previous side's worst (for a fixed cell: what it used to do)."""
+        if self.current is not None and (self.current.state != "ok" or self.previous is None):
+            return self.current.worst
+        side = self.previous or self.current
         assert side is not None
         return side.worst
 
@@ -123,7 +126,9 @@ class ReleaseDiff:
     removed: Tuple[DiffEntry, ...] = ()
 
 
-def _group(records: Iterable[ResultRecord], server: Optional[str]) -> Dict[Tuple[str, str, str], List[ResultRecord]]:
+def _group(
+    records: Iterable[ResultRecord], server: Optional[str]
+) -> Dict[Tuple[str, str, str], List[ResultRecord]]:
     out: Dict[Tuple[str, str, str], List[ResultRecord]] = {}
     for rec in records:
         out.setdefault(identity(rec, server), []).append(rec)
@@ -140,7 +145,8 @@ def diff(
     previous: Sequence[ResultRecord], current: Sequence[ResultRecord], *, server: Optional[str] = None
 ) -> ReleaseDiff:
     """Compare two runs of the matrix. `server`: the released distribution whose version to abstract away
-    in every scenario (default: each scenario's own server), e.g. "uvicorn" for gunicorn+uvicorn-worker cells."""
+    in every scenario (default: each scenario's own server), e.g. "uvicorn" for gunicorn+uvicorn-worker
+    cells."""
     prev = _group(previous, server)
     cur = _group(current, server)
     buckets: Dict[str, List[DiffEntry]] = {

@@ -287,7 +287,9 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
             return bool(fixed and ver) and version_key(ver) >= version_key(fixed)
 
         executions: List[Dict[str, Any]] = []
-        for rec, cell in sorted(pairs, key=lambda p: (p[0].platform.get("sys_platform", ""), p[0].started_at)):
+        for rec, cell in sorted(
+            pairs, key=lambda p: (p[0].platform.get("sys_platform", ""), p[0].started_at)
+        ):
             fixed_run = on_fixed(rec)
             executions.append(
                 {
@@ -307,7 +309,11 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
             passing = [e for e in executions if e["reproduced"] is False]
             top_broken = max((version_key(e["version"]) for e in broken), default=None)
             candidates = sorted(
-                (e["version"] for e in passing if top_broken is None or version_key(e["version"]) > top_broken),
+                (
+                    e["version"]
+                    for e in passing
+                    if top_broken is None or version_key(e["version"]) > top_broken
+                ),
                 key=version_key,
             )
             observed_fix = candidates[0] if candidates else ""
@@ -320,7 +326,9 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
             p["reproduced"] = "yes" if any(verdicts) else ("no" if False in verdicts else "not run")
             fix_verdicts = [e["reproduced"] for e in p["fix"]]
             p["fix_holds"] = (
-                "" if not fix_verdicts else ("no" if any(fix_verdicts) else ("yes" if False in fix_verdicts else "?"))
+                ""
+                if not fix_verdicts
+                else ("no" if any(fix_verdicts) else ("yes" if False in fix_verdicts else "?"))
             )
         failing = [rec for rec, _ in pairs if rec.failure_class not in OK_CLASSES + INCONCLUSIVE]
         shown = failing[0] if failing else first
@@ -343,6 +351,7 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
             {
                 "id": issue,
                 "title": opts.get("title") or (shown.reason or issue),
+                "what_broke": shown.reason or shown.verdict,
                 "url": opts.get("url", ""),
                 "trigger": trigger,
                 "signatures": sorted({r.signature for r in failing if r.signature}),
@@ -444,7 +453,10 @@ def render(
         signatures=_signature_groups(view),
         issues=known_issues(view.cells),
         detail_groups=(
-            ("Failures, conflicts and inconclusive runs", [c for c in view.cells if c.css_class not in OK_CLASSES]),
+            (
+                "Failures, conflicts and inconclusive runs",
+                [c for c in view.cells if c.css_class not in OK_CLASSES],
+            ),
             ("Passing cells", [c for c in view.cells if c.css_class in OK_CLASSES]),
         ),
         n_records=len(all_records),

@@ -147,7 +147,9 @@ def timeline(timings: Mapping[str, Any], width: int = 460) -> Markup:
             f'<text class="mlabel {css}" x="{x:.1f}" y="{ly:.1f}" text-anchor="middle">{escape(label)}'
             f"<title>{escape(label)} at {escape(_fmt_s(t))}</title></text>"
         )
-    parts.append(f'<line class="axis" x1="{left:.1f}" y1="{axis_y:.1f}" x2="{left + plot_w:.1f}" y2="{axis_y:.1f}"/>')
+    parts.append(
+        f'<line class="axis" x1="{left:.1f}" y1="{axis_y:.1f}" x2="{left + plot_w:.1f}" y2="{axis_y:.1f}"/>'
+    )
     tick = 0.0
     while step > 0 and tick <= axis_end + step / 1000:
         x = x_of(tick)
@@ -164,7 +166,7 @@ def timeline(timings: Mapping[str, Any], width: int = 460) -> Markup:
 def worker_bars(
     per_worker: Mapping[str, Any], width: int = 380, title: str = "requests per worker"
 ) -> Markup:
-    """Requests per worker pid as horizontal bars with counts and shares; the dashed line is the even share."""
+    """Requests per worker pid as horizontal bars with counts and shares; dashed line: the even share."""
     rows: List[Tuple[str, float]] = []
     for pid, n_raw in (per_worker or {}).items():
         n = number(n_raw)
@@ -203,4 +205,3 @@ def worker_bars(
     )
     parts.append("</svg>")
     return Markup("".join(parts))
-

@@ -14,7 +14,7 @@ import pytest
 
 from reports import diff, render_release, write_report
 
-from .test_reports import ALL, load
+from .test_reports import ALL, load, release_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "artifacts")
@@ -31,11 +31,14 @@ def _browser() -> Optional[str]:
 
 CHROMIUM = _browser()
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason=f"no Chromium binary on PATH (looked for {', '.join(BROWSERS)}); apt-get install chromium"
+    CHROMIUM is None,
+    reason=f"no Chromium binary on PATH (looked for {', '.join(BROWSERS)}); apt-get install chromium",
 )
 
 #: console output Chromium prints with --enable-logging=stderr: uncaught exceptions and console.error lines
-CONSOLE_ERROR = re.compile(r"Uncaught|CONSOLE\(\d+\)\].*(error|Error)|:ERROR:CONSOLE|net::ERR_", re.IGNORECASE)
+CONSOLE_ERROR = re.compile(
+    r"Uncaught|CONSOLE\(\d+\)\].*(error|Error)|:ERROR:CONSOLE|net::ERR_", re.IGNORECASE
+)
 
 
 def chromium(url: str, profile: str, *extra: str, timeout: float = 120.0) -> Tuple[str, str]:
@@ -120,33 +123,53 @@ def test_screenshots(report: str, tmp_path: Any) -> None:
     shots = []
     html = open(report, encoding="utf-8").read()
     conflict = re.search(r'<section class="cell-detail conflict" id="(cell-[0-9a-f]+)"', html)
-    wsaeinval = re.search(r'<section class="cell-detail startup-failure" id="(cell-[0-9a-f]+)"[^>]*data-platform="win32"',
-                          html)
+    wsaeinval = re.search(
+        r'<section class="cell-detail startup-failure" id="(cell-[0-9a-f]+)"[^>]*data-platform="win32"', html
+    )
+    # headless --screenshot captures the top of the page even with a #fragment, so a drill-down is shot
+    # from a copy of the page that hides everything but that section (same markup, same CSS and script)
     targets = [("report.png", "")]
     if wsaeinval:
-        targets.append(("report-drilldown.png", "#" + wsaeinval.group(1)))
+        targets.append(("report-drilldown.png", wsaeinval.group(1)))
     if conflict:
-        targets.append(("report-conflict.png", "#" + conflict.group(1)))
-    targets.append(("report-issues.png", "#known-issues"))
-    for name, fragment in targets:
+        targets.append(("report-conflict.png", conflict.group(1)))
+    targets.append(("report-issues.png", "known-issues"))
+    for name, focus in targets:
+        page = report
+        if focus:
+            hide = (
+                "header.page,#summary,#filters,#matrix,#signatures,#known-issues,#details,footer.legend,"
+                "section.cell-detail,h3.group{display:none!important}"
+                f"#details:has(#{focus}),#{focus}{{display:block!important}}"
+            )
+            page = str(tmp_path / f"focus-{name}.html")
+            with open(page, "w", encoding="utf-8") as fh:
+                fh.write(html.replace("</head>", f"<style>{hide}</style></head>", 1))
         path = os.path.join(ARTIFACTS, name)
         if os.path.exists(path):
             os.remove(path)
         _, stderr = chromium(
-            file_url(report) + fragment, str(tmp_path / f"profile-{name}"),
-            f"--screenshot={path}", "--window-size=1400,1000", "--hide-scrollbars",
+            file_url(page),
+            str(tmp_path / f"profile-{name}"),
+            f"--screenshot={path}",
+            "--window-size=1400,1000",
+            "--hide-scrollbars",
         )
         assert not console_errors(stderr), console_errors(stderr)
         assert os.path.getsize(path) > 20_000, name  # a rendered page, not a blank one
         shots.append(path)
     # the release page too
-    prev = [r for r in load("linux.jsonl", "windows.jsonl") if r.server_version == "0.11.0"]
-    cur = [r for r in load("linux.jsonl", "windows.jsonl") if r.server_version == "0.12.2"]
+    prev, cur = release_pair()
     page = tmp_path / "release.html"
-    page.write_text(render_release(diff(prev, cur), "uvicorn", "0.12.2", "0.11.0"), encoding="utf-8")
+    page.write_text(render_release(diff(prev, cur), "uvicorn", "0.55.0", "0.54.0"), encoding="utf-8")
     path = os.path.join(ARTIFACTS, "release.png")
-    _, stderr = chromium(file_url(str(page)), str(tmp_path / "profile-release"),
-                         f"--screenshot={path}", "--window-size=1400,1000", "--hide-scrollbars")
+    _, stderr = chromium(
+        file_url(str(page)),
+        str(tmp_path / "profile-release"),
+        f"--screenshot={path}",
+        "--window-size=1400,1000",
+        "--hide-scrollbars",
+    )
     assert not console_errors(stderr), console_errors(stderr)
     assert os.path.getsize(path) > 10_000
     shutil.copy(report, os.path.join(ARTIFACTS, "report.html"))

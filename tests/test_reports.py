@@ -14,8 +14,6 @@ import zlib
 from html.parser import HTMLParser
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import pytest
-
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, read_records
 from reports import clean_text, diff, merge, render, render_release, write_report
 from reports.svg import timeline, worker_bars
@@ -39,7 +37,7 @@ PLATFORMS = {
 PATCH = {"3.8": "3.8.10", "3.10": "3.10.11", "3.11": "3.11.9", "3.12": "3.12.7", "3.13": "3.13.1"}
 
 
-def rec(
+def rec(  # noqa: PLR0917 - fixtures read best as rec(server, version, python, platform, class, signature)
     server: str,
     version: str,
     py: str,
@@ -77,11 +75,37 @@ def rec(
     pids = [str(base + 1 + i) for i in range(workers)]
     exe = "C:\\hostedtoolcache\\Python\\python.exe" if plat == "win32" else f"/usr/bin/python{py}"
     argv = {
-        "reference": [exe, "-m", "servers.reference", "--workers", str(workers), "--strategy", strategy or "auto"],
+        "reference": [
+            exe,
+            "-m",
+            "servers.reference",
+            "--workers",
+            str(workers),
+            "--strategy",
+            strategy or "auto",
+        ],
         "uvicorn": [exe, "-m", "uvicorn", "servers.apps:pid", "--workers", str(workers), "--port", "0"],
         "hypercorn": [exe, "-m", "hypercorn", "-w", str(workers), "servers.apps:pid"],
-        "gunicorn": [exe, "-m", "gunicorn", "-w", str(workers), "-k", "uvicorn_worker.UvicornWorker", "servers.apps:pid"],
-        "granian": [exe, "-m", "granian", "--interface", "asgi", "--workers", str(workers), "servers.apps:pid"],
+        "gunicorn": [
+            exe,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "servers.apps:pid",
+        ],
+        "granian": [
+            exe,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--workers",
+            str(workers),
+            "servers.apps:pid",
+        ],
     }[server]
     if bind == "uds":
         argv += ["--uds", "/tmp/harness-x/s.sock"]
@@ -93,7 +117,11 @@ def rec(
         ready = {pid: round(0.12 + 0.09 * i, 3) for i, pid in enumerate(pids)}
         answered = pids if failure_class != "partial-workers" else pids[:1]
         split = [0.62, 0.38] if workers == 2 else [0.31, 0.27, 0.24, 0.18][:workers]
-        counts = {pid: round(200 * split[i]) for i, pid in enumerate(pids)} if len(answered) > 1 else {pids[0]: 200}
+        counts = (
+            {pid: round(200 * split[i]) for i, pid in enumerate(pids)}
+            if len(answered) > 1
+            else {pids[0]: 200}
+        )
         total = sum(counts.values())
         shares = [n / total for n in counts.values()]
         jain = sum(counts.values()) ** 2 / (len(counts) * sum(n * n for n in counts.values()))
@@ -129,11 +157,18 @@ def rec(
                 "phase": "ready",
                 "processes": [{"pid": base, "ppid": 1, "name": "python", "cmdline": argv, "role": "master"}]
                 + [
-                    {"pid": int(p), "ppid": base, "name": "python", "cmdline": [exe, "-c", "spawn_main()"],
-                     "role": "worker"}
+                    {
+                        "pid": int(p),
+                        "ppid": base,
+                        "name": "python",
+                        "cmdline": [exe, "-c", "spawn_main()"],
+                        "role": "worker",
+                    }
                     for p in pids
                 ],
-                "listeners": [{"pid": base, "family": "AF_INET", "address": "127.0.0.1", "port": 41873, "path": ""}],
+                "listeners": [
+                    {"pid": base, "family": "AF_INET", "address": "127.0.0.1", "port": 41873, "path": ""}
+                ],
             }
         ]
     elif failure_class in ("startup-failure", "not-serving"):
@@ -148,7 +183,8 @@ def rec(
         scenario=sc.to_dict(),
         failure_class=failure_class,
         signature=signature,
-        reason=reason or {
+        reason=reason
+        or {
             "passed": f"all {workers} workers answered; load clean; stopped clean",
             "startup-failure": "the master exited before any worker answered",
             "env-error": "the environment could not be built",
@@ -164,9 +200,11 @@ def rec(
         leaks=leaks or {},
         worker_pids=worker_pids,
         command=argv,
-        env={"HOME": "/tmp/harness-home", "PYTHONUNBUFFERED": "1"} if plat != "win32" else {"PYTHONUNBUFFERED": "1"},
+        env={"HOME": "/tmp/harness-home", "PYTHONUNBUFFERED": "1"}
+        if plat != "win32"
+        else {"PYTHONUNBUFFERED": "1"},
         stderr_tail=stderr,
-        capsule=f"results/capsules/{sc.scenario_id}-{plat}-{py}",
+        capsule=f"results/capsules/{zlib.crc32(f'{sc.scenario_id}-{plat}-{py}'.encode()):08x}",
         started_at=started_at,
         duration_s=3.2,
         run_id=run_id,
@@ -183,7 +221,10 @@ def build_fixtures() -> Dict[str, List[ResultRecord]]:
         ("known_issue", "uvicorn-514"),
         ("title", "every worker after the first dies with WSAEINVAL on Windows"),
         ("url", "https://github.com/encode/uvicorn/issues/514"),
-        ("trigger", "uvicorn --workers 2 on Windows: the child calls listen() on a socket shared to the parent's pid"),
+        (
+            "trigger",
+            "uvicorn --workers 2 on Windows: the child calls listen() on a socket shared to the parent's pid",
+        ),
         ("fixed_in", "0.12.2"),
         ("expect", "startup-failure"),
     )
@@ -201,96 +242,222 @@ def build_fixtures() -> Dict[str, List[ResultRecord]]:
     linux: List[ResultRecord] = []
     for py in ("3.8", "3.11", "3.13"):
         for strategy, sm in (("inherit", "spawn"), ("reuseport", "spawn"), ("scm-rights", "forkserver")):
-            linux.append(rec("reference", "0.1.0", py, "linux", strategy=strategy, start_method=sm, run_id=lin))
+            linux.append(
+                rec("reference", "0.1.0", py, "linux", strategy=strategy, start_method=sm, run_id=lin)
+            )
         linux.append(
-            rec("reference", "0.1.0", py, "linux", "startup-failure", "OSError: [Errno 9] Bad file descriptor",
-                strategy="pickle-fd", start_method="forkserver", run_id=lin, exit_code=3,
+            rec(
+                "reference",
+                "0.1.0",
+                py,
+                "linux",
+                "startup-failure",
+                "OSError: [Errno 9] Bad file descriptor",
+                strategy="pickle-fd",
+                start_method="forkserver",
+                run_id=lin,
+                exit_code=3,
                 reason="every worker exited before ready (STARTUP_FAILURE)",
-                stderr="Process SpawnProcess-1:\nOSError: [Errno 9] Bad file descriptor\n")
+                stderr="Process SpawnProcess-1:\nOSError: [Errno 9] Bad file descriptor\n",
+            )
         )
     for py in ("3.11", "3.13"):
         linux.append(rec("uvicorn", "0.54.0", py, "linux", run_id=lin))
         linux.append(rec("uvicorn", "0.54.0", py, "linux", workers=4, run_id=lin))
     linux.append(rec("uvicorn", "0.33.0", "3.8", "linux", run_id=lin))
     linux.append(
-        rec("uvicorn", "0.54.0", "3.8", "linux", "env-error",
-            "uvicorn==0.54.0 requires Python>=3.10", run_id=lin, exit_code=None, serving=False,
-            stderr="× No solution found when resolving dependencies:\n  uvicorn==0.54.0 requires Python>=3.10\n")
+        rec(
+            "uvicorn",
+            "0.54.0",
+            "3.8",
+            "linux",
+            "env-error",
+            "uvicorn==0.54.0 requires Python>=3.10",
+            run_id=lin,
+            exit_code=None,
+            serving=False,
+            stderr="\u00d7 No solution found when resolving dependencies:\n"
+            "  uvicorn==0.54.0 requires Python>=3.10\n",
+        )
     )
     linux.append(
-        rec("uvicorn", "0.14.0", "3.11", "linux", "wrong-listener", "listening on tcp 127.0.0.1:8000, asked uds",
-            bind="uds", options=issue_1009, run_id=lin,
-            reason="the workers answered on 127.0.0.1:8000 while the UDS path was never created")
+        rec(
+            "uvicorn",
+            "0.14.0",
+            "3.11",
+            "linux",
+            "wrong-listener",
+            "listening on tcp 127.0.0.1:8000, asked uds",
+            bind="uds",
+            options=issue_1009,
+            run_id=lin,
+            reason="the workers answered on 127.0.0.1:8000 while the UDS path was never created",
+        )
     )
     linux.append(rec("uvicorn", "0.15.0", "3.11", "linux", bind="uds", options=issue_1009, run_id=lin))
     linux.append(
-        rec("gunicorn", "23.0.0", "3.11", "linux", "startup-failure",
+        rec(
+            "gunicorn",
+            "23.0.0",
+            "3.11",
+            "linux",
+            "startup-failure",
             "AttributeError: 'Config' object has no attribute 'setup_event_loop'",
-            extra_reqs=("uvicorn-worker==0.3.0", "uvicorn==0.36.0"), options=issue_uw, run_id=lin, exit_code=3,
+            extra_reqs=("uvicorn-worker==0.3.0", "uvicorn==0.36.0"),
+            options=issue_uw,
+            run_id=lin,
+            exit_code=3,
             stderr="[ERROR] Exception in worker process\nAttributeError: 'Config' object has no attribute "
-            "'setup_event_loop'\n[INFO] Worker failed to boot.\n")
+            "'setup_event_loop'\n[INFO] Worker failed to boot.\n",
+        )
     )
     linux.append(
-        rec("gunicorn", "23.0.0", "3.11", "linux", extra_reqs=("uvicorn-worker==0.4.0", "uvicorn==0.36.0"),
-            options=issue_uw, run_id=lin)
+        rec(
+            "gunicorn",
+            "23.0.0",
+            "3.11",
+            "linux",
+            extra_reqs=("uvicorn-worker==0.4.0", "uvicorn==0.36.0"),
+            options=issue_uw,
+            run_id=lin,
+        )
     )
     linux.append(rec("hypercorn", "0.18.0", "3.11", "linux", run_id=lin))
     linux.append(
-        rec("granian", "2.8.0", "3.11", "linux", "leak", "leaked 1 process, 1 listener", run_id=lin,
+        rec(
+            "granian",
+            "2.8.0",
+            "3.11",
+            "linux",
+            "leak",
+            "leaked 1 process, 1 listener",
+            run_id=lin,
             reason="a worker process and its listening socket survived the stop",
-            leaks={"processes": [{"pid": 48213, "name": "granian", "cmdline": ["granian", "--workers", "2"]}],
-                   "listeners": [{"pid": 48213, "family": "AF_INET", "address": "127.0.0.1", "port": 41873}],
-                   "uds": []})
+            leaks={
+                "processes": [{"pid": 48213, "name": "granian", "cmdline": ["granian", "--workers", "2"]}],
+                "listeners": [{"pid": 48213, "family": "AF_INET", "address": "127.0.0.1", "port": 41873}],
+                "uds": [],
+            },
+        )
     )
 
     windows: List[ResultRecord] = []
     windows.append(
-        rec("uvicorn", "0.11.0", "3.8", "win32", "startup-failure", WSAEINVAL, options=issue_514, run_id=win,
-            exit_code=1, started_at="2026-11-21T09:12:00Z",
+        rec(
+            "uvicorn",
+            "0.11.0",
+            "3.8",
+            "win32",
+            "startup-failure",
+            WSAEINVAL,
+            options=issue_514,
+            run_id=win,
+            exit_code=1,
+            started_at="2026-11-21T09:12:00Z",
             reason="the second worker died before it answered; WinError 10022 from listen()",
-            stderr="Process SpawnProcess-2:\nTraceback (most recent call last):\n  File \"asyncio\\base_events.py\", "
-            f"line 1405, in create_server\n    sock.listen(backlog)\n{WSAEINVAL}\n")
+            stderr="Process SpawnProcess-2:\nTraceback (most recent call last):\n"
+            '  File "asyncio\\base_events.py", '
+            f"line 1405, in create_server\n    sock.listen(backlog)\n{WSAEINVAL}\n",
+        )
     )
     windows.append(rec("uvicorn", "0.12.2", "3.8", "win32", options=issue_514, run_id=win))
     windows.append(
-        rec("uvicorn", "0.17.6", "3.10", "win32", "startup-failure", WINERROR87, run_id=win, exit_code=1,
-            stderr=f"Accept failed on a socket\n{WINERROR87}\n")
+        rec(
+            "uvicorn",
+            "0.17.6",
+            "3.10",
+            "win32",
+            "startup-failure",
+            WINERROR87,
+            run_id=win,
+            exit_code=1,
+            stderr=f"Accept failed on a socket\n{WINERROR87}\n",
+        )
     )
     windows.append(rec("uvicorn", "0.18.0", "3.10", "win32", run_id=win))
     windows.append(rec("uvicorn", "0.54.0", "3.12", "win32", run_id=win))
     windows.append(
-        rec("reference", "0.1.0", "3.12", "win32", "unsupported", "SO_REUSEPORT absent on win32",
-            strategy="reuseport", start_method="spawn", run_id=win, exit_code=None, serving=False,
-            reason="strategy reuseport: socket.SO_REUSEPORT does not exist on Windows")
+        rec(
+            "reference",
+            "0.1.0",
+            "3.12",
+            "win32",
+            "unsupported",
+            "SO_REUSEPORT absent on win32",
+            strategy="reuseport",
+            start_method="spawn",
+            run_id=win,
+            exit_code=None,
+            serving=False,
+            reason="strategy reuseport: socket.SO_REUSEPORT does not exist on Windows",
+        )
     )
-    windows.append(rec("reference", "0.1.0", "3.12", "win32", strategy="inherit", start_method="spawn", run_id=win))
+    windows.append(
+        rec("reference", "0.1.0", "3.12", "win32", strategy="inherit", start_method="spawn", run_id=win)
+    )
     windows.append(rec("hypercorn", "0.18.0", "3.12", "win32", run_id=win))
 
     macos = [
         rec("uvicorn", "0.54.0", "3.12", "darwin", run_id=mac),
-        rec("reference", "0.1.0", "3.12", "darwin", "partial-workers", "1 of 2 workers answered",
-            strategy="reuseport", start_method="spawn", run_id=mac,
-            reason="SO_REUSEPORT on macOS does not balance: the last binder took every connection"),
+        rec(
+            "reference",
+            "0.1.0",
+            "3.12",
+            "darwin",
+            "partial-workers",
+            "1 of 2 workers answered",
+            strategy="reuseport",
+            start_method="spawn",
+            run_id=mac,
+            reason="SO_REUSEPORT on macOS does not balance: the last binder took every connection",
+        ),
         rec("reference", "0.1.0", "3.12", "darwin", strategy="inherit", start_method="spawn", run_id=mac),
         rec("uvicorn", "0.11.0", "3.8", "darwin", options=issue_514, run_id=mac),
     ]
 
     # the same cells run again by two CI jobs: one disagrees (conflict), one agrees (merges, x2)
     rerun_a = [
-        rec("uvicorn", "0.54.0", "3.12", "win32", workers=4, run_id="ci-windows-2", started_at="2026-11-22T08:00:00Z"),
+        rec(
+            "uvicorn",
+            "0.54.0",
+            "3.12",
+            "win32",
+            workers=4,
+            run_id="ci-windows-2",
+            started_at="2026-11-22T08:00:00Z",
+        ),
         rec("hypercorn", "0.18.0", "3.11", "linux", run_id="ci-linux-2", started_at="2026-11-22T08:00:00Z"),
     ]
     rerun_b = [
-        rec("uvicorn", "0.54.0", "3.12", "win32", "not-serving", "ConnectTimeout: no worker answered", workers=4,
-            run_id="ci-windows-3", started_at="2026-11-22T09:30:00Z", exit_code=None,
-            reason="the master stayed alive with the port bound; every probe timed out"),
+        rec(
+            "uvicorn",
+            "0.54.0",
+            "3.12",
+            "win32",
+            "not-serving",
+            "ConnectTimeout: no worker answered",
+            workers=4,
+            run_id="ci-windows-3",
+            started_at="2026-11-22T09:30:00Z",
+            exit_code=None,
+            reason="the master stayed alive with the port bound; every probe timed out",
+        ),
         rec("hypercorn", "0.18.0", "3.11", "linux", run_id="ci-linux-3", started_at="2026-11-22T09:30:00Z"),
     ]
     hostile = [
-        rec("uvicorn", "0.30.0", "3.11", "linux", "startup-failure", "<img src=x onerror=alert(2)> \x1b[1mbold\x1b[0m",
-            run_id="hostile-1", exit_code=1, stderr=HOSTILE_STDERR,
-            reason='reason with "quotes" and <b>markup</b>', options=(("url", "javascript:alert(3)"),
-                                                                        ("known_issue", "hostile<i>")))
+        rec(
+            "uvicorn",
+            "0.30.0",
+            "3.11",
+            "linux",
+            "startup-failure",
+            "<img src=x onerror=alert(2)> \x1b[1mbold\x1b[0m",
+            run_id="hostile-1",
+            exit_code=1,
+            stderr=HOSTILE_STDERR,
+            reason='reason with "quotes" and <b>markup</b>',
+            options=(("url", "javascript:alert(3)"), ("known_issue", "hostile<i>")),
+        )
     ]
     return {
         "linux.jsonl": linux,
@@ -381,7 +548,7 @@ def test_render_matrix_rows_columns_and_cells() -> None:
         assert f">{name}</th>" in html
     # the Windows WSAEINVAL cell: class as CSS class, class name and signature in the cell, linked
     key = key_of(records, "uvicorn", "0.11.0", "win32")
-    m = re.search(r'<td class="cell startup-failure"[^>]*>\s*<a class="v" href="#cell-%s"' % key, html)
+    m = re.search(r'<td class="cell startup-failure"[^>]*>\s*<a class="v" href="#cell-' + key + '"', html)
     assert m, "WSAEINVAL cell missing or not linked"
     cell_html = html[m.start() : html.index("</td>", m.start())]
     assert "startup-failure" in cell_html and "WinError 10022" in cell_html
@@ -435,7 +602,10 @@ def test_render_is_pure_and_self_contained() -> None:
         assert "src" not in attrs and "srcset" not in attrs, (tag, attrs)
         if "href" in attrs:
             assert tag == "a" and re.match(r"#|https?://", attrs["href"] or ""), attrs
-        assert not any(k.startswith("on") for k in attrs), (tag, attrs)  # no inline handlers, ours or injected
+        assert not any(k.startswith("on") for k in attrs), (
+            tag,
+            attrs,
+        )  # no inline handlers, ours or injected
     style = a[a.index("<style>") : a.index("</style>")]
     assert "url(" not in style and "@import" not in style
 
@@ -500,7 +670,7 @@ def test_merge_conflict_keeps_both_verdicts() -> None:
     agreed = next(c for c in view.cells if not c.conflict)
     assert agreed.runs == 2 and agreed.verdicts[0].latest.run_id == "ci-linux-3"
     html = render([], record_lists=[a, b])
-    assert "CONFLICT" in html and "ConnectTimeout: no worker answered" in html and "×2" in html
+    assert "CONFLICT" in html and "ConnectTimeout: no worker answered" in html and "\u00d72" in html
     assert "Conflict:</b> 2 runs of this cell disagree" in html
 
 
@@ -543,23 +713,44 @@ def test_known_issue_cards() -> None:
 
 def _bump(r: ResultRecord, version: str, **changes: Any) -> ResultRecord:
     sc = dict(r.scenario)
-    sc["requirements"] = [f"{r.scenario['server']}=={version}" if q.startswith(r.scenario["server"] + "==") else q
-                          for q in sc["requirements"]]
+    sc["requirements"] = [
+        f"{r.scenario['server']}=={version}" if q.startswith(r.scenario["server"] + "==") else q
+        for q in sc["requirements"]
+    ]
     return dataclasses.replace(r, scenario=sc, server_version=version, **changes)
 
 
-def test_release_diff_and_page() -> None:
+def release_pair() -> Tuple[List[ResultRecord], List[ResultRecord]]:
+    """uvicorn 0.54.0 -> a made-up 0.55.0: Windows breaks, one Linux cell is fixed, the rest stays."""
     prev = [r for r in load("linux.jsonl", "windows.jsonl") if r.server_version == "0.54.0"]
-    assert {r.failure_class for r in prev} == {"passed", "env-error"}
     cur = []
     for i, r in enumerate(prev):
         if r.platform["sys_platform"] == "win32":  # passed before, fails now
-            cur.append(_bump(r, "0.55.0", failure_class="startup-failure", signature=WSAEINVAL))
-        elif r.scenario["workers"] == 4 and r.python["version"].startswith("3.11"):  # failed before, passes now
-            prev[i] = dataclasses.replace(r, failure_class="startup-failure", signature="x")
+            cur.append(
+                _bump(
+                    r,
+                    "0.55.0",
+                    failure_class="startup-failure",
+                    signature=WSAEINVAL,
+                    stderr_tail=WSAEINVAL,
+                    reason="the second worker died before it answered",
+                )
+            )
+        elif r.scenario["workers"] == 4 and r.python["version"].startswith(
+            "3.11"
+        ):  # failed before, passes now
+            prev[i] = dataclasses.replace(
+                r, failure_class="request-errors", signature="RemoteProtocolError x19"
+            )
             cur.append(_bump(r, "0.55.0"))
         else:
             cur.append(_bump(r, "0.55.0"))
+    return prev, cur
+
+
+def test_release_diff_and_page() -> None:
+    prev, cur = release_pair()
+    assert {r.failure_class for r in prev} == {"passed", "env-error", "request-errors"}
     d = diff(prev, cur)
     assert len(d.newly_broken) == 1 and d.newly_broken[0].platform == "win32"
     assert d.newly_broken[0].current is not None and d.newly_broken[0].current.state == "broken"
@@ -570,7 +761,9 @@ def test_release_diff_and_page() -> None:
     assert "uvicorn 0.55.0" in page and "vs 0.54.0" in page
     broken = page[page.index('id="newly-broken"') : page.index('id="newly-fixed"')]
     assert "WinError 10022" in broken and "Windows" in broken and "-m uvicorn servers.apps:pid" in broken
-    assert "<script>alert" not in render_release(diff([], load("hostile.jsonl")), "uvicorn", "0.30.0", "0.29.0")
+    assert "<script>alert" not in render_release(
+        diff([], load("hostile.jsonl")), "uvicorn", "0.30.0", "0.29.0"
+    )
 
 
 def test_release_diff_abstracts_only_the_released_version() -> None:
@@ -581,8 +774,11 @@ def test_release_diff_abstracts_only_the_released_version() -> None:
     assert len(d.added) == 1 and len(d.removed) == 1
     # a uvicorn release: uvicorn's own pin inside a gunicorn cell is abstracted when server="uvicorn"
     moved = dataclasses.replace(
-        gun[1], scenario={**gun[1].scenario, "requirements": ["gunicorn==23.0.0", "uvicorn-worker==0.4.0",
-                                                              "uvicorn==0.37.0"]}
+        gun[1],
+        scenario={
+            **gun[1].scenario,
+            "requirements": ["gunicorn==23.0.0", "uvicorn-worker==0.4.0", "uvicorn==0.37.0"],
+        },
     )
     d = diff(gun[1:], [moved], server="uvicorn")
     assert len(d.unchanged) == 1
@@ -598,7 +794,7 @@ def test_every_failure_class_has_css() -> None:
     with open(os.path.join(os.path.dirname(__file__), "..", "reports", "templates", "_style.css")) as fh:
         css = fh.read()
     for cls in (*FAILURE_CLASSES, "conflict"):
-        assert re.search(r"^\.%s \{ --c:" % re.escape(cls), css, re.M), cls
+        assert re.search(r"^\." + re.escape(cls) + r" \{ --c:", css, re.M), cls
 
 
 if __name__ == "__main__":
