@@ -189,6 +189,7 @@ _LOG_PREFIX = re.compile(
 )
 #: known fatal log lines, most telling first; matched (case-insensitive) anywhere in a line.
 FATAL_LOG_PATTERNS: Tuple[str, ...] = (
+    r"^servers: (?:internal )?error: ",  # the reference server's one-line reason (servers/_cli.py)
     r"error while attempting to bind on address",
     r"\[(?:Errno|WinError) \d+\]",
     r"\(os error \d+\)",
@@ -255,7 +256,7 @@ def decisive_line(text: str) -> str:
     lines = _clean_lines(text)
     i = 0
     while i < len(lines):
-        if lines[i].strip() == _TRACEBACK:
+        if lines[i].strip().endswith(_TRACEBACK):  # also "ERROR:    Traceback ..." from a logger
             chain, nxt = _chain_end(lines, i)
             found = _from_chain(chain)
             if found:

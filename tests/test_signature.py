@@ -3,6 +3,8 @@
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.signature import (
     decisive_line,
@@ -222,3 +224,64 @@ def test_decisive_line_log_lines_without_traceback():
 def test_decisive_line_ignores_log_lines_that_look_like_exceptions():
     text = "socket: <asyncio.TransportSocket fd=8>\nINFO:     Application startup complete.\n"
     assert decisive_line(text) == ""
+
+
+def test_reference_server_one_line_reason():
+    text = "servers: error: worker 1 exited before ready (exit 3)\n"
+    assert decisive_line(text) == "servers: error: worker 1 exited before ready (exit 3)"
+
+
+def test_traceback_header_behind_a_log_prefix():
+    text = (
+        "ERROR:    Traceback (most recent call last):\n"
+        '  File "/srv/app.py", line 12, in startup\n'
+        "RuntimeError: database unreachable at 10.0.0.5:5432\n"
+        "ERROR:    Application startup failed. Exiting.\n"
+    )
+    assert signature_for(text, "linux") == "RuntimeError: database unreachable at <addr>"
+
+
+_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    m=st.fixed_dictionaries(
+        {
+            "pid": st.integers(10, 4_000_000),
+            "port": st.integers(1024, 65535),
+            "fd": st.integers(3, 9999),
+            "user": _name,
+            "tmp": _name,
+            "ip": st.tuples(*[st.integers(0, 255)] * 4),
+        }
+    )
+)
+def test_machine_details_never_change_the_signature(m):
+    pid, port, fd, user, tmp, ip = (m[k] for k in ("pid", "port", "fd", "user", "tmp", "ip"))
+    addr = ".".join(map(str, ip))
+    text = (
+        f"INFO:     Started server process [{pid}]\n"
+        f"Process SpawnProcess-2:\n"
+        "Traceback (most recent call last):\n"
+        f'  File "C:\\Users\\{user}\\AppData\\Local\\Temp\\{tmp}\\w.py", line {fd}, in run\n'
+        f"OSError: [WinError 10022] socket fd={fd} on ('{addr}', {port}) pid {pid} at 0x{pid:x}\n"
+    )
+    assert signature_for(text, "win32") == ("OSError: [WSAEINVAL] An invalid argument was supplied")
+    posix = (
+        "Traceback (most recent call last):\n"
+        f'  File "/home/{user}/x.py", line 3, in <module>\n'
+        f"FileNotFoundError: [Errno 2] No such file or directory: '/tmp/{tmp}/{user}.sock' (pid {pid}, "
+        f"{addr}:{port}, fd={fd})\n"
+    )
+    assert signature_for(posix, "linux") == (
+        "FileNotFoundError: [ENOENT] No such file or directory: '<path>' (pid <pid>, <addr>, fd=<fd>)"
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200), st.sampled_from(["linux", "darwin", "win32", "freebsd13"]))
+def test_normalize_total_and_idempotent(text, platform):
+    once = normalize(text, platform)
+    assert "\n" not in once and len(once) <= 300
+    assert normalize(once, platform) == once
