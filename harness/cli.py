@@ -13,14 +13,23 @@ Exit codes: 0 - the run completed, whatever the verdict; 1 - the harness could n
 """
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from harness import pythons
+from harness.adapters import get_adapter
+from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
+from harness.matrix import default_matrix, run_matrix, summary
 from harness.records import ResultRecord, Scenario, read_records
+from harness.run import BASE_TIMEOUT_S, run_scenario, validate
+from reports import diff, render_release, write_report
+from servers.adapters.reference import ProbeFailed, combinations, probe
 
 EXIT_OK = 0
 EXIT_HARNESS = 1
@@ -82,8 +91,6 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
-    from harness.run import BASE_TIMEOUT_S
-
     p.add_argument("--capsule-dir", default="", help="write reproduction capsules of non-passing runs here")
     p.add_argument("--work-dir", default="", help="run directories go here (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
@@ -123,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="RESULTS", help="JSONL files or directories of them")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE.html")
 
-    p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff page")
+    p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff")
     p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
     p.add_argument("version", help="the new version, e.g. 0.55.0")
     p.add_argument("--previous", required=True, metavar="VERSION", help="the version to compare against")
@@ -176,9 +183,6 @@ def _parse_options(items: Sequence[str]) -> List[List[str]]:
 
 
 def _validate_scenario(sc: Scenario) -> None:
-    from harness.adapters import get_adapter
-    from harness.run import validate
-
     try:
         validate(sc)
     except ValueError as exc:
@@ -190,8 +194,6 @@ def _validate_scenario(sc: Scenario) -> None:
 
 def _validate_reference_names(python: str, strategy: str, start_method: str) -> None:
     """Unknown names are usage errors; known-but-unavailable ones run and are recorded `unsupported`."""
-    from servers.adapters.reference import ProbeFailed, probe
-
     try:
         data = probe(_python_path(python))
     except ProbeFailed:
@@ -207,8 +209,6 @@ def _validate_reference_names(python: str, strategy: str, start_method: str) -> 
 
 
 def _python_path(spec: str) -> str:
-    from harness import pythons
-
     try:
         return pythons.resolve(spec).path
     except pythons.InterpreterNotFound as exc:
@@ -219,10 +219,6 @@ def _python_path(spec: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import json
-
-    from harness.run import run_scenario
-
     sc = Scenario(
         server=args.server,
         requirements=tuple(args.requirement),
@@ -280,7 +276,8 @@ class _ProgressPrinter:
     def __call__(self, done: int, total: int, record: ResultRecord) -> None:
         self.counts[record.failure_class] = self.counts.get(record.failure_class, 0) + 1
         width = len(str(total))
-        line = f"[{done:>{width}}/{total}] {record.failure_class:<16} {record.scenario_id}  {record.duration_s:.1f}s"
+        line = f"[{done:>{width}}/{total}] {record.failure_class:<16} {record.scenario_id}"
+        line += f"  {record.duration_s:.1f}s"
         if record.failure_class != "passed" and (record.signature or record.reason):
             line += f"  {(record.signature or record.reason)[:120]}"
         if self.tty:
@@ -293,10 +290,6 @@ class _ProgressPrinter:
 
 
 def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
-    from harness.config import load_matrix_file
-    from harness.matrix import default_matrix
-    from servers.adapters.reference import ProbeFailed, probe
-
     def probe_fn(python: str) -> Dict[str, Any]:
         try:
             return probe(_python_path(python))
@@ -310,8 +303,6 @@ def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
     if args.config:
         scenarios = load_matrix_file(args.config, probe_fn)
         if args.python:
-            import dataclasses
-
             scenarios = [dataclasses.replace(s, python=p) for s in scenarios for p in pythons]
         if args.server:
             scenarios = [s for s in scenarios if s.server in args.server]
@@ -323,8 +314,6 @@ def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from harness.matrix import run_matrix, summary
-
     _check_writable(args.results, "--results")
     _check_writable(args.report, "--report")
     scenarios = _matrix_scenarios(args)
@@ -357,10 +346,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def _write_report(records: Sequence[ResultRecord], path: str) -> str:
-    try:
-        from reports import write_report  # type: ignore[attr-defined]
-    except ImportError:
-        from reports.render import write_report
     return str(write_report(list(records), path))
 
 
@@ -398,10 +383,6 @@ def _int_list(text: str, what: str) -> List[int]:
 
 def cmd_release(args: argparse.Namespace) -> int:
     """Same scenarios at `--previous` and at `version`; the diff page says what broke and what got fixed."""
-    from harness.adapters import get_adapter
-    from harness.matrix import run_matrix, summary
-    from reports.release import diff, render_release
-
     adapter = get_adapter(args.server)
     if not adapter.distribution:
         raise UsageError(f"server {args.server!r} has no released versions to compare")
@@ -448,17 +429,11 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_pythons(args: argparse.Namespace) -> int:
-    from harness import pythons
-
     print(pythons.format_table(pythons.discover()))
     return EXIT_OK
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    import json
-
-    from servers.adapters.reference import ProbeFailed, combinations, probe
-
     try:
         data = probe(_python_path(args.python))
     except ProbeFailed as exc:

@@ -34,6 +34,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from harness.errors import ConfigError
 from harness.records import Scenario
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.8-3.10 only
+    try:
+        import tomli as tomllib
+    except ImportError:
+        tomllib = None  # type: ignore[assignment]
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Scenario)}
 #: fields whose value is itself a list: a list of lists (not a list) expands them
 _LIST_FIELDS = ("requirements",)
@@ -43,13 +51,8 @@ ProbeFn = Callable[[str], Dict[str, Any]]
 
 
 def _load_toml(path: str) -> Dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.8-3.10 only
-        try:
-            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
-        except ImportError:
-            raise ConfigError(f"{path}: reading TOML on Python < 3.11 needs `tomli` (or use JSON)") from None
+    if tomllib is None:
+        raise ConfigError(f"{path}: reading TOML on Python < 3.11 needs `tomli` (or use JSON)")
     try:
         with open(path, "rb") as fh:
             data: Dict[str, Any] = tomllib.load(fh)

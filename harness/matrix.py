@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from harness.config import ProbeFn, expand
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, read_records
-from harness.run import BASE_TIMEOUT_S, scaled_timeout
+from harness.run import BASE_TIMEOUT_S, run_scenario, scaled_timeout
 
 Progress = Callable[[int, int, ResultRecord], None]
 
@@ -193,8 +193,6 @@ def summary(records: Sequence[ResultRecord]) -> str:
 
 def _child_main(spec_path: str) -> int:
     """`python -m harness.matrix SPEC.json`: run one scenario, write its record to spec["out"]."""
-    from harness.run import run_scenario
-
     with open(spec_path, encoding="utf-8") as fh:
         spec = json.load(fh)
     record = run_scenario(

@@ -27,6 +27,8 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 from harness.records import ResultRecord, Scenario
+from harness.run import BASE_TIMEOUT_S
+from harness.run import run_scenario as _run
 
 _RESULTS_KEY = "asgi_workers_harness_results"
 
@@ -34,35 +36,62 @@ _RESULTS_KEY = "asgi_workers_harness_results"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("asgi-workers-harness", "asgi-workers-harness (multi-worker socket sharing)")
     group.addoption(
-        "--server", action="append", default=[], dest="harness_servers", metavar="NAME",
+        "--server",
+        action="append",
+        default=[],
+        dest="harness_servers",
+        metavar="NAME",
         help="run scenarios of this server only (repeatable): reference, uvicorn, ...",
     )
     group.addoption(
-        "--python", default="", dest="harness_python", metavar="SPEC",
+        "--python",
+        default="",
+        dest="harness_python",
+        metavar="SPEC",
         help='interpreter the servers run under: "3.10", a path (default: this one)',
     )
     group.addoption(
-        "--workers", default="", dest="harness_workers", metavar="LIST",
+        "--workers",
+        default="",
+        dest="harness_workers",
+        metavar="LIST",
         help="worker counts to run, comma-separated (default: the suite's own, e.g. 1,2,4)",
     )
     group.addoption(
-        "--strategy", action="append", default=[], dest="harness_strategies", metavar="NAME",
+        "--strategy",
+        action="append",
+        default=[],
+        dest="harness_strategies",
+        metavar="NAME",
         help="reference server strategies to run (repeatable; default: every one available)",
     )
     group.addoption(
-        "--results", default="", dest="harness_results", metavar="FILE.jsonl",
+        "--results",
+        default="",
+        dest="harness_results",
+        metavar="FILE.jsonl",
         help="append every scenario's record to this JSONL file",
     )
     group.addoption(
-        "--harness-report", default="", dest="harness_report", metavar="PATH",
+        "--harness-report",
+        default="",
+        dest="harness_report",
+        metavar="PATH",
         help="write the HTML report of this session's records here (controller only)",
     )
     group.addoption(
-        "--harness-timeout", type=float, default=None, dest="harness_timeout", metavar="SECONDS",
+        "--harness-timeout",
+        type=float,
+        default=None,
+        dest="harness_timeout",
+        metavar="SECONDS",
         help="the base timeout every scenario deadline is scaled from",
     )
     group.addoption(
-        "--capsule-dir", default="", dest="harness_capsule_dir", metavar="DIR",
+        "--capsule-dir",
+        default="",
+        dest="harness_capsule_dir",
+        metavar="DIR",
         help="write reproduction capsules of non-passing scenarios here",
     )
 
@@ -130,10 +159,8 @@ class HarnessReporter:
         self.records = self._session_records()
         if self.report_path:
             try:
-                try:
-                    from reports import write_report  # type: ignore[attr-defined]
-                except ImportError:
-                    from reports.render import write_report
+                from reports import write_report  # noqa: PLC0415 - Jinja2 only when a report is asked for
+
                 self.written = str(write_report(self.records, self.report_path))
             except Exception as exc:  # the report must not turn a green session red silently: say it
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -188,9 +215,6 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[...,
     """Run one scenario: `run_scenario(Scenario(...), **overrides)` or `run_scenario(workers=4, ...)`.
 
     --python applies when the scenario names none. Records go to --results (or the session file)."""
-    from harness.run import BASE_TIMEOUT_S
-    from harness.run import run_scenario as _run
-
     config = request.config
     counter = [0]
 

@@ -5,11 +5,14 @@ and the plugin's selection options (--server, --workers, --strategy). Ids are sc
 `-k uvicorn`, `-k forkserver` or `-k w4` select what they say, and every id contains "workers".
 """
 
+import dataclasses
 from typing import Any, List, Sequence, Tuple
 
 import pytest
 
+from harness import pythons
 from harness.records import Scenario
+from servers.adapters.reference import ProbeFailed, combinations, probe
 
 REFERENCE_WORKERS = (1, 2, 4)
 UPSTREAM = (("uvicorn", (2, 4)),)
@@ -22,22 +25,26 @@ def _worker_counts(config: pytest.Config, default: Sequence[int]) -> Tuple[int, 
     try:
         counts = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise pytest.UsageError(f"--workers expects a comma-separated list of integers, got {text!r}") from None
+        raise pytest.UsageError(
+            f"--workers expects a comma-separated list of integers, got {text!r}"
+        ) from None
     if not counts or min(counts) < 1:
         raise pytest.UsageError(f"--workers: every count must be >= 1, got {text!r}")
     return counts
 
 
 def _reference_params(config: pytest.Config) -> List[Any]:
-    from harness import pythons
-    from servers.adapters.reference import ProbeFailed, combinations, probe
-
     python = str(config.getoption("harness_python") or "")
     try:
         data = probe(pythons.resolve(python).path)
     except (ProbeFailed, pythons.InterpreterNotFound) as exc:
-        return [pytest.param(Scenario(server="reference"), id="reference-probe-failed",
-                             marks=pytest.mark.skip(reason=str(exc)))]
+        return [
+            pytest.param(
+                Scenario(server="reference"),
+                id="reference-probe-failed",
+                marks=pytest.mark.skip(reason=str(exc)),
+            )
+        ]
     wanted = set(config.getoption("harness_strategies") or [])
     params = []
     for strategy, method, available, reason in combinations(data):
@@ -47,7 +54,9 @@ def _reference_params(config: pytest.Config) -> List[Any]:
             sc = Scenario(server="reference", strategy=strategy, start_method=method, workers=n)
             marks = [pytest.mark.workers(n)]
             if not available:
-                marks.append(pytest.mark.skip(reason=f"{strategy}/{method or '-'}: {reason or 'unavailable here'}"))
+                marks.append(
+                    pytest.mark.skip(reason=f"{strategy}/{method or '-'}: {reason or 'unavailable here'}")
+                )
             params.append(pytest.param(sc, id=sc.scenario_id, marks=marks))
     return params
 
@@ -68,10 +77,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             params.append(pytest.param(sc, id=sc.scenario_id, marks=[pytest.mark.workers(n)]))
     python = str(config.getoption("harness_python") or "")
     if python:
-        import dataclasses
-
         params = [
-            pytest.param(dataclasses.replace(p.values[0], python=python), id=f"{p.id}-py{python}", marks=p.marks)
+            pytest.param(
+                dataclasses.replace(p.values[0], python=python), id=f"{p.id}-py{python}", marks=p.marks
+            )
             for p in params
         ]
     metafunc.parametrize("scenario", params)

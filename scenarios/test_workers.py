@@ -10,8 +10,6 @@ asserts `passed`; otherwise it fails with the class, signature, reason and stder
 
 from typing import Any
 
-import pytest
-
 from harness.plugin import assert_passed
 from harness.records import Scenario
 
