@@ -159,6 +159,9 @@ def serve() -> Any:
     for server in started:
         server.stop()
         assert server.loop_errors == [], server.loop_errors
+        assert server.service is not None
+        # shutdown's contract: nothing left open or running
+        assert (server.service.connections, server.service.in_flight) == (0, 0)
 
 
 # -- wire helpers ------------------------------------------------------------------------------
@@ -447,6 +450,39 @@ def test_malformed_request_gets_400_and_server_keeps_serving(serve: Any) -> None
     assert response.header(b"connection") == b"close"
     (after,) = parse_all(exchange(server.port, get("/next")))
     assert after.status == 200 and after.body == b"/next"
+
+
+def test_connect_is_refused_with_501(serve: Any) -> None:
+    recorder = Recorder()
+    server = serve(recorder)
+    (response,) = parse_all(exchange(server.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert response.status == 501
+    assert recorder.scopes == []
+
+
+def test_slow_headers_are_cut_off_by_the_keepalive_timeout(serve: Any) -> None:
+    server = serve(path_app, limits=Limits(keepalive_timeout=0.2))
+    with connect(server.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")  # and never finishes the head
+        assert recv_until_closed(sock) == b""
+
+
+def test_body_limit_holds_after_the_app_answered(serve: Any) -> None:
+    # path_app reads the body; this app answers at once and leaves the body unread: the server drains
+    # it, but not beyond the limit.
+    async def early(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-method", b"POST")]})
+        await send({"type": "http.response.body", "body": b"early"})
+
+    server = serve(early, limits=Limits(max_body_bytes=1000))
+    with connect(server.port) as sock:
+        chunks = _chunked(b"z" * 600, 300)[: -len(b"0\r\n\r\n")]  # the body goes on...
+        sock.sendall(get("/", b"Transfer-Encoding: chunked\r\n", b"POST") + chunks)
+        parser = ResponseParser()
+        assert read_response(sock, parser).body == b"early"
+        assert server.call(lambda: server.service.connections) == 1
+        sock.sendall(chunks)  # ...past the limit: the connection is closed, nothing more is sent
+        assert recv_until_closed(sock) == b""
 
 
 def test_oversized_headers_get_431(serve: Any) -> None:
