@@ -3,8 +3,8 @@
     python -m servers.adapters._launcher --start-method forkserver -- uvicorn servers.apps:pid --workers 2
 
 sets `multiprocessing.set_start_method(M, force=True)` under the `__main__` guard, rewrites sys.argv to
-`[<module>, <args>...]` and runs `<module>` as `__main__` (runpy, alter_sys=True), as `python -m <module>`
-would. This emulates the forkserver default of Python 3.14 on the interpreters this machine has.
+`[<module>, <args>...]` and runs `<module>` as `__main__` (runpy, alter_sys=True, which then sets
+sys.argv[0] to the module's file), exactly as `python -m <module> <args>...` would. This emulates the forkserver default of Python 3.14 on the interpreters this machine has.
 
 It changes only the *default* start method. Servers that ask for a context explicitly are not affected:
 uvicorn >= 0.10.1 and hypercorn >= 0.14.2 call multiprocessing.get_context("spawn"); gunicorn forks
