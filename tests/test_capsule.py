@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 import psutil
 import pytest
@@ -74,10 +76,12 @@ SERVER = textwrap.dedent(
 )
 
 
-def _record(tmp_path, server_args, workers, failure_class="partial-workers", **kw):
+def _record(
+    tmp_path: Path, server_args: List[str], workers: int, failure_class: str = "partial-workers", **kw: Any
+) -> ResultRecord:
     script = tmp_path / "tiny_server.py"
     script.write_text(SERVER)
-    fields = dict(
+    fields: Dict[str, Any] = dict(
         scenario=Scenario(server="tiny", workers=workers).to_dict(),
         failure_class=failure_class,
         signature="partial-workers: 1/2",
@@ -93,7 +97,7 @@ def _record(tmp_path, server_args, workers, failure_class="partial-workers", **k
     return ResultRecord(**fields)
 
 
-def _run_repro(folder, python=sys.executable, deadline=15):
+def _run_repro(folder: str, python: str = sys.executable, deadline: float = 15) -> Tuple[int, str, int]:
     proc = subprocess.run(
         [python, os.path.join(folder, "repro.py"), "--deadline", str(deadline), "--grace", "5"],
         stdout=subprocess.PIPE,
@@ -107,16 +111,16 @@ def _run_repro(folder, python=sys.executable, deadline=15):
     return proc.returncode, out, int(m.group(1))
 
 
-def _gone(pid):
+def _gone(pid: int) -> bool:
     # a zombie counts as left behind: nobody reaped it
     return not psutil.pid_exists(pid)
 
 
-def _pids_in(out):
+def _pids_in(out: str) -> List[int]:
     return [int(p) for p in re.findall(r"(\d+) x\d+", out)]
 
 
-def test_capsule_files(tmp_path):
+def test_capsule_files(tmp_path: Path) -> None:
     rec = _record(tmp_path, [], 2)
     folder = write_capsule(rec, str(tmp_path / "capsules"), project_root=PROJECT_ROOT)
     assert os.path.dirname(folder) == str(tmp_path / "capsules")
@@ -148,7 +152,7 @@ def test_capsule_files(tmp_path):
     assert os.access(os.path.join(folder, "run.sh"), os.X_OK)
 
 
-def test_repro_cannot_run_exits_2(tmp_path):
+def test_repro_cannot_run_exits_2(tmp_path: Path) -> None:
     rec = _record(tmp_path, [], 2, command=["/nonexistent/bin/granian-xyz", "app:app"])
     folder = write_capsule(rec, str(tmp_path), project_root=PROJECT_ROOT)
     proc = subprocess.run(
@@ -157,13 +161,13 @@ def test_repro_cannot_run_exits_2(tmp_path):
     assert proc.returncode == 2 and b"cannot run" in proc.stderr
 
 
-def test_capsule_refuses_passed_records(tmp_path):
+def test_capsule_refuses_passed_records(tmp_path: Path) -> None:
     rec = _record(tmp_path, [], 1, failure_class="passed", signature="")
     with pytest.raises(ValueError):
         write_capsule(rec, str(tmp_path), project_root=PROJECT_ROOT)
 
 
-def test_requirements_fall_back_to_scenario(tmp_path):
+def test_requirements_fall_back_to_scenario(tmp_path: Path) -> None:
     sc = Scenario(server="uvicorn", requirements=("uvicorn==0.16.0",)).to_dict()
     rec = _record(tmp_path, [], 2, scenario=sc, installed={})
     folder = write_capsule(rec, str(tmp_path), project_root=PROJECT_ROOT)
@@ -171,7 +175,7 @@ def test_requirements_fall_back_to_scenario(tmp_path):
 
 
 @pytest.mark.parametrize("python", [sys.executable, *OLD_PYTHONS])
-def test_repro_compiles(tmp_path, python):
+def test_repro_compiles(tmp_path: Path, python: str) -> None:
     folder = write_capsule(_record(tmp_path, [], 2), str(tmp_path), project_root=PROJECT_ROOT)
     if python == sys.executable:
         py_compile.compile(os.path.join(folder, "repro.py"), doraise=True)
@@ -193,7 +197,7 @@ def test_repro_compiles(tmp_path, python):
         (["uvicorn", "app:app", "--workers", "2"], ("tcp", "127.0.0.1", 8000)),
     ],
 )
-def test_target_of(argv, target):
+def test_target_of(argv: List[str], target: Tuple[Any, ...]) -> None:
     t = target_of(argv)
     assert tuple(t[k] for k in ("kind", "host", "port", "path", "fd") if k in t) == target
 
@@ -203,7 +207,7 @@ posix_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="the tiny pre-fo
 
 @posix_only
 @pytest.mark.parametrize("python", [sys.executable, *OLD_PYTHONS[:1]])
-def test_repro_reproduces_partial_workers_and_cleans_up(tmp_path, python):
+def test_repro_reproduces_partial_workers_and_cleans_up(tmp_path: Path, python: str) -> None:
     # asked for 2 workers, the server runs 1: repro must say partial-workers 1/2
     folder = write_capsule(_record(tmp_path, ["--workers", "1"], 2), str(tmp_path), project_root=PROJECT_ROOT)
     code, out, server_pid = _run_repro(folder, python, deadline=3)
@@ -217,7 +221,7 @@ def test_repro_reproduces_partial_workers_and_cleans_up(tmp_path, python):
 
 
 @posix_only
-def test_repro_passes_when_every_worker_answers_and_kills_the_tree(tmp_path):
+def test_repro_passes_when_every_worker_answers_and_kills_the_tree(tmp_path: Path) -> None:
     rec = _record(tmp_path, ["--workers", "2"], 2)
     folder = write_capsule(rec, str(tmp_path), project_root=PROJECT_ROOT)
     code, out, server_pid = _run_repro(folder)
@@ -230,7 +234,7 @@ def test_repro_passes_when_every_worker_answers_and_kills_the_tree(tmp_path):
 
 
 @posix_only
-def test_repro_reports_startup_failure_with_the_output(tmp_path):
+def test_repro_reports_startup_failure_with_the_output(tmp_path: Path) -> None:
     rec = _record(tmp_path, ["--fail"], 2, failure_class="startup-failure", signature="OSError: [EINVAL] ...")
     folder = write_capsule(rec, str(tmp_path), project_root=PROJECT_ROOT)
     code, out, server_pid = _run_repro(folder)
@@ -241,7 +245,7 @@ def test_repro_reports_startup_failure_with_the_output(tmp_path):
 
 
 @posix_only
-def test_repro_not_serving_when_nothing_listens(tmp_path):
+def test_repro_not_serving_when_nothing_listens(tmp_path: Path) -> None:
     # a "server" that stays alive but never listens: every probe is refused
     rec = _record(
         tmp_path,
@@ -261,5 +265,7 @@ def test_repro_not_serving_when_nothing_listens(tmp_path):
     out = proc.stdout.decode()
     assert "VERDICT: not-serving: alive but no request was answered (ConnectionRefusedError)" in out, out
     assert proc.returncode == 1
-    server_pid = int(re.search(r"server pid (\d+)", out).group(1))
+    found = re.search(r"server pid (\d+)", out)
+    assert found, out
+    server_pid = int(found.group(1))
     assert _gone(server_pid)

@@ -1,6 +1,7 @@
 """harness.classify: one test per RULES row (enforced), precedence, signatures and reasons."""
 
 import os
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -15,9 +16,9 @@ UDS = {"kind": "uds", "path": "/tmp/h-1/s.sock"}
 GOOD_TCP = ({"pid": 10, "family": "AF_INET", "address": "127.0.0.1", "port": 40001, "path": ""},)
 
 
-def _ok(**kw):
+def _ok(**kw: Any) -> Observation:
     """A passing observation of a 2-worker TCP run, with `kw` changed."""
-    base = dict(
+    base: Dict[str, Any] = dict(
         platform="linux",
         expected_workers=2,
         ready=True,
@@ -31,7 +32,7 @@ def _ok(**kw):
     return Observation(**base)
 
 
-def _fixture(name):
+def _fixture(name: str) -> str:
     with open(os.path.join(FIXTURES, name), encoding="utf-8") as fh:
         return fh.read()
 
@@ -91,13 +92,13 @@ CASES = {
 }
 
 
-def test_every_rule_has_a_test_case():
+def test_every_rule_has_a_test_case() -> None:
     names = [r.name for r in RULES]
     assert len(names) == len(set(names)), "rule names must be unique"
     assert set(names) == set(CASES), f"rules without a case: {set(names) - set(CASES)}"
 
 
-def test_table_shape():
+def test_table_shape() -> None:
     assert all(r.failure_class in FAILURE_CLASSES for r in RULES)
     assert all(r.why and r.name == r.name.lower() for r in RULES)
     assert RULES[-1].name == "passed" and RULES[-1].predicate(Observation())
@@ -107,7 +108,7 @@ def test_table_shape():
 
 
 @pytest.mark.parametrize("rule_name", [r.name for r in RULES])
-def test_rule(rule_name):
+def test_rule(rule_name: str) -> None:
     obs, expected = CASES[rule_name]
     v = classify(obs)
     assert isinstance(v, Verdict)
@@ -120,7 +121,7 @@ def test_rule(rule_name):
 
 
 @pytest.mark.parametrize("rule_name", [r.name for r in RULES if r.name != "passed"])
-def test_rule_predicate_is_false_on_a_passing_run(rule_name):
+def test_rule_predicate_is_false_on_a_passing_run(rule_name: str) -> None:
     pred = next(r for r in RULES if r.name == rule_name).predicate
     assert not pred(_ok())
 
@@ -128,7 +129,7 @@ def test_rule_predicate_is_false_on_a_passing_run(rule_name):
 # --- precedence ----------------------------------------------------------------------------------------
 
 
-def test_startup_failure_before_leak_and_leak_is_named_in_reason():
+def test_startup_failure_before_leak_and_leak_is_named_in_reason() -> None:
     obs = _ok(
         ready=False,
         answered_pids=(),
@@ -142,7 +143,7 @@ def test_startup_failure_before_leak_and_leak_is_named_in_reason():
     assert "leaked (process)" in v.reason
 
 
-def test_wrong_listener_before_not_serving():
+def test_wrong_listener_before_not_serving() -> None:
     # uvicorn <=0.14 `--workers 2 --uds`: binds 127.0.0.1:8000; the harness probes the UDS and gets nothing
     obs = _ok(
         ready=False,
@@ -157,27 +158,27 @@ def test_wrong_listener_before_not_serving():
     assert v.signature == "wrong-listener: tcp 127.0.0.1:8000 (asked uds)"
 
 
-def test_env_error_wins_over_everything_else():
+def test_env_error_wins_over_everything_else() -> None:
     v = classify(_ok(env_error="x", stop_escalated=True, leaks={"uds": ["/tmp/a"]}))
     assert v.failure_class == "env-error"
 
 
-def test_request_errors_before_shutdown_hang_and_leak():
+def test_request_errors_before_shutdown_hang_and_leak() -> None:
     v = classify(_ok(load_non_2xx=5, stop_escalated=True, leaks={"uds": ["/tmp/x.sock"]}))
     assert v.failure_class == "request-errors"
     assert "leaked (uds)" in v.reason
 
 
-def test_shutdown_hang_before_leak():
+def test_shutdown_hang_before_leak() -> None:
     assert classify(_ok(stop_escalated=True, leaks={"processes": [1]})).failure_class == "shutdown-hang"
 
 
-def test_one_restart_after_a_kill_fault_is_not_a_loop():
+def test_one_restart_after_a_kill_fault_is_not_a_loop() -> None:
     assert classify(_ok(fault="kill-worker", worker_restarts=1, worker_exits=1)).failure_class == "passed"
     assert classify(_ok(fault="kill-worker", worker_restarts=4)).failure_class == "respawn-loop"
 
 
-def test_restarts_below_threshold_before_ready_is_not_a_loop():
+def test_restarts_below_threshold_before_ready_is_not_a_loop() -> None:
     obs = _ok(ready=False, answered_pids=(101,), alive_at_deadline=True, worker_restarts=2)
     assert classify(obs).failure_class == "partial-workers"
 
@@ -185,7 +186,7 @@ def test_restarts_below_threshold_before_ready_is_not_a_loop():
 # --- signatures ----------------------------------------------------------------------------------------
 
 
-def test_signature_from_stderr_when_decisive():
+def test_signature_from_stderr_when_decisive() -> None:
     # uvicorn #514 shape: one worker died with WSAEINVAL, the other serves
     obs = _ok(
         platform="win32",
@@ -199,7 +200,7 @@ def test_signature_from_stderr_when_decisive():
     assert v.signature == "OSError: [WSAEINVAL] An invalid argument was supplied"
 
 
-def test_startup_failure_signature_from_real_gunicorn_text():
+def test_startup_failure_signature_from_real_gunicorn_text() -> None:
     obs = _ok(
         ready=False,
         answered_pids=(),
@@ -251,21 +252,21 @@ def test_startup_failure_signature_from_real_gunicorn_text():
         (_ok(worker_restarts=9), "respawn-loop: 9 restarts"),
     ],
 )
-def test_synthetic_signatures(obs, signature):
+def test_synthetic_signatures(obs: Observation, signature: str) -> None:
     assert classify(obs).signature == signature
 
 
-def test_shutdown_noise_in_stderr_does_not_become_the_signature():
+def test_shutdown_noise_in_stderr_does_not_become_the_signature() -> None:
     stderr = 'Traceback (most recent call last):\n  File "x.py", line 1, in run\nKeyboardInterrupt\n'
     assert classify(_ok(stop_escalated=True, stderr=stderr)).signature == "shutdown-hang"
 
 
-def test_env_error_signature_is_normalized():
+def test_env_error_signature_is_normalized() -> None:
     v = classify(_ok(env_error="Could not find /root/.pyenv/versions/3.7.16/bin/python"))
     assert v.signature == "Could not find <path>"
 
 
-def test_exit_text():
+def test_exit_text() -> None:
     assert exit_text(None, True) == "exit ?"
     assert exit_text(0, False) == "exit 0"
     assert exit_text(7, True) == "exit 7 WORKER_CRASH_LOOP"
@@ -275,7 +276,9 @@ def test_exit_text():
 # --- listeners -------------------------------------------------------------------------------------------
 
 
-def _listener(family, address="127.0.0.1", port=40001, path=""):
+def _listener(
+    family: str, address: str = "127.0.0.1", port: Optional[int] = 40001, path: str = ""
+) -> Dict[str, Any]:
     return {"pid": 1, "family": family, "address": address, "port": port, "path": path}
 
 
@@ -297,5 +300,5 @@ def _listener(family, address="127.0.0.1", port=40001, path=""):
         (TCP, [], 0),
     ],
 )
-def test_wrong_listeners(asked, listeners, wrong):
+def test_wrong_listeners(asked: Dict[str, Any], listeners: List[Dict[str, Any]], wrong: int) -> None:
     assert len(wrong_listeners(Observation(asked=asked, listeners=tuple(listeners)))) == wrong

@@ -2,6 +2,8 @@
 
 import json
 import os
+from pathlib import Path
+from typing import Any, Dict
 
 import pytest
 from hypothesis import given, settings
@@ -16,8 +18,8 @@ from harness.records import (
 )
 
 
-def _record(**kw):
-    base = dict(
+def _record(**kw: Any) -> ResultRecord:
+    base: Dict[str, Any] = dict(
         scenario=Scenario(server="uvicorn", requirements=("uvicorn==0.10.8",), workers=2).to_dict(),
         failure_class="startup-failure",
         signature="OSError: [WSAEINVAL] An invalid argument was supplied",
@@ -36,20 +38,20 @@ def _record(**kw):
     return ResultRecord(**base)
 
 
-def test_scenario_round_trip_and_id():
+def test_scenario_round_trip_and_id() -> None:
     sc = Scenario(server="reference", strategy="share", workers=4, bind="uds", options=(("a", "1"),))
     again = Scenario.from_dict(json.loads(json.dumps(sc.to_dict())))
     assert again == sc
     assert again.scenario_id == sc.scenario_id == "reference-share-w4-uds-a=1"
 
 
-def test_scenario_from_dict_ignores_unknown_keys():
+def test_scenario_from_dict_ignores_unknown_keys() -> None:
     d = Scenario().to_dict()
     d["future_field"] = 1
     assert Scenario.from_dict(d) == Scenario()
 
 
-def test_record_round_trip_dict_and_json():
+def test_record_round_trip_dict_and_json() -> None:
     r = _record()
     assert ResultRecord.from_dict(r.to_dict()) == r
     assert ResultRecord.from_dict(json.loads(r.to_json())) == r
@@ -57,19 +59,19 @@ def test_record_round_trip_dict_and_json():
     assert r.scenario_obj.requirements == ("uvicorn==0.10.8",)
 
 
-def test_record_key_is_stable_and_depends_on_platform_and_python():
+def test_record_key_is_stable_and_depends_on_platform_and_python() -> None:
     a, b = _record(), _record(reason="other words")
     assert a.key == b.key
     assert a.key != _record(python={"version": "3.9.0"}).key
     assert a.key != _record(platform={"sys_platform": "linux"}).key
 
 
-def test_unknown_failure_class_is_refused():
+def test_unknown_failure_class_is_refused() -> None:
     with pytest.raises(ValueError):
         _record(failure_class="exploded")
 
 
-def test_jsonl_append_and_read(tmp_path):
+def test_jsonl_append_and_read(tmp_path: Path) -> None:
     path = str(tmp_path / "sub" / "results.jsonl")
     records = [_record(), _record(failure_class="passed", signature="", leaks={})]
     for r in records:
@@ -79,7 +81,7 @@ def test_jsonl_append_and_read(tmp_path):
         assert len(fh.read().splitlines()) == 2
 
 
-def test_torn_last_line_is_skipped(tmp_path):
+def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     path = str(tmp_path / "results.jsonl")
     good = _record()
     append_record(path, good)
@@ -89,7 +91,7 @@ def test_torn_last_line_is_skipped(tmp_path):
     assert list(read_records([path])) == [good]
 
 
-def test_blank_and_foreign_lines_are_skipped(tmp_path):
+def test_blank_and_foreign_lines_are_skipped(tmp_path: Path) -> None:
     path = str(tmp_path / "results.jsonl")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write('\n[1, 2]\n{"no": "class"}\n')
@@ -97,7 +99,7 @@ def test_blank_and_foreign_lines_are_skipped(tmp_path):
     assert [r.failure_class for r in read_records([path])] == ["startup-failure"]
 
 
-def test_several_files_in_order(tmp_path):
+def test_several_files_in_order(tmp_path: Path) -> None:
     a, b = str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")
     append_record(a, _record(failure_class="leak"))
     append_record(b, _record(failure_class="passed"))
@@ -105,7 +107,7 @@ def test_several_files_in_order(tmp_path):
     assert os.path.getsize(a) > 0
 
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 
 
 @settings(max_examples=50, deadline=None)
@@ -121,6 +123,6 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
         }
     )
 )
-def test_round_trip_property(fields):
+def test_round_trip_property(fields: Dict[str, Any]) -> None:
     r = _record(**fields)
     assert ResultRecord.from_dict(json.loads(r.to_json())) == r

@@ -1,6 +1,7 @@
 """harness.signature on real output: fixtures in tests/fixtures/outputs (sources in SOURCES.md)."""
 
 import os
+from typing import Any, Dict
 
 import pytest
 from hypothesis import given, settings
@@ -64,17 +65,17 @@ EXPECTED = {
 }
 
 
-def test_every_fixture_has_an_expectation():
+def test_every_fixture_has_an_expectation() -> None:
     on_disk = {n for n in os.listdir(FIXTURES) if n.endswith(".txt")}
     assert on_disk == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_fixture_signature(name):
+def test_fixture_signature(name: str) -> None:
     assert signature_for(_read(name), _platform_of(name)) == EXPECTED[name]
 
 
-def test_same_windows_failure_two_machines_same_signature():
+def test_same_windows_failure_two_machines_same_signature() -> None:
     # uvicorn #342 (Python 3.9, C:\Users\username, fd=824) and #509 (scoop Python, fd=696, other line numbers)
     a = signature_for(_read("win_uvicorn_342_winerror87_py39.txt"), "win32")
     b = signature_for(_read("win_uvicorn_509_winerror87_scoop.txt"), "win32")
@@ -83,19 +84,19 @@ def test_same_windows_failure_two_machines_same_signature():
     assert "87" not in a and "ERROR_INVALID_PARAMETER" in a
 
 
-def test_localized_winerror_message_is_canonical():
+def test_localized_winerror_message_is_canonical() -> None:
     ru = signature_for(_read("win_cpython_94337_winerror87_russian.txt"), "win32")
     en = signature_for(_read("win_uvicorn_342_winerror87_py39.txt"), "win32")
     assert ru == en
 
 
-def test_same_failure_linux_and_macos_same_signature():
+def test_same_failure_linux_and_macos_same_signature() -> None:
     linux = normalize("OSError: [Errno 98] Address already in use", "linux")
     mac = signature_for(_read("darwin_changedetection_2925_errno48_py313.txt"), "darwin")
     assert linux == mac == "OSError: [EADDRINUSE] Address already in use"
 
 
-def test_errno_is_read_with_the_platform_of_the_text():
+def test_errno_is_read_with_the_platform_of_the_text() -> None:
     # 48 is EADDRINUSE on macOS but unknown on Linux; 98 the other way round
     assert normalize("OSError: [Errno 48] x", "darwin") == "OSError: [EADDRINUSE] x"
     assert normalize("OSError: [Errno 98] x", "linux") == "OSError: [EADDRINUSE] x"
@@ -121,19 +122,19 @@ def test_errno_is_read_with_the_platform_of_the_text():
         (5, "ERROR_ACCESS_DENIED"),
     ],
 )
-def test_winerror_symbols(code, symbol):
+def test_winerror_symbols(code: int, symbol: str) -> None:
     assert winerror_symbol(code) == symbol
     assert normalize(f"OSError: [WinError {code}] whatever", "win32").startswith(f"OSError: [{symbol}] ")
 
 
-def test_brief_example():
+def test_brief_example() -> None:
     line = "OSError: [WinError 10022] An invalid argument was supplied"
     assert normalize(line, "win32") == "OSError: [WSAEINVAL] An invalid argument was supplied"
     # a WinError is a Windows code whatever platform label the caller passes
     assert normalize(line, "linux") == normalize(line, "win32")
 
 
-def test_rust_os_error_granian_style():
+def test_rust_os_error_granian_style() -> None:
     assert normalize("Address already in use (os error 98)", "linux") == (
         "Address already in use (os error EADDRINUSE)"
     )
@@ -169,22 +170,22 @@ def test_rust_os_error_granian_style():
         ("partial-workers: 1/2", "partial-workers: 1/2"),
     ],
 )
-def test_normalize_strips_machine_specific_parts(raw, expected):
+def test_normalize_strips_machine_specific_parts(raw: str, expected: str) -> None:
     assert normalize(raw, "linux") == expected
 
 
-def test_normalize_is_idempotent_on_fixtures():
+def test_normalize_is_idempotent_on_fixtures() -> None:
     for name in EXPECTED:
         sig = signature_for(_read(name), _platform_of(name))
         assert normalize(sig, _platform_of(name)) == sig
 
 
-def test_decisive_line_first_fatal_traceback_not_the_log_noise():
+def test_decisive_line_first_fatal_traceback_not_the_log_noise() -> None:
     text = _read("linux_uvicorn_worker_35_setup_event_loop.txt")
     assert decisive_line(text).startswith("AttributeError:")
 
 
-def test_decisive_line_chained_takes_last_meaningful_link():
+def test_decisive_line_chained_takes_last_meaningful_link() -> None:
     text = (
         "Traceback (most recent call last):\n"
         '  File "a.py", line 1, in <module>\n'
@@ -201,7 +202,7 @@ def test_decisive_line_chained_takes_last_meaningful_link():
     assert decisive_line(wrapped) == "OSError: [Errno 98] Address already in use"
 
 
-def test_decisive_line_skips_shutdown_tracebacks():
+def test_decisive_line_skips_shutdown_tracebacks() -> None:
     text = (
         "Traceback (most recent call last):\n"
         '  File "x.py", line 3, in run\n'
@@ -213,7 +214,7 @@ def test_decisive_line_skips_shutdown_tracebacks():
     assert decisive_line(text).startswith("OSError: [WinError 10038]")
 
 
-def test_decisive_line_log_lines_without_traceback():
+def test_decisive_line_log_lines_without_traceback() -> None:
     assert decisive_line("INFO: Waiting\nERROR:    Application startup failed. Exiting.\n") == (
         "Application startup failed. Exiting."
     )
@@ -221,17 +222,17 @@ def test_decisive_line_log_lines_without_traceback():
     assert decisive_line("") == ""
 
 
-def test_decisive_line_ignores_log_lines_that_look_like_exceptions():
+def test_decisive_line_ignores_log_lines_that_look_like_exceptions() -> None:
     text = "socket: <asyncio.TransportSocket fd=8>\nINFO:     Application startup complete.\n"
     assert decisive_line(text) == ""
 
 
-def test_reference_server_one_line_reason():
+def test_reference_server_one_line_reason() -> None:
     text = "servers: error: worker 1 exited before ready (exit 3)\n"
     assert decisive_line(text) == "servers: error: worker 1 exited before ready (exit 3)"
 
 
-def test_traceback_header_behind_a_log_prefix():
+def test_traceback_header_behind_a_log_prefix() -> None:
     text = (
         "ERROR:    Traceback (most recent call last):\n"
         '  File "/srv/app.py", line 12, in startup\n'
@@ -257,7 +258,7 @@ _name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, ma
         }
     )
 )
-def test_machine_details_never_change_the_signature(m):
+def test_machine_details_never_change_the_signature(m: Dict[str, Any]) -> None:
     pid, port, fd, user, tmp, ip = (m[k] for k in ("pid", "port", "fd", "user", "tmp", "ip"))
     addr = ".".join(map(str, ip))
     text = (
@@ -281,7 +282,7 @@ def test_machine_details_never_change_the_signature(m):
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200), st.sampled_from(["linux", "darwin", "win32", "freebsd13"]))
-def test_normalize_total_and_idempotent(text, platform):
+def test_normalize_total_and_idempotent(text: str, platform: str) -> None:
     once = normalize(text, platform)
     assert "\n" not in once and len(once) <= 300
     assert normalize(once, platform) == once
