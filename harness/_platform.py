@@ -1,0 +1,159 @@
+"""The one harness module with `sys.platform` branches (STYLE #12): process groups, stop signals, kills.
+
+Everything else in the harness calls these functions and stays platform-neutral.
+
+* new_session_kwargs() - Popen kwargs that put the server in its own session / process group
+  (POSIX: `start_new_session=True`, so pgid == sid == the server's pid; Windows:
+  `CREATE_NEW_PROCESS_GROUP`, so CTRL_BREAK_EVENT can be aimed at it)
+* STOP_SIGNAL_NAME - "SIGTERM" (POSIX) or "CTRL_BREAK_EVENT" (Windows)
+* send_stop(pid, mode) - the graceful stop: mode "group" signals the server's process group, "master"
+  only the master. Returns the signal name sent, "" when the process was already gone.
+* kill_group(pgid) - SIGKILL a whole process group (POSIX); False on Windows (no such primitive)
+* session_members(sid) - pids whose session id is `sid` (POSIX; [] on Windows)
+* closed_stdin_argv(argv) - argv that starts `argv` with fd 0 closed, keeping the pid (exec shim)
+* unix_listeners(pids) - [(pid, path)] of listening AF_UNIX sockets (Linux /proc), None where unknown
+* StdinUnsupported - raised when a stdin mode cannot be expressed on this platform
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import psutil
+
+if sys.platform == "win32":
+    STOP_SIGNAL_NAME = "CTRL_BREAK_EVENT"
+else:
+    STOP_SIGNAL_NAME = "SIGTERM"
+
+
+class StdinUnsupported(ValueError):
+    """The stdin mode cannot be expressed here; str(exc) is the one-line reason."""
+
+
+def new_session_kwargs() -> Dict[str, Any]:
+    """Popen kwargs for a server that owns its own session / process group."""
+    if sys.platform == "win32":
+        # CTRL_BREAK_EVENT reaches only a process group created with this flag (CTRL_C is ignored there).
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    # A new session (and so a new group, pgid == pid): a group kill never hits the harness, and a
+    # terminal's Ctrl-C (sent to the foreground group) does not reach the server behind our back.
+    return {"start_new_session": True}
+
+
+def send_stop(pid: int, mode: str) -> str:
+    """Send the graceful stop signal. mode: "group" (the server's whole group) or "master" (pid only)."""
+    if mode not in ("group", "master"):
+        raise ValueError(f"stop mode must be 'group' or 'master', not {mode!r}")
+    if sys.platform == "win32":
+        # Windows has no per-process console signal: CTRL_BREAK_EVENT aimed at a pid is delivered to the
+        # process group that pid leads, so "master" and "group" are the same thing here.
+        try:
+            os.kill(pid, signal.CTRL_BREAK_EVENT)
+        except OSError:
+            return ""
+        return STOP_SIGNAL_NAME
+    try:
+        if mode == "group":
+            os.killpg(pid, signal.SIGTERM)  # pgid == pid: started with start_new_session=True
+        else:
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return ""
+    return STOP_SIGNAL_NAME
+
+
+def kill_group(pgid: int) -> bool:
+    """SIGKILL every member of process group `pgid`; True when the signal was delivered to someone."""
+    if sys.platform == "win32":
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def session_members(sid: int) -> List[int]:
+    """Pids in session `sid` (the server's session: it was started with start_new_session=True).
+
+    Catches processes that left the tree (their parent died) but stayed in the session."""
+    if sys.platform == "win32":
+        return []
+    found = []
+    for pid in psutil.pids():
+        try:
+            if os.getsid(pid) == sid:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def closed_stdin_argv(argv: Sequence[str]) -> List[str]:
+    """An argv that runs `argv` with fd 0 closed and the same pid.
+
+    Popen cannot do it by itself: the child always gets *something* on fd 0 (the parent's stdin, a pipe
+    or /dev/null), close_fds only closes fds >= 3, and preexec_fn is banned (unsafe with threads). A POSIX
+    shell's `exec "$@" 0<&-` closes fd 0 and execs in place: the pid Popen returns *is* the server's pid,
+    passed fds survive (the shell opens no fds of its own with -c), and it costs ~1 ms.
+    """
+    if sys.platform == "win32":
+        # No fd 0 to close: a Windows child always gets a standard input handle from CreateProcess when
+        # output is redirected, and an exec shim there would change the pid (os.execv spawns anew).
+        raise StdinUnsupported("stdin=closed cannot be expressed on Windows without changing the pid")
+    return ["/bin/sh", "-c", 'exec "$@" 0<&-', "sh", *argv]
+
+
+def unix_listeners(pids: Iterable[int]) -> Optional[List[Tuple[int, str]]]:
+    """[(pid, path)] of *listening* AF_UNIX sockets held by `pids`; None where this cannot be told.
+
+    psutil reports unix sockets without a listening state; on Linux /proc/net/unix has the
+    __SO_ACCEPTCON flag (0x10000), matched to the processes' fds by inode."""
+    if not sys.platform.startswith("linux"):
+        return None
+    listening: Dict[str, str] = {}
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as fh:
+            next(fh, None)
+            for line in fh:
+                parts = line.split(None, 7)
+                if len(parts) < 8:
+                    continue  # unbound sockets have no path
+                flags, inode, path = int(parts[3], 16), parts[6], parts[7].rstrip("\n")
+                if flags & 0x10000:
+                    listening[inode] = path
+    except OSError:
+        return None
+    found: List[Tuple[int, str]] = []
+    for pid in pids:
+        seen: Set[str] = set()
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inode = link[8:-1]
+                if inode in listening and inode not in seen:
+                    seen.add(inode)
+                    found.append((pid, listening[inode]))
+    return found
+
+
+__all__ = [
+    "STOP_SIGNAL_NAME",
+    "StdinUnsupported",
+    "closed_stdin_argv",
+    "kill_group",
+    "new_session_kwargs",
+    "send_stop",
+    "session_members",
+    "unix_listeners",
+]

@@ -1,0 +1,220 @@
+"""ServerProcess and the reaper against real process trees (tests/_mpserver.py and tiny scripts)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import List
+
+import psutil
+import pytest
+
+from harness import _platform, reaper
+from harness.process import ServerProcess
+from tests import _mpserver
+from tests._mpserver import TIMEOUT
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and fds")
+
+
+def _server(tmp_path, *options: str, stdin: str = "devnull") -> ServerProcess:
+    info = str(tmp_path / "info.json")
+    return ServerProcess(
+        _mpserver.argv("--info", info, *options),
+        env=dict(os.environ),
+        cwd=str(tmp_path),
+        run_dir=str(tmp_path / "run"),
+        stdin=stdin,
+    )
+
+
+def _gone(pids: List[int], timeout: float = TIMEOUT) -> bool:
+    """Poll until none of `pids` is a live (non-zombie) process."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    live.append(pid)
+            except psutil.Error:
+                pass
+        if not live:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+def _wait_exit(server: ServerProcess) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("mode", ["group", "master"])
+def test_start_and_graceful_stop(tmp_path, mode):
+    server = _server(tmp_path, "--workers", "2").start()
+    info = _mpserver.read_info(str(tmp_path / "info.json"))
+    assert server.poll() is None and server.started_at > 0
+    assert set(info["workers"]) <= set(server.members())
+    result = server.stop(mode, timeout=TIMEOUT)
+    assert result.exit_code == 0, server.tail()
+    assert not result.escalated and result.signal_sent == _platform.STOP_SIGNAL_NAME
+    assert _gone([server.pid, *info["workers"]], timeout=0)
+    assert server.pid not in reaper.registered()
+
+
+@posix_only
+def test_escalation_when_sigterm_is_ignored(tmp_path):
+    server = _server(tmp_path, "--workers", "2", "--ignore-term", "--grandchild").start()
+    info = _mpserver.read_info(str(tmp_path / "info.json"))
+    members = server.members()
+    assert len(members) == 4  # 2 workers + 2 grandchildren
+    result = server.stop("group", timeout=0.5)
+    assert result.escalated
+    assert result.exit_code == -signal.SIGKILL
+    assert set(members) <= set(result.killed)
+    assert _gone([server.pid, *members, *info["workers"]], timeout=0)
+
+
+@posix_only
+def test_master_stop_leaves_grandchildren_then_escalates(tmp_path):
+    # SIGTERM to the master only: it stops its workers, but their children never hear about it.
+    server = _server(tmp_path, "--workers", "2", "--grandchild").start()
+    _mpserver.read_info(str(tmp_path / "info.json"))
+    members = server.members()
+    result = server.stop("master", timeout=1.0)
+    assert result.exit_code == 0
+    assert result.escalated  # the grandchildren outlived the master and were killed
+    assert _gone(members, timeout=0)
+
+
+def test_grandchildren_reaped_by_group_stop(tmp_path):
+    server = _server(tmp_path, "--workers", "2", "--grandchild").start()
+    _mpserver.read_info(str(tmp_path / "info.json"))
+    members = server.members()
+    result = server.stop("group", timeout=TIMEOUT)
+    assert not result.escalated and result.exit_code == 0
+    assert _gone(members, timeout=0)
+
+
+def test_orphans_of_a_dead_master_are_swept(tmp_path):
+    server = _server(tmp_path, "--workers", "1", "--grandchild").start()
+    _mpserver.read_info(str(tmp_path / "info.json"))
+    members = server.members()
+    os.kill(server.pid, signal.SIGKILL)  # the master dies without a word: its tree is orphaned
+    result = server.stop("group", timeout=TIMEOUT)
+    assert result.exit_code == -signal.SIGKILL
+    assert _gone(members, timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("devnull", "read:0"), ("closed", "EBADF"), ("inherit", None)],
+)
+def test_stdin_modes(tmp_path, mode, expected):
+    if mode == "closed" and sys.platform == "win32":
+        pytest.skip("stdin=closed is not expressible on Windows")
+    code = (
+        "import os,sys\ntry:\n    print('read:%d' % len(os.read(0, 10)))\n"
+        "except OSError as e:\n    print('EBADF' if e.errno == 9 else e)\nprint('stdin', sys.stdin is None)\n"
+    )
+    if mode == "inherit":
+        code = "import os\nprint('fstat', os.fstat(0).st_ino)\n"
+    server = ServerProcess(
+        [sys.executable, "-c", code],
+        env=dict(os.environ),
+        cwd=str(tmp_path),
+        run_dir=str(tmp_path),
+        stdin=mode,
+    )
+    with server:
+        _wait_exit(server)
+    assert server.returncode == 0, server.tail()
+    out = server.stdout_tail()
+    if expected is None:
+        assert out.startswith("fstat")
+    else:
+        assert out.splitlines()[0] == expected
+    if mode == "closed":
+        assert "stdin True" in out  # Python itself sees no stdin
+
+
+def test_tail_reads_both_streams(tmp_path):
+    code = "import sys\nsys.stdout.write('o' * 20000 + 'OUT-END')\nsys.stderr.write('ERR-END')\n"
+    server = ServerProcess(
+        [sys.executable, "-c", code], env=dict(os.environ), cwd=str(tmp_path), run_dir=str(tmp_path)
+    )
+    with server:
+        _wait_exit(server)
+    text = server.tail(max_bytes=100)
+    assert "ERR-END" in text and text.endswith("OUT-END")
+    assert len(server.stdout_tail(100)) == 100
+    assert os.path.dirname(server.stdout_path) == str(tmp_path)
+
+
+@posix_only
+def test_pass_fds(tmp_path):
+    r, w = os.pipe()
+    try:
+        os.set_inheritable(w, True)
+        code = f"import os\nos.write({w}, b'hello')\n"
+        server = ServerProcess(
+            [sys.executable, "-c", code],
+            env=dict(os.environ),
+            cwd=str(tmp_path),
+            run_dir=str(tmp_path),
+            pass_fds=[w],
+        )
+        with server:
+            _wait_exit(server)
+        os.close(w)
+        w = -1
+        assert server.returncode == 0, server.tail()
+        assert os.read(r, 5) == b"hello"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+_REAPER_CHILD = textwrap.dedent(
+    """
+    import os, sys, threading
+    sys.path.insert(0, {root!r})
+    from harness.process import ServerProcess
+    from tests import _mpserver
+    server = ServerProcess(_mpserver.argv("--workers", "2", "--info", {info!r}, "--ignore-term"),
+                           env=dict(os.environ), cwd={cwd!r}, run_dir={cwd!r}).start()
+    info = _mpserver.read_info({info!r})
+    print(server.pid, *info["workers"], flush=True)
+    threading.Event().wait(60)
+    """
+)
+
+
+@posix_only
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_reaper_kills_the_server_when_the_harness_dies(tmp_path, how):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = _REAPER_CHILD.format(root=root, info=str(tmp_path / "info.json"), cwd=str(tmp_path))
+    out_path = tmp_path / "child.out"
+    with open(out_path, "wb") as out:
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not out_path.read_text().strip() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pids = [int(p) for p in out_path.read_text().split()[:3]]
+        assert len(pids) == 3, out_path.read_text()
+        os.kill(child.pid, getattr(signal, how))
+        child.wait(timeout=TIMEOUT)
+        # SIGINT/SIGTERM: atexit; SIGKILL: the guardian sees EOF. The server ignores SIGTERM.
+        assert _gone(pids), f"server tree survived {how}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
