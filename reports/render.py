@@ -406,6 +406,16 @@ def _signature_groups(view: MergedView) -> List[Dict[str, Any]]:
     return out
 
 
+def _column_failing(view: MergedView) -> Dict[str, Tuple[int, int]]:
+    """column id -> (cells with a failing verdict, cells run), for the matrix footer."""
+    out: Dict[str, Tuple[int, int]] = {}
+    for cell in view.cells:
+        bad, total = out.get(cell.column.id, (0, 0))
+        failing = any(v.failure_class not in OK_CLASSES + INCONCLUSIVE for v in cell.verdicts)
+        out[cell.column.id] = (bad + int(failing), total + 1)
+    return out
+
+
 def _header_groups(view: MergedView) -> List[Tuple[str, str, int]]:
     """(platform key, platform name, colspan) for the first header row."""
     out: List[Tuple[str, str, int]] = []
@@ -451,6 +461,7 @@ def render(
         servers=sorted({r.server for r in view.rows}),
         platforms=[(p, PLATFORM_NAMES.get(p, p)) for p, _, _ in _header_groups(view)],
         signatures=_signature_groups(view),
+        column_failing=_column_failing(view),
         issues=known_issues(view.cells),
         detail_groups=(
             (

@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Tuple
 
 import pytest
 
-from reports import diff, render_release, write_report
+from reports import diff, merge, render_release, write_report
 
 from .test_reports import ALL, load, release_pair
 
@@ -100,6 +100,23 @@ def test_report_dom_after_scripts(report: str, tmp_path: Any) -> None:
     # hostile server output is still text in the live DOM
     assert "<script>alert(1)</script>" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert dom.count("<script>") == 1
+
+
+def test_filters_from_query_string(report: str, tmp_path: Any) -> None:
+    """The filter script really filters: ?class=...&platform=... leaves only the matching rows and columns."""
+    view = merge([load(*ALL, "hostile.jsonl")])
+    expected = {
+        c.row.id for c in view.cells if c.column.platform == "win32" and "startup-failure" in c.css_class
+    }
+    assert expected  # the fixtures have Windows startup failures
+    url = file_url(report) + "?class=startup-failure&platform=win32"
+    dom, stderr = chromium(url, str(tmp_path / "profile"), "--dump-dom")
+    assert not console_errors(stderr), console_errors(stderr)
+    assert f'id="f-shown">{len(expected)} of {len(view.rows)} rows<' in dom
+    visible = re.findall(r'<tr data-server="[^"]*"(?: class="server-first")?>', dom)
+    assert len(visible) == len(expected)
+    linux_cells = re.findall(r'<td class="cell[^>]*data-platform="linux"[^>]*>', dom)
+    assert linux_cells and all('hidden=""' in td for td in linux_cells)  # other platforms' columns hidden
 
 
 def test_report_without_javascript(report: str, tmp_path: Any) -> None:

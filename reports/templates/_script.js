@@ -47,6 +47,19 @@
     if (out) { out.textContent = shown + " of " + all("table.matrix tbody tr").length + " rows"; }
   }
 
+  // initial filters from the query string: report.html?server=uvicorn&class=startup-failure&platform=win32
+  if (window.URLSearchParams && location.search) {
+    var params = new URLSearchParams(location.search);
+    [["server", "f-server"], ["class", "f-class"], ["platform", "f-platform"], ["q", "f-text"]].forEach(function (p) {
+      var el = $(p[1]);
+      var value = params.get(p[0]);
+      if (!el || value === null) { return; }
+      if (el.tagName === "SELECT" && !el.querySelector('option[value="' + value.replace(/["\\]/g, "") + '"]')) {
+        return;
+      }
+      el.value = value;
+    });
+  }
   ["f-server", "f-class", "f-platform"].forEach(function (id) {
     var el = $(id);
     if (el) { el.addEventListener("change", apply); }
