@@ -113,7 +113,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return Supervisor(config, events).run()
     except Exception as exc:  # the process boundary: one line and a named code, never a traceback
-        print(f"servers: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        print(f"servers: {message}", file=sys.stderr)
+        events.emit("error", message=message, kind="internal-error")
+        events.emit("stopped", exitcode=exitcodes.INTERNAL_ERROR)
         return exitcodes.INTERNAL_ERROR
     finally:
         events.close()

@@ -25,7 +25,7 @@ empty).
 
 import json
 import time
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, List, Optional, Protocol, TypeVar
 
 READY = "ready"
 FAILED = "failed"
@@ -34,6 +34,7 @@ STOP = "stop"
 SHARE = "share"
 HANDLE = "handle"
 
+_T = TypeVar("_T")
 _PARENT_ONLY: List[Any] = []
 
 
@@ -89,7 +90,7 @@ def recv_type(conn: Channel, kind: str, timeout: float) -> Dict[str, Any]:
             raise StopRequested(f"stopped before the {kind!r} message arrived")
 
 
-def parent_only(obj: Any) -> Any:
+def parent_only(obj: _T) -> _T:
     """Register a supervisor-side object (has close()) that forked workers must close; returns obj."""
     _PARENT_ONLY.append(obj)
     return obj

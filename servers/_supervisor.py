@@ -111,6 +111,7 @@ class Supervisor:
             self._kill_all()
             if self._signals is not None:
                 self._signals.close()
+            _control.forget(self._sock)
             self._sock.close()
             if uds is not None:
                 uds.remove()

@@ -89,7 +89,8 @@ def resolve(strategy: str, start_method: str) -> Tuple[str, str]:
 
 def probe() -> Dict[str, Any]:
     """{platform, python, default_strategy, default_start_method, strategies: {name: {available, reason,
-    start_methods: {m: {available, reason}}}}} - every strategy x start method, and why not."""
+    default_start_method, start_methods: {m: {available, reason}}}}} - every strategy x start method, and
+    why not. A strategy's default_start_method is what `--strategy NAME` alone runs with."""
     default_strategy, default_method = resolve("", "")
     usable = available_start_methods()
     strategies: Dict[str, Any] = {}
@@ -99,7 +100,12 @@ def probe() -> Dict[str, Any]:
         for method in START_METHODS:
             why = pair_error(name, method) or reason or usable[method]
             methods[method] = {"available": why is None, "reason": why or ""}
-        strategies[name] = {"available": reason is None, "reason": reason or "", "start_methods": methods}
+        strategies[name] = {
+            "available": reason is None,
+            "reason": reason or "",
+            "default_start_method": resolve(name, "")[1],
+            "start_methods": methods,
+        }
     return {
         "platform": sys.platform,
         "python": "{}.{}.{}".format(*sys.version_info[:3]),

@@ -9,6 +9,7 @@ has no SO_REUSEPORT. A UDS cannot use it (EOPNOTSUPP on current Linux), which su
 import socket
 from typing import Any, Dict, Optional, Tuple
 
+from servers import _control
 from servers._control import Channel
 from servers.strategies._listen import open_tcp
 from servers.strategies._protocol import Bind, Handoff
@@ -31,7 +32,8 @@ def prepare(bind: Bind) -> socket.socket:
             reservation.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_REUSEPORT"), 1)  # noqa: B009
         finally:
             reservation.close()
-    return open_tcp(bind, reuseport=True, listen=False)
+    # Forked workers close their inherited copy: each binds its own socket.
+    return _control.parent_only(open_tcp(bind, reuseport=True, listen=False))
 
 
 def handoff(sock: socket.socket, start_method: str) -> Handoff:
