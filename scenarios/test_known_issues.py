@@ -7,8 +7,9 @@
 * an affected release must fail with exactly the entry's failure class, its signature regex must match
   the record's signature, and the exit code must match when the entry names one
 * the first fixed release must pass (or show the class the entry names for it)
-* an entry for another platform is skipped with a reason naming the platforms; so is a case whose Python
-  is outside the entry's range, and an entry with a `skip` reason (e.g. a fault the runner lacks)
+* an entry for another platform is skipped with a reason naming the platforms; so is an affected case
+  whose Python is outside the entry's range, and an entry with a `skip` reason (e.g. a fault the runner
+  lacks)
 
 A malformed entry is a collection error with one line naming the file (harness.catalog.CatalogError).
 """
@@ -29,11 +30,12 @@ def _case_id(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
     return f"{entry.id}-{expectation.role}-{reqs}"
 
 
-def _skip_reason(entry: Entry, scenario: Scenario) -> str:
+def _skip_reason(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
     if entry.skip:
         return f"{entry.id}: {entry.skip}"
     reason = entry.platform_skip(sys.platform)
-    if reason:
+    if reason or expectation.role != "affected":
+        # the python range says where the bug reproduces; fixed/unaffected cases may sit outside it
         return reason
     python = scenario.python if scenario.python and scenario.python[0].isdigit() else ""
     return entry.python_skip(python or platform.python_version())
@@ -45,7 +47,7 @@ def _params() -> List[Any]:
         for scenario, expectation in entry.scenarios():
             marks = [pytest.mark.known_issue(entry.id), pytest.mark.workers(scenario.workers)]
             marks.append(pytest.mark.slow)
-            reason = _skip_reason(entry, scenario)
+            reason = _skip_reason(entry, scenario, expectation)
             if reason:
                 marks.append(pytest.mark.skip(reason=reason))
             params.append(
