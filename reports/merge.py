@@ -37,7 +37,7 @@ PLATFORM_ORDER = ("linux", "darwin", "win32")
 PLATFORM_NAMES = {"linux": "Linux", "darwin": "macOS", "win32": "Windows"}
 SERVER_ORDER = ("reference", "uvicorn", "hypercorn", "gunicorn", "granian", "daphne")
 #: scenario options that describe a known-issue catalog entry rather than how the server runs
-ISSUE_META_KEYS = ("known_issue", "title", "url", "trigger", "fixed_in", "expect")
+ISSUE_META_KEYS = ("known_issue", "title", "url", "link", "links", "trigger", "fixed_in", "expect", "role")
 
 
 def version_key(version: str) -> Tuple[Any, ...]:
@@ -190,7 +190,7 @@ class Verdict:
         """The most recent run (by started_at; ties: the last one read)."""
         best = self.records[0]
         for rec in self.records[1:]:
-            if rec.started_at >= best.started_at:
+            if str(rec.started_at or "") >= str(best.started_at or ""):
                 best = rec
         return best
 
@@ -280,7 +280,9 @@ def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
 
     cells: List[Cell] = []
     for key, recs in by_key.items():
-        recs.sort(key=lambda r: (r.started_at, r.run_id, r.to_json()))  # input order must not matter
+        recs.sort(
+            key=lambda r: (str(r.started_at or ""), str(r.run_id or ""), r.to_json())
+        )  # input order must not matter
         groups: Dict[Tuple[str, str], List[ResultRecord]] = {}
         for rec in recs:
             groups.setdefault((rec.failure_class, rec.signature), []).append(rec)
@@ -290,7 +292,7 @@ def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
                 key=lambda v: (_class_rank(v.failure_class), v.signature),
             )
         )
-        versions = sorted({r.server_version for r in recs}, key=version_key)
+        versions = sorted({str(r.server_version or "") for r in recs}, key=version_key)
         row = row_of(recs[0], version="/".join(versions))
         cells.append(Cell(key=key, row=row, column=column_of(recs[0]), verdicts=verdicts))
 

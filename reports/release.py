@@ -83,7 +83,9 @@ class Side:
 
     @property
     def worst(self) -> ResultRecord:
-        return max(self.records, key=lambda r: (FAILURE_CLASSES.index(r.failure_class), r.started_at))
+        return max(
+            self.records, key=lambda r: (FAILURE_CLASSES.index(r.failure_class), str(r.started_at or ""))
+        )
 
     @property
     def version(self) -> str:

@@ -11,10 +11,11 @@ ever marked safe; only the SVG builders in reports.svg return Markup, and they e
 Known-issue catalog entries are records whose scenario options carry ("known_issue", "<id>"). The card
 reads these optional keys from the same options (all data, no code per issue):
 
-* title - what broke, one line; url - the upstream issue; trigger - what makes it happen
+* title - what broke, one line; url (or link) - the upstream issue; trigger - what makes it happen
 * fixed_in - first fixed version: "0.15.0", or "<distribution> <version>" ("uvicorn-worker 0.4.0") when the
   fix is not in the scenario's server; without it the card shows the first passing version it observed
 * expect - the failure class that counts as "reproduced" (default: any failing class)
+* role - affected | fixed | unaffected: which catalog case the run is (else: compared with fixed_in)
 """
 
 import datetime
@@ -173,8 +174,8 @@ def _listify(value: Any) -> List[Any]:
     return [] if value in (None, "", {}) else [value]
 
 
-def _date(started_at: str) -> str:
-    return (started_at or "")[:10] or "date unknown"
+def _date(started_at: Any) -> str:
+    return str(started_at or "")[:10] or "date unknown"
 
 
 def _platform_name(record: ResultRecord) -> str:
@@ -283,12 +284,15 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
         dist, fixed = _fixed_in(opts.get("fixed_in", ""), server) if opts.get("fixed_in") else (server, "")
 
         def on_fixed(rec: ResultRecord, dist: str = dist, fixed: str = fixed) -> bool:
+            role = _options(rec).get("role", "")
+            if role:  # the catalog says which case this run is (affected | fixed | unaffected)
+                return role == "fixed"
             ver = _installed_version(rec, dist)
             return bool(fixed and ver) and version_key(ver) >= version_key(fixed)
 
         executions: List[Dict[str, Any]] = []
         for rec, cell in sorted(
-            pairs, key=lambda p: (p[0].platform.get("sys_platform", ""), p[0].started_at)
+            pairs, key=lambda p: (str(p[0].platform.get("sys_platform") or ""), str(p[0].started_at or ""))
         ):
             fixed_run = on_fixed(rec)
             executions.append(
@@ -352,7 +356,7 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
                 "id": issue,
                 "title": opts.get("title") or (shown.reason or issue),
                 "what_broke": shown.reason or shown.verdict,
-                "url": opts.get("url", ""),
+                "url": opts.get("url") or opts.get("link") or opts.get("links", ""),
                 "trigger": trigger,
                 "signatures": sorted({r.signature for r in failing if r.signature}),
                 "classes": sorted({r.failure_class for r in failing}, key=FAILURE_CLASSES.index),
@@ -447,7 +451,7 @@ def render(
     view = merge(lists)
     all_records = view.records
     if generated_at is None:
-        generated_at = max((r.started_at for r in all_records), default="") or "unknown"
+        generated_at = max((str(r.started_at or "") for r in all_records), default="") or "unknown"
     counts = view.class_counts()
     template = _env().get_template("report.html")
     return template.render(

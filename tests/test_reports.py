@@ -638,6 +638,36 @@ def test_hostile_output_is_text() -> None:
     assert "ERROR" in body and "OSC done &amp; &#34;quoted&#34; &#39;single&#39;" in body
 
 
+def test_odd_shapes_from_other_machines_do_not_break_the_page() -> None:
+    """Records are JSON from many machines and harness versions: wrong types degrade to "—", never crash."""
+    odd = ResultRecord(
+        scenario=Scenario(options=(("known_issue", "odd"), ("fixed_in", "not a version !!"))).to_dict(),
+        failure_class="startup-failure",
+        timings={"worker_ready": [1, 2], "first_response": "soon", "stopped": float("inf")},
+        load={"per_worker": "x", "latency_ms": 5, "keepalive": [], "errors": "boom", "status": None},
+        snapshots=[
+            "x",  # type: ignore[list-item]
+            {"processes": "y", "listeners": [1, None]},
+            {"phase": None, "processes": [{"cmdline": None}]},
+        ],
+        leaks={"processes": "str", "uds": [None]},
+        events=["x", {"event": None}],  # type: ignore[list-item]
+        env={"A": None},  # type: ignore[dict-item]
+        installed={"u": None},  # type: ignore[dict-item]
+        platform={"sys_platform": None},
+        python={"version": None},
+        command=["a", None],  # type: ignore[list-item]
+        stderr_tail=None,  # type: ignore[arg-type]
+        started_at=None,  # type: ignore[arg-type]
+    )
+    twin = dataclasses.replace(odd, failure_class="passed", started_at="2026-01-01")
+    html = render([odd, twin])
+    assert "CONFLICT" in html and "startup-failure" in html
+    d = diff([odd], [twin])
+    assert len(d.newly_fixed) == 1
+    assert 'Newly fixed <span class="count">1</span>' in render_release(d, "reference", "2", "1")
+
+
 def test_clean_text() -> None:
     assert clean_text("\x1b[1;31mred\x1b[0m") == "red"
     assert clean_text("a\x00b") == "a\u2400b"
