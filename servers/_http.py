@@ -25,7 +25,9 @@ Behaviour on the wire:
   Content-Length is refused before the app runs), CONNECT -> 501; each then closes the connection
 * an app that raises (or returns without a complete response) -> 500 if nothing was written yet,
   otherwise the connection is closed; the traceback goes to the "servers.http" logger
-* client gone -> receive() returns http.disconnect and later sends are ignored (ASGI spec 2.3)
+* client gone -> receive() returns http.disconnect and later sends are ignored (ASGI spec 2.3); a
+  client EOF after a complete request also ends receive() with http.disconnect, but the answer is
+  still written (a client that only half-closed gets it)
 * every accepted TCP socket gets TCP_NODELAY (see `_set_nodelay`)
 """
 
@@ -174,8 +176,9 @@ class _Cycle:
                 waiter.set_result(None)
 
     async def _wait(self) -> None:
-        waiter = self.proto.loop.create_future()
-        self._waiter = waiter
+        waiter = self._waiter  # shared, should the app receive() from two tasks at once
+        if waiter is None:
+            waiter = self._waiter = self.proto.loop.create_future()
         await waiter
 
     async def run(self, app: ASGIApp) -> None:
@@ -213,7 +216,7 @@ class _Cycle:
     async def receive(self) -> Message:
         if self.body_delivered or self.disconnected or self.response_complete:
             # The whole body was handed over: the next event is the end of the exchange.
-            while not (self.disconnected or self.response_complete):
+            while not (self.disconnected or self.response_complete or self.proto.eof):
                 await self._wait()
             return _DISCONNECT
         proto = self.proto
@@ -252,6 +255,10 @@ class _Cycle:
         if kind != "http.response.body":
             raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
         body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, (bytearray, memoryview)):
+                raise TypeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+            body = bytes(body)
         more = bool(message.get("more_body", False))
         proto = self.proto
         conn = proto.conn
@@ -355,11 +362,16 @@ class _HttpProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def eof_received(self) -> Optional[bool]:
-        # A client may half-close after its request: keep the transport open to answer it.
-        # A request whose body is still incomplete can never complete: close (the app sees disconnect).
+        # The client will send nothing more. An app waiting in receive() for the end of the exchange
+        # gets http.disconnect now (as with uvicorn), but the transport stays open for the answer to
+        # a complete request, for clients that only half-closed. A request whose body is incomplete
+        # can never complete: close.
         self.eof = True
         cycle = self.cycle
-        return cycle is not None and cycle.body_complete and not cycle.response_complete
+        if cycle is None or not cycle.body_complete or cycle.response_complete:
+            return False
+        cycle.wake()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.closed:

@@ -358,9 +358,11 @@ class Recorder:
         self.scopes: List[Dict[str, Any]] = []
         self.received: List[Dict[str, Any]] = []
         self.disconnected = threading.Event()
+        self.entered = threading.Event()
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
         self.scopes.append(scope)
+        self.entered.set()
         while True:
             message = await receive()
             self.received.append(message)
@@ -576,9 +578,36 @@ def test_client_disconnect_is_seen_by_the_app(serve: Any) -> None:
     with connect(server.port) as sock:
         # headers promise a body that never comes; the app waits in receive() until the client leaves
         sock.sendall(get("/", b"Content-Length: 100\r\n", b"POST") + b"partial")
-        assert server.call(lambda: server.service.in_flight) in (0, 1)
+        assert recorder.entered.wait(TIMEOUT)
+        assert server.call(lambda: server.service.in_flight) == 1
     assert recorder.disconnected.wait(TIMEOUT), "the app never saw http.disconnect"
     assert recorder.received[-1] == {"type": "http.disconnect"}
+
+
+def test_disconnect_reaches_every_task_waiting_in_receive(serve: Any) -> None:
+    # Starlette-style: one task listens for the disconnect while another waits as well.
+    seen: List[str] = []
+    both = threading.Event()
+
+    entered = threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the (empty) body
+        entered.set()
+
+        async def listen(name: str) -> None:
+            message = await receive()
+            seen.append(name + ":" + message["type"])
+
+        await asyncio.gather(listen("a"), listen("b"))
+        both.set()
+
+    server = serve(app)
+    with connect(server.port) as sock:
+        sock.sendall(get("/"))
+        assert entered.wait(TIMEOUT)
+    assert both.wait(TIMEOUT), seen
+    assert sorted(seen) == ["a:http.disconnect", "b:http.disconnect"]
 
 
 def test_connection_close_is_honoured(serve: Any) -> None:
@@ -695,8 +724,15 @@ def test_invalid_asgi_messages_get_500(serve: Any, caplog: Any) -> None:
     async def no_response(scope: Dict[str, Any], receive: Any, send: Any) -> None:
         return None
 
+    async def str_body(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": "text"})
+
+    async def informational(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 101, "headers": []})
+
     with caplog.at_level(logging.CRITICAL, logger="servers.http"):
-        for app in (body_first, bad_header, no_response):
+        for app in (body_first, bad_header, no_response, str_body, informational):
             server = serve(app)
             (response,) = parse_all(exchange(server.port, get("/")))
             assert response.status == 500, app.__name__
