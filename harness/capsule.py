@@ -35,6 +35,10 @@ from harness.records import ResultRecord
 
 #: what repro.py calls the project root inside argv and env values (replaced by the capsule folder)
 ROOT_TOKEN = "{capsule}"
+#: what it calls the run's private directory (HOME, TMP, events, UDS path; replaced by a fresh temp dir)
+RUN_TOKEN = "{run}"
+#: environment variables that point into the machine's own env; repro.py derives them from --python
+MACHINE_ENV = ("PATH", "VIRTUAL_ENV")
 DEFAULT_DEADLINE_S = 30.0
 
 
@@ -43,14 +47,22 @@ def _slug(record: ResultRecord) -> str:
     return f"{sid}-{record.key[:8]}"
 
 
-def _rooted(value: str, project_root: str) -> str:
-    root = os.path.abspath(project_root)
-    if value == root:
-        return ROOT_TOKEN
-    for sep in {os.sep, "/"}:
-        if value.startswith(root + sep):
-            return ROOT_TOKEN + "/" + value[len(root) + 1 :].replace(os.sep, "/")
-    return value.replace(root, ROOT_TOKEN) if root in value and root != os.sep else value
+def _run_dir(record: ResultRecord) -> str:
+    """The run's private directory: the harness sets HOME to `<run dir>/home` (harness.run)."""
+    home = str(record.env.get("HOME", ""))
+    if os.path.isabs(home) and os.path.basename(home.rstrip("/\\")) == "home":
+        return os.path.dirname(home.rstrip("/\\"))
+    return ""
+
+
+def _tokenize(value: str, prefixes: Dict[str, str]) -> str:
+    """`value` with each prefix path (longest first) replaced by its token, at path boundaries only."""
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if prefix and len(prefix) > 1:
+            value = re.sub(
+                re.escape(prefix) + r"(?=$|[\\/:;,'\" ])", prefixes[prefix], value
+            )  # tokens: no backslashes
+    return value
 
 
 def target_of(command: List[str]) -> Dict[str, Any]:
@@ -101,14 +113,18 @@ def _pins(record: ResultRecord) -> List[str]:
 
 
 def _config(record: ResultRecord, project_root: str) -> Dict[str, Any]:
-    command = [_rooted(str(a), project_root) for a in record.command]
-    env = {str(k): _rooted(str(v), project_root) for k, v in sorted(record.env.items())}
+    prefixes = {os.path.abspath(project_root): ROOT_TOKEN}
+    run_dir = _run_dir(record)
+    if run_dir:
+        prefixes[run_dir] = RUN_TOKEN
+    command = [_tokenize(str(a), prefixes) for a in record.command]
+    env = {str(k): _tokenize(str(v), prefixes) for k, v in sorted(record.env.items())}
     workers = int(record.scenario.get("workers") or 1)
     return {
         "command": command,
         "env": env,
         "workers": workers,
-        "target": target_of(list(record.command)),
+        "target": target_of(command),
         "deadline_s": DEFAULT_DEADLINE_S,
         "recorded": {
             "failure_class": record.failure_class,
@@ -177,26 +193,35 @@ def _readme(record: ResultRecord, pins: List[str]) -> str:
 
 def _run_sh(config: Dict[str, Any]) -> str:
     def q(value: str) -> str:
-        # the capsule folder stands in for the project root; everything else is quoted literally
-        parts = value.split(ROOT_TOKEN)
-        return '"$HERE"'.join(shlex.quote(p) if p else "" for p in parts)
+        # the capsule folder stands in for the project root, a fresh dir for the run's; the rest is literal
+        out = []
+        for i, part in enumerate(re.split(r"(\{capsule\}|\{run\})", value)):
+            if i % 2:
+                out.append('"$HERE"' if part == ROOT_TOKEN else '"$RUN"')
+            elif part:
+                out.append(shlex.quote(part))
+        return "".join(out) or "''"
 
+    env = {k: v for k, v in config["env"].items() if k not in MACHINE_ENV and re.match(r"^[A-Za-z_]\w*$", k)}
     out = [
         "#!/bin/sh",
         "# The server command of the record, with the environment the harness set. Ctrl-C stops it.",
-        "# For a probe and a verdict run: python3 repro.py",
+        "# Activate the env built from requirements.txt first. For a probe and a verdict: python3 repro.py",
         'HERE="$(cd "$(dirname "$0")" && pwd)"',
+        'RUN="$(mktemp -d)"',
         'cd "$HERE"',
         'export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"',
     ]
-    out += [f"export {k}={q(v)}" for k, v in config["env"].items() if re.match(r"^[A-Za-z_]\w*$", k)]
+    out += [f"mkdir -p {q(v)}" for k, v in env.items() if v.startswith(RUN_TOKEN) and k in _DIR_VARS]
+    out += [f"export {k}={q(v)}" for k, v in env.items()]
     out.append("exec " + " ".join(q(a) for a in config["command"]))
     return "\n".join(out) + "\n"
 
 
 def _run_bat(config: Dict[str, Any]) -> str:
     def q(value: str) -> str:
-        return value.replace(ROOT_TOKEN, "%~dp0.").replace("%", "%%").replace("%%~dp0.", "%~dp0.")
+        value = value.replace("%", "%%")
+        return value.replace(ROOT_TOKEN, "%~dp0.").replace(RUN_TOKEN, "%RUN%")
 
     out = [
         "@echo off",
@@ -204,11 +229,28 @@ def _run_bat(config: Dict[str, Any]) -> str:
         "rem For a probe and a verdict run: python repro.py",
         "setlocal",
         'cd /d "%~dp0"',
+        'set "RUN=%TEMP%\\repro-run-%RANDOM%"',
         'set "PYTHONPATH=%~dp0.;%PYTHONPATH%"',
     ]
-    out += [f'set "{k}={q(v)}"' for k, v in config["env"].items()]
+    env = {k: v for k, v in config["env"].items() if k not in MACHINE_ENV}
+    out += [f'mkdir "{q(v)}" 2>nul' for k, v in env.items() if v.startswith(RUN_TOKEN) and k in _DIR_VARS]
+    out += [f'set "{k}={q(v)}"' for k, v in env.items()]
     out.append(q(subprocess.list2cmdline(config["command"])))
     return "\r\n".join(out) + "\r\n"
+
+
+_DIR_VARS = (
+    "HOME",
+    "USERPROFILE",
+    "TMP",
+    "TEMP",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+)
 
 
 def _copy_servers(project_root: str, dest: str) -> bool:
@@ -279,6 +321,10 @@ CONFIG = __CONFIG__
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT_TOKEN = "{capsule}"
+RUN_TOKEN = "{run}"
+DIR_VARS = ("HOME", "USERPROFILE", "TMP", "TEMP", "TMPDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR")
+MACHINE_ENV = ("PATH", "VIRTUAL_ENV")
 
 
 def say(msg):
@@ -290,16 +336,36 @@ def cannot_run(msg):
     sys.exit(2)
 
 
-def rooted(value):
-    return value.replace(ROOT_TOKEN, HERE)
+def rooted(value, run_dir):
+    return value.replace(ROOT_TOKEN, HERE).replace(RUN_TOKEN, run_dir)
+
+
+def server_env(python, run_dir):
+    """The recorded environment with today's paths: capsule for the project root, a fresh run dir, and
+    PATH / VIRTUAL_ENV of --python's env instead of the original machine's."""
+    env = dict(os.environ)
+    for key, value in CONFIG["env"].items():
+        if key in MACHINE_ENV:
+            continue
+        env[key] = rooted(value, run_dir)
+        if key in DIR_VARS and RUN_TOKEN in value:
+            os.makedirs(env[key], exist_ok=True)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH", "")) if p)
+    if python:
+        bindir = os.path.dirname(os.path.abspath(python))
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        root = os.path.dirname(bindir)
+        if os.path.exists(os.path.join(root, "pyvenv.cfg")):
+            env["VIRTUAL_ENV"] = root
+    return env
 
 
 def python_like(path):
     return os.path.basename(path).lower().startswith(("python", "pypy", "py.exe"))
 
 
-def resolve_argv(argv, python):
-    argv = [rooted(a) for a in argv]
+def resolve_argv(argv, python, run_dir):
+    argv = [rooted(a, run_dir) for a in argv]
     exe = argv[0]
     if python:
         if python_like(exe):
@@ -451,6 +517,9 @@ def hold_fd(target):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
+    if fd == 0:  # the socket becomes the server's stdin (Popen dup2s it there)
+        target.update(kind="tcp", host="127.0.0.1", port=sock.getsockname()[1], stdin=sock.fileno())
+        return sock
     if sock.fileno() != fd:
         try:
             os.fstat(fd)
@@ -470,7 +539,9 @@ def start(argv, env, log, target):
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
     else:
         kwargs["start_new_session"] = True
-    if "fd" in target:
+    if "stdin" in target:
+        kwargs["stdin"] = target["stdin"]
+    elif "fd" in target:
         kwargs["pass_fds"] = (int(target["fd"]),)
     return subprocess.Popen(argv, **kwargs)
 
@@ -547,13 +618,19 @@ def main():
     ap.add_argument("--grace", type=float, default=10.0, help="seconds between the stop signal and SIGKILL")
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="repro-")
-    env = dict(os.environ)
-    env.update({k: rooted(v) for k, v in CONFIG["env"].items()})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH", "")) if p)
     target = dict(CONFIG["target"])
-    held = hold_fd(target)
-    argv = resolve_argv(CONFIG["command"], args.python)
+    held = hold_fd(target)  # first: fd N must still be free
+    tmp = tempfile.mkdtemp(prefix="repro-")
+    run_dir = os.path.join(tmp, "run")
+    os.makedirs(run_dir)
+    env = server_env(args.python, run_dir)
+    say("fresh run dir (for the original's HOME, TMP, events, UDS): %s" % run_dir)
+    argv = resolve_argv(CONFIG["command"], args.python, run_dir)
+    if target["kind"] == "uds":
+        target["path"] = rooted(target["path"], run_dir)
+    for a in argv:  # events files, UDS paths... in the fresh run dir need their directory
+        if a.startswith(run_dir):
+            os.makedirs(os.path.dirname(a), exist_ok=True)
     argv, env, target = remake_paths(argv, env, target, tmp)
     if target["kind"] == "tcp" and held is None:
         argv, target = retarget_port(argv, target)

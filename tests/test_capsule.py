@@ -49,7 +49,12 @@ SERVER = textwrap.dedent(
         def log_message(self, *a):
             pass
 
-    server = http.server.HTTPServer((opt("--host", "127.0.0.1"), int(opt("--port", "8000"))), H)
+    if "--fd" in args:  # the socket was passed in, already bound and listening
+        server = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+        server.socket.close()
+        server.socket = socket.socket(fileno=int(opt("--fd", "3")))
+    else:
+        server = http.server.HTTPServer((opt("--host", "127.0.0.1"), int(opt("--port", "8000"))), H)
     children = []
     for _ in range(int(opt("--workers", "1")) - 1):
         pid = os.fork()
@@ -70,7 +75,9 @@ SERVER = textwrap.dedent(
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, term)
-    print("serving", flush=True)
+    if "--events" in args:
+        open(opt("--events", ""), "a").close()
+    print("serving home=%s cache=%s" % (os.environ.get("HOME"), os.environ.get("APP_CACHE_DIR")), flush=True)
     server.serve_forever()
     """
 )
@@ -89,8 +96,25 @@ def _record(
         platform={"system": "Linux", "sys_platform": "linux"},
         python={"version": "3.11.7", "implementation": "CPython"},
         installed={"h11": "0.14.0", "uvicorn": "0.10.8"},
-        command=[sys.executable, str(script), "--host", "127.0.0.1", "--port", "0", *server_args],
-        env={"HOME": str(tmp_path / "gone" / "home"), "APP_ROOT": PROJECT_ROOT},
+        command=[
+            sys.executable,
+            str(script),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--events",
+            str(tmp_path / "run-1" / "events" / "events.jsonl"),
+            *server_args,
+        ],
+        env={
+            "HOME": str(tmp_path / "run-1" / "home"),
+            "TMPDIR": str(tmp_path / "run-1" / "tmp"),
+            "APP_CACHE_DIR": str(tmp_path / "gone" / "cache"),
+            "APP_ROOT": PROJECT_ROOT,
+            "PATH": "/original/machine/venv/bin:/usr/bin",
+            "VIRTUAL_ENV": "/original/machine/venv",
+        },
         stderr_tail="Traceback (most recent call last):\nOSError: [WinError 10022] An invalid argument",
     )
     fields.update(kw)
@@ -143,10 +167,14 @@ def test_capsule_files(tmp_path: Path) -> None:
     assert "partial-workers" in readme and "3.11.7" in readme and "uvicorn==0.10.8" in readme
     assert "--port 0" in readme and "WinError 10022" in readme
     command = open(os.path.join(folder, "command.txt")).read().splitlines()
-    assert command[0].endswith("--host 127.0.0.1 --port 0")
+    assert "--host 127.0.0.1 --port 0 --events" in command[0]
     # the project root inside env values becomes the capsule folder
     repro = open(os.path.join(folder, "repro.py")).read()
     assert ROOT_TOKEN in repro and PROJECT_ROOT not in repro
+    # the run's private dir becomes {run}: nothing of the original run dir is reused
+    assert str(tmp_path / "run-1") not in repro and "{run}/events/events.jsonl" in repro
+    run_sh = open(os.path.join(folder, "run.sh")).read()
+    assert "/original/machine" not in run_sh and 'export HOME="$RUN"/home' in run_sh
     if shutil.which("sh"):
         assert subprocess.run(["sh", "-n", os.path.join(folder, "run.sh")], check=False).returncode == 0
     assert os.access(os.path.join(folder, "run.sh"), os.X_OK)
@@ -216,7 +244,13 @@ def test_repro_reproduces_partial_workers_and_cleans_up(tmp_path: Path, python: 
     assert code == 1
     assert _pids_in(out) == [server_pid]
     assert "port 0 is 0 (chosen by the server); using free port" in out
-    assert "re-made" in out  # HOME of the original run is gone: a fresh one was made
+    # the run's private dirs are fresh ones; a missing dir outside the run is re-made too
+    run_dir = re.search(r"fresh run dir \(.*\): (\S+)", out)
+    assert run_dir, out
+    home = re.search(r"serving home=(\S+) cache=(\S+)", out)
+    assert home, out
+    assert home.group(1) == os.path.join(run_dir.group(1), "home")
+    assert "re-made" in out and home.group(2) != str(tmp_path / "gone" / "cache")
     assert _gone(server_pid)
 
 
@@ -269,3 +303,16 @@ def test_repro_not_serving_when_nothing_listens(tmp_path: Path) -> None:
     assert found, out
     server_pid = int(found.group(1))
     assert _gone(server_pid)
+
+
+@posix_only
+@pytest.mark.parametrize("fd", ["3", "0"])
+def test_repro_passes_an_inherited_socket_as_fd_n(tmp_path: Path, fd: str) -> None:
+    rec = _record(tmp_path, [], 2)
+    script = rec.command[1]
+    rec = _record(tmp_path, [], 2, command=[sys.executable, script, "--fd", fd, "--workers", "2"])
+    folder = write_capsule(rec, str(tmp_path), project_root=PROJECT_ROOT)
+    code, out, _ = _run_repro(folder)
+    assert "VERDICT: passed: all 2 worker pids answered" in out, out
+    assert code == 0
+    assert all(_gone(p) for p in _pids_in(out))
