@@ -1,0 +1,219 @@
+"""Inspection with psutil: who is in a server's process tree, where it listens, what survived its stop.
+
+* tree_pids(root_pid) -> [pid] - root first, then its descendants ([] when root is gone)
+* role_of(cmdline, is_root) -> "master" | "worker" | "helper" - helpers are multiprocessing's
+  resource_tracker / forkserver / semaphore_tracker, recognised by their command line
+  (`from multiprocessing.resource_tracker import main; main(fd)` and friends)
+* listening_sockets(pids) -> [{pid, family, address, port, path}] - TCP sockets in LISTEN state and
+  listening AF_UNIX sockets held by `pids` (a socket shared by several processes appears once per pid)
+* snapshot(root_pid, phase) -> {phase, t (time.monotonic()), processes: [{pid, ppid, name, cmdline,
+  role}], listeners: [...]}
+* find_leaks(pids, uds_paths, ports=()) -> {processes: [{pid, name, cmdline, status}], listeners:
+  [...], uds: [path]} - of `pids` (e.g. every pid of the run's snapshots), those still running (zombies
+  included: nobody reaped them); listeners still held by them, and - when `ports` are given - by ANY
+  process on this machine on those TCP ports (a daemon that escaped the tree keeps the port: it is
+  added to processes too); UDS paths that still exist. Reports only: cleaning up is the caller's call.
+* discover_target(root_pid, asked) -> Optional[Target] - where the tree really listens. For asked.uds: that
+  path if listened on, else (the wrong-listener case) the tree's TCP listener; for TCP: the asked port if
+  non-zero and listened on, else the loopback listener held by the most processes of the tree.
+
+family is "AF_INET" | "AF_INET6" | "AF_UNIX"; address is "" for AF_UNIX, path is "" for TCP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import psutil
+
+from harness import _platform
+from harness.readiness import Target
+
+__all__ = [
+    "HELPER_MARKERS",
+    "discover_target",
+    "find_leaks",
+    "listening_sockets",
+    "role_of",
+    "snapshot",
+    "tree_pids",
+]
+
+#: command-line fragments of multiprocessing's helper processes (never workers).
+HELPER_MARKERS = (
+    "multiprocessing.resource_tracker",
+    "multiprocessing.forkserver",
+    "multiprocessing.semaphore_tracker",
+)
+
+
+def tree_pids(root_pid: int) -> List[int]:
+    try:
+        root = psutil.Process(root_pid)
+        return [root_pid] + [p.pid for p in root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def role_of(cmdline: Sequence[str], is_root: bool) -> str:
+    joined = " ".join(cmdline)
+    if any(marker in joined for marker in HELPER_MARKERS):
+        return "helper"
+    return "master" if is_root else "worker"
+
+
+def _family_name(family: int) -> str:
+    if family == socket.AF_INET6:
+        return "AF_INET6"
+    if family == socket.AF_INET:
+        return "AF_INET"
+    return "AF_UNIX"
+
+
+def listening_sockets(pids: Iterable[int]) -> List[Dict[str, Any]]:
+    pid_list = list(pids)
+    found: List[Dict[str, Any]] = []
+    seen: Set[Tuple[Any, ...]] = set()
+    for pid in pid_list:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        for c in conns:
+            if c.status != psutil.CONN_LISTEN or not c.laddr:
+                continue
+            key = (pid, _family_name(c.family), c.laddr.ip, c.laddr.port)
+            if key in seen:
+                continue
+            seen.add(key)
+            found.append(
+                {"pid": pid, "family": key[1], "address": c.laddr.ip, "port": c.laddr.port, "path": ""}
+            )
+    unix = _platform.unix_listeners(pid_list)
+    if unix is None:  # no listening flag available: every bound unix socket with a path
+        unix = []
+        for pid in pid_list:
+            try:
+                conns = psutil.Process(pid).net_connections(kind="unix")
+            except (psutil.Error, NotImplementedError):
+                continue
+            unix.extend((pid, str(c.laddr)) for c in conns if isinstance(c.laddr, str) and c.laddr)
+    for pid, path in unix:
+        key2 = (pid, "AF_UNIX", path)
+        if key2 not in seen:
+            seen.add(key2)
+            found.append({"pid": pid, "family": "AF_UNIX", "address": "", "port": 0, "path": path})
+    return found
+
+
+def snapshot(root_pid: int, phase: str) -> Dict[str, Any]:
+    t = time.monotonic()
+    processes: List[Dict[str, Any]] = []
+    for pid in tree_pids(root_pid):
+        try:
+            with psutil.Process(pid).oneshot():
+                p = psutil.Process(pid)
+                cmdline = p.cmdline()
+                processes.append(
+                    {
+                        "pid": pid,
+                        "ppid": p.ppid(),
+                        "name": p.name(),
+                        "cmdline": cmdline,
+                        "role": role_of(cmdline, pid == root_pid),
+                    }
+                )
+        except psutil.Error:
+            continue
+    listeners = listening_sockets([p["pid"] for p in processes])
+    return {"phase": phase, "t": t, "processes": processes, "listeners": listeners}
+
+
+def _describe(pid: int) -> Optional[Dict[str, Any]]:
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            try:
+                cmdline = p.cmdline()
+            except psutil.ZombieProcess:
+                cmdline = []
+            return {"pid": pid, "name": p.name(), "cmdline": cmdline, "status": p.status()}
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:
+        return {"pid": pid, "name": "", "cmdline": [], "status": "unknown"}
+
+
+def find_leaks(
+    pids: Iterable[int], uds_paths: Iterable[str] = (), ports: Iterable[int] = ()
+) -> Dict[str, List[Any]]:
+    me = os.getpid()
+    survivors: Dict[int, Dict[str, Any]] = {}
+    for pid in sorted(set(pids)):
+        if pid == me:
+            continue
+        info = _describe(pid)
+        if info is not None:
+            survivors[pid] = info
+    listeners = listening_sockets(list(survivors))
+    port_set = {int(p) for p in ports if p}
+    if port_set:
+        try:
+            conns = psutil.net_connections(kind="inet")
+        except psutil.Error:
+            conns = []
+        for c in conns:
+            if c.status != psutil.CONN_LISTEN or not c.laddr or c.laddr.port not in port_set or c.pid is None:
+                continue
+            if c.pid == me:
+                continue  # the harness holds it itself (bind=fd:N): not a leak of the server
+            entry = {
+                "pid": c.pid,
+                "family": _family_name(c.family),
+                "address": c.laddr.ip,
+                "port": c.laddr.port,
+                "path": "",
+            }
+            if entry not in listeners:
+                listeners.append(entry)
+            if c.pid not in survivors:
+                info = _describe(c.pid)
+                if info is not None:
+                    survivors[c.pid] = info
+    uds = [path for path in uds_paths if path and os.path.lexists(path)]
+    return {"processes": list(survivors.values()), "listeners": listeners, "uds": uds}
+
+
+def discover_target(root_pid: int, asked: Target) -> Optional[Target]:
+    listeners = listening_sockets(tree_pids(root_pid))
+    if asked.uds and any(entry["path"] == asked.uds for entry in listeners):
+        return asked
+    counts: Dict[Any, int] = {}
+    for entry in listeners:
+        host = _loopback_for(entry)
+        if host is None:
+            continue
+        if not asked.uds and asked.port and entry["port"] == asked.port:
+            return Target(host=host, port=asked.port)
+        counts[(host, entry["port"])] = counts.get((host, entry["port"]), 0) + 1
+    if not counts:
+        return None
+    (host, port), _ = max(counts.items(), key=lambda kv: kv[1])
+    return Target(host=host, port=port)
+
+
+def _loopback_for(entry: Dict[str, Any]) -> Optional[str]:
+    """The loopback host that reaches a TCP listener (a wildcard bind through loopback); None if none."""
+    if entry["family"] == "AF_UNIX":
+        return None
+    address = str(entry["address"])
+    if address in ("0.0.0.0", "", "::"):
+        return "::1" if entry["family"] == "AF_INET6" else "127.0.0.1"
+    try:
+        return address if ipaddress.ip_address(address).is_loopback else None
+    except ValueError:
+        return None

@@ -1,0 +1,325 @@
+"""Readiness: prove a multi-worker server serves by responses from N distinct worker pids.
+
+    result = wait_ready(lambda: target, expected_workers=4, deadline=time.monotonic() + 10,
+                        alive=server.alive, worker_pids=lambda: set(server.members()))
+
+* Target(host="127.0.0.1", port=0, uds="") - frozen; where to connect. A non-loopback host raises
+  NonLoopbackTarget (the harness only ever talks to loopback). `url` is the httpx base URL.
+* wait_ready(target_fn, expected_workers, deadline, *, alive, worker_pids, ready_event=lambda: None,
+  path="/") -> ReadyResult
+  - target_fn() -> Optional[Target]: where the server listens; None while unknown (re-asked every few ms
+    until it answers; after a response the target is kept)
+  - alive() -> bool: False ends the wait at once with exited=True
+  - worker_pids() -> Set[int]: the server's current worker pids (psutil/events); consulted when N distinct
+    pids have answered: only answering pids that are still workers count. An empty set means "unknown":
+    then N distinct answering pids are enough (a single-process server answers from its master).
+  - ready_event() -> Optional[float]: the server's own "ready" time if it has one (recorded, not trusted)
+* ReadyResult(ready, first_response, all_workers, pid_first_seen, errors, exited, probes, responses,
+  status, ready_event) - times are time.monotonic() values; errors counts error classes:
+  ConnectionRefusedError, FileNotFoundError (UDS path missing), ConnectionResetError, ConnectTimeout,
+  ReadTimeout, RemoteProtocolError (closed before/with a malformed response), NoWorkerPid (a response
+  without x-worker-pid), NoTarget (target_fn had nothing yet), other OSError subclass names.
+
+How it probes (FACTS: one shared accept queue favours some workers): raw non-blocking sockets in one
+selector loop, each probe a FRESH connection sending `Connection: close`; as soon as a probe finishes the
+next one starts (no sleeps); the number in flight is sized to the workers still missing (2 per missing
+worker, at least 4, at most 32), so the last, slow-to-accept worker keeps being offered connections while
+busy workers hold theirs. The only waits without an event are the retry interval after a refused connect
+or an unknown target (1 ms doubling to 5 ms) - a server that is not listening yet has nothing to select on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import ipaddress
+import selectors
+import socket
+import time
+from typing import Callable, Dict, Optional, Set
+
+__all__ = ["NonLoopbackTarget", "ReadyResult", "Target", "wait_ready"]
+
+_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, getattr(errno, "WSAEWOULDBLOCK", -1)}
+_RETRY_MIN, _RETRY_MAX = 0.001, 0.005
+_PROBE_TIMEOUT = 2.0  # one probe; a hanging accept queue shows up as ReadTimeout/ConnectTimeout counts
+_MAX_HEADER = 65536
+
+
+class NonLoopbackTarget(ValueError):
+    """The harness only connects to loopback addresses."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a server listens: TCP (host, port) on loopback, or a UNIX socket path (uds)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    uds: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.uds and not _is_loopback(self.host):
+            raise NonLoopbackTarget(f"refusing non-loopback target {self.host!r}")
+
+    @property
+    def url(self) -> str:
+        """Base URL for httpx (for a UDS target the host part is only the Host header)."""
+        if self.uds:
+            return "http://localhost"
+        host = self.host.strip("[]")
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def family(self) -> int:
+        if self.uds:
+            return socket.AF_UNIX  # type: ignore[attr-defined,no-any-return]  # not on old Windows
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    def sockaddr(self) -> object:
+        if self.uds:
+            return self.uds
+        host = "127.0.0.1" if self.host == "localhost" else self.host.strip("[]")
+        return (host, self.port)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadyResult:
+    ready: bool
+    first_response: Optional[float]
+    all_workers: Optional[float]
+    pid_first_seen: Dict[int, float]
+    errors: Dict[str, int]
+    exited: bool
+    probes: int = 0
+    responses: int = 0
+    status: Dict[int, int] = dataclasses.field(default_factory=dict)
+    ready_event: Optional[float] = None
+
+
+def _error_name(code: int) -> str:
+    return type(OSError(code, "")).__name__
+
+
+class _Probe:
+    __slots__ = ("buf", "connected", "sock", "started")
+
+    def __init__(self, sock: socket.socket, started: float, connected: bool) -> None:
+        self.sock = sock
+        self.started = started
+        self.connected = connected
+        self.buf = b""
+
+
+def _parse_head(head: bytes) -> tuple[int, Optional[int]]:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        raise ValueError("bad status line")
+    status = int(parts[1])
+    pid: Optional[int] = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"x-worker-pid":
+            pid = int(value.strip())
+    return status, pid
+
+
+def wait_ready(
+    target_fn: Callable[[], Optional[Target]],
+    expected_workers: int,
+    deadline: float,
+    *,
+    alive: Callable[[], bool],
+    worker_pids: Callable[[], Set[int]],
+    ready_event: Callable[[], Optional[float]] = lambda: None,
+    path: str = "/",
+) -> ReadyResult:
+    """Probe until `expected_workers` distinct worker pids answered, the server exited, or `deadline`."""
+    sel = selectors.DefaultSelector()
+    inflight: Dict[socket.socket, _Probe] = {}
+    seen: Dict[int, float] = {}
+    errors: Dict[str, int] = {}
+    status_counts: Dict[int, int] = {}
+    first_response: Optional[float] = None
+    all_workers: Optional[float] = None
+    exited = False
+    probes = responses = 0
+    target: Optional[Target] = None
+    target_confirmed = False
+    retry_at = 0.0
+    retry = _RETRY_MIN
+    next_alive = 0.0
+    next_workers_check = 0.0
+    last_event: Optional[float] = None
+    request = b""
+
+    def err(name: str) -> None:
+        errors[name] = errors.get(name, 0) + 1
+
+    def close(probe: _Probe) -> None:
+        try:
+            sel.unregister(probe.sock)
+        except (KeyError, ValueError):
+            pass
+        inflight.pop(probe.sock, None)
+        probe.sock.close()
+
+    def backoff(now: float) -> None:
+        nonlocal retry_at, retry
+        retry_at = now + retry
+        retry = min(retry * 2, _RETRY_MAX)
+
+    def enough(now: float) -> Optional[float]:
+        """The time the N-th still-current worker first answered, or None."""
+        nonlocal next_workers_check
+        if len(seen) < expected_workers or now < next_workers_check:
+            return None
+        next_workers_check = now + 0.005
+        current = worker_pids()
+        times = sorted(t for pid, t in seen.items() if not current or pid in current)
+        return times[expected_workers - 1] if len(times) >= expected_workers else None
+
+    try:
+        while True:
+            now = time.monotonic()
+            if last_event is None:
+                last_event = ready_event()
+            if now >= next_alive:
+                next_alive = now + 0.005
+                if not alive():
+                    exited = True
+                    break
+            all_workers = enough(now)
+            if all_workers is not None:
+                break
+            if now >= deadline:
+                break
+            if target is None or (not target_confirmed and now >= retry_at):
+                new_target = target_fn()
+                if new_target != target:
+                    target = new_target
+                    if target is not None:
+                        host = "localhost" if target.uds else f"{target.host}:{target.port}"
+                        request = (
+                            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                            "User-Agent: harness-readiness\r\n\r\n"
+                        ).encode("ascii")
+                if target is None:
+                    err("NoTarget")
+                    backoff(now)
+            missing = max(1, expected_workers - len(seen))
+            want = min(32, max(4, 2 * missing))
+            while target is not None and now >= retry_at and len(inflight) < want:
+                sock = socket.socket(target.family(), socket.SOCK_STREAM)
+                sock.setblocking(False)
+                probes += 1
+                code = sock.connect_ex(target.sockaddr())  # type: ignore[arg-type]
+                # AF_UNIX: EAGAIN means the backlog is full, not "in progress".
+                if code == 0 or (code in _IN_PROGRESS and not (target.uds and code == errno.EAGAIN)):
+                    probe = _Probe(sock, now, connected=code == 0)
+                    inflight[sock] = probe
+                    if probe.connected:
+                        try:
+                            sock.send(request)
+                        except OSError as exc:
+                            err(type(exc).__name__)
+                            inflight.pop(sock, None)
+                            sock.close()
+                            continue
+                        sel.register(sock, selectors.EVENT_READ, probe)
+                    else:
+                        sel.register(sock, selectors.EVENT_WRITE, probe)
+                else:
+                    sock.close()
+                    err(_error_name(code))
+                    backoff(now)
+            # Wait for the next event: a socket, the alive check, the retry time, or the deadline.
+            wake = min(deadline, next_alive)
+            if target is None or retry_at > now:
+                wake = min(wake, retry_at)
+            timeout = max(0.0, wake - time.monotonic())
+            if not inflight:
+                time.sleep(timeout)  # nothing to select on: poll interval (see module docstring)
+                continue
+            for key, _mask in sel.select(timeout):
+                probe = key.data
+                if not probe.connected:
+                    code = probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        err(_error_name(code))
+                        close(probe)
+                        backoff(time.monotonic())
+                        continue
+                    probe.connected = True
+                    try:
+                        probe.sock.send(request)
+                    except OSError as exc:
+                        err(type(exc).__name__)
+                        close(probe)
+                        continue
+                    sel.modify(probe.sock, selectors.EVENT_READ, probe)
+                    continue
+                try:
+                    chunk = probe.sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    err(type(exc).__name__)
+                    close(probe)
+                    continue
+                probe.buf += chunk
+                end = probe.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if not chunk or len(probe.buf) > _MAX_HEADER:
+                        err("RemoteProtocolError")
+                        close(probe)
+                    continue
+                t = time.monotonic()
+                close(probe)
+                try:
+                    status, pid = _parse_head(probe.buf[:end])
+                except ValueError:
+                    err("RemoteProtocolError")
+                    continue
+                responses += 1
+                status_counts[status] = status_counts.get(status, 0) + 1
+                target_confirmed = True
+                retry = _RETRY_MIN
+                if first_response is None:
+                    first_response = t
+                if pid is None:
+                    err("NoWorkerPid")
+                elif pid not in seen:
+                    seen[pid] = t
+                    next_workers_check = 0.0
+            now = time.monotonic()
+            for probe in [p for p in inflight.values() if now - p.started > _PROBE_TIMEOUT]:
+                err("ReadTimeout" if probe.connected else "ConnectTimeout")
+                close(probe)
+    finally:
+        for probe in list(inflight.values()):
+            close(probe)
+        sel.close()
+    if last_event is None:
+        last_event = ready_event()
+    return ReadyResult(
+        ready=all_workers is not None,
+        first_response=first_response,
+        all_workers=all_workers,
+        pid_first_seen=dict(seen),
+        errors=errors,
+        exited=exited,
+        probes=probes,
+        responses=responses,
+        status=status_counts,
+        ready_event=last_event,
+    )

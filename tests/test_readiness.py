@@ -1,0 +1,132 @@
+"""wait_ready against real multi-process servers (tests/_mpserver.py)."""
+
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+from harness import inspect
+from harness.process import ServerProcess
+from harness.readiness import NonLoopbackTarget, Target, wait_ready
+from tests import _mpserver
+from tests._mpserver import TIMEOUT
+
+
+def _start(tmp_path, *options: str) -> ServerProcess:
+    return ServerProcess(
+        _mpserver.argv("--info", str(tmp_path / "info.json"), *options),
+        env=dict(os.environ),
+        cwd=str(tmp_path),
+        run_dir=str(tmp_path / "run"),
+    ).start()
+
+
+def _workers(server: ServerProcess):
+    return lambda: {
+        p["pid"] for p in inspect.snapshot(server.pid, "probe")["processes"] if p["role"] == "worker"
+    }
+
+
+def test_target_refuses_non_loopback():
+    with pytest.raises(NonLoopbackTarget):
+        Target("10.0.0.1", 80)
+    with pytest.raises(NonLoopbackTarget):
+        Target("example.com", 80)
+    assert Target("::1", 8000).url == "http://[::1]:8000"
+    assert Target("127.0.0.2", 1).url == "http://127.0.0.2:1"
+    assert Target(uds="/tmp/x.sock").url == "http://localhost"
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_every_worker_pid_seen_with_port_zero_discovery(tmp_path, workers):
+    with _start(tmp_path, "--workers", str(workers)) as server:
+        asked = Target("127.0.0.1", 0)
+        result = wait_ready(
+            lambda: inspect.discover_target(server.pid, asked),
+            workers,
+            time.monotonic() + TIMEOUT,
+            alive=server.alive,
+            worker_pids=_workers(server),
+        )
+        noticed = time.monotonic()
+        info = _mpserver.read_info(str(tmp_path / "info.json"))
+        assert result.ready and not result.exited, result
+        assert set(result.pid_first_seen) == set(info["workers"])
+        assert server.pid not in result.pid_first_seen  # the master never serves
+        assert result.first_response is not None and result.all_workers is not None
+        assert server.started_at <= result.first_response <= result.all_workers <= noticed
+        assert result.status == {200: result.responses}
+
+
+def test_a_slow_worker_is_waited_for(tmp_path):
+    # Worker i starts accepting only after i * 0.3 s: the queue favours the early ones meanwhile.
+    with _start(tmp_path, "--workers", "3", "--worker-delay", "0.3") as server:
+        info = _mpserver.read_info(str(tmp_path / "info.json"))
+        target = Target("127.0.0.1", info["port"])
+        result = wait_ready(
+            lambda: target, 3, time.monotonic() + TIMEOUT, alive=server.alive, worker_pids=_workers(server)
+        )
+        assert result.ready, result
+        assert set(result.pid_first_seen) == set(info["workers"])
+        first, last = sorted(result.pid_first_seen.values())[0], result.all_workers
+        assert last is not None and last - first > 0.3  # really waited for the last one
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="AF_UNIX")
+def test_uds_target(tmp_path):
+    path = str(tmp_path / "s.sock")
+    with _start(tmp_path, "--workers", "2", "--uds", path) as server:
+        asked = Target(uds=path)
+        result = wait_ready(
+            lambda: inspect.discover_target(server.pid, asked),
+            2,
+            time.monotonic() + TIMEOUT,
+            alive=server.alive,
+            worker_pids=_workers(server),
+        )
+        assert result.ready, result
+
+
+def test_refused_port_is_not_ready_by_the_deadline(tmp_path):
+    # The master holds the port bound but never listens: every connect is refused.
+    with _start(tmp_path, "--workers", "2", "--no-listen") as server:
+        info = _mpserver.read_info(str(tmp_path / "info.json"))
+        target = Target("127.0.0.1", info["port"])
+        t0 = time.monotonic()
+        result = wait_ready(lambda: target, 2, t0 + 0.5, alive=server.alive, worker_pids=set)
+        assert not result.ready and not result.exited
+        assert time.monotonic() - t0 >= 0.5
+        assert result.errors.get("ConnectionRefusedError", 0) > 0
+        assert result.first_response is None and result.pid_first_seen == {}
+
+
+def test_hanging_accept_queue_is_not_ready(tmp_path):
+    # A listening socket nobody accepts on: connections complete in the kernel, answers never come.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        target = Target("127.0.0.1", sock.getsockname()[1])
+        result = wait_ready(lambda: target, 1, time.monotonic() + 0.5, alive=lambda: True, worker_pids=set)
+        assert not result.ready and result.responses == 0
+    finally:
+        sock.close()
+
+
+def test_exit_stops_the_wait_early(tmp_path):
+    # The master exits (code 3) after 0.3 s without ever listening.
+    with _start(tmp_path, "--workers", "2", "--no-listen", "--exit-after", "0.3") as server:
+        info = _mpserver.read_info(str(tmp_path / "info.json"))
+        target = Target("127.0.0.1", info["port"])
+        t0 = time.monotonic()
+        result = wait_ready(lambda: target, 2, t0 + TIMEOUT, alive=server.alive, worker_pids=set)
+        assert result.exited and not result.ready
+        assert time.monotonic() - t0 < TIMEOUT / 2
+        assert server.poll() == 3
+
+
+def test_unknown_target_counts_no_target(tmp_path):
+    result = wait_ready(lambda: None, 1, time.monotonic() + 0.2, alive=lambda: True, worker_pids=set)
+    assert not result.ready and result.errors.get("NoTarget", 0) >= 1 and result.probes == 0
