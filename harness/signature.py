@@ -4,8 +4,9 @@ reads the same on every machine.
 * decisive_line(text) - the line that says what went wrong, "" when nothing does:
   1. the first fatal traceback's exception line (with chained tracebacks, "During handling of the
      above exception ..." / "The above exception was the direct cause ...", the last link, unless it
-     is only a wrapper such as SystemExit); tracebacks of several workers may interleave; a traceback
-     that only reports a shutdown (KeyboardInterrupt, CancelledError, SystemExit) is skipped;
+     is only a wrapper such as SystemExit; for an ExceptionGroup, its first leaf exception); tracebacks
+     of several workers may interleave; a traceback that only reports a shutdown (KeyboardInterrupt,
+     CancelledError, SystemExit) is skipped;
   2. otherwise the first known fatal log line (gunicorn "Worker failed to boot", uvicorn "Application
      startup failed. Exiting.", "[Errno 98] error while attempting to bind ...", granian "Unexpected
      exit from worker-1", ...), without its log prefix (timestamp, [pid], level).
@@ -242,6 +243,9 @@ def _chain_end(lines: List[str], start: int) -> Tuple[List[str], int]:
     return chain, i
 
 
+_GROUP = re.compile(r"^(?:[\w.]*\.)?(?:Base)?ExceptionGroup\b")
+
+
 def _from_chain(chain: List[str]) -> str:
     meaningful = [c for c in chain if not _WRAPPERS.match(c)]
     return meaningful[-1] if meaningful else ""
@@ -259,6 +263,10 @@ def decisive_line(text: str) -> str:
         if lines[i].strip().endswith(_TRACEBACK):  # also "ERROR:    Traceback ..." from a logger
             chain, nxt = _chain_end(lines, i)
             found = _from_chain(chain)
+            if found and _GROUP.match(found):
+                # an exception group says only "unhandled errors in a TaskGroup": its first leaf decides
+                leaf = next((ln for ln in lines[nxt:] if _exception_at(ln) and not _GROUP.match(ln)), "")
+                found = leaf.strip() or found
             if found:
                 return found
             i = max(nxt, i + 1)

@@ -33,6 +33,9 @@ EXPECTED = {
     "linux_accept_not_listening_py38.txt": "OSError: [EINVAL] Invalid argument",
     "linux_accept_not_listening_py311.txt": "OSError: [EINVAL] Invalid argument",
     "linux_mp_spawn_two_workers_einval_py310.txt": "OSError: [EINVAL] Invalid argument",
+    "linux_taskgroup_eaddrinuse_py312.txt": (
+        "OSError: [EADDRINUSE] error while attempting to bind on address (<addr>): address already in use"
+    ),
     "linux_asyncio_eaddrinuse_py312.txt": (
         "OSError: [EADDRINUSE] error while attempting to bind on address (<addr>): address already in use"
     ),
