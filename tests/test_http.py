@@ -28,7 +28,16 @@ from servers._http import HttpService, Limits
 TIMEOUT = 10.0  # every wait in these tests; generous because the machine is shared
 
 App = Callable[..., Any]
-DEFAULT_LIMITS = Limits()
+
+
+def limits(**overrides: Any) -> Limits:
+    """Limits whose keep-alive outlasts every wait in these tests, so that a connection the server
+    closes was closed for the reason under test, not by the idle timer."""
+    overrides.setdefault("keepalive_timeout", 10 * TIMEOUT)
+    return Limits(**overrides)
+
+
+DEFAULT_LIMITS = limits()
 
 
 class ServerThread:
@@ -463,7 +472,7 @@ def test_connect_is_refused_with_501(serve: Any) -> None:
 
 
 def test_slow_headers_are_cut_off_by_the_keepalive_timeout(serve: Any) -> None:
-    server = serve(path_app, limits=Limits(keepalive_timeout=0.2))
+    server = serve(path_app, limits=limits(keepalive_timeout=0.2))
     with connect(server.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")  # and never finishes the head
         assert recv_until_closed(sock) == b""
@@ -476,7 +485,7 @@ def test_body_limit_holds_after_the_app_answered(serve: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-method", b"POST")]})
         await send({"type": "http.response.body", "body": b"early"})
 
-    server = serve(early, limits=Limits(max_body_bytes=1000))
+    server = serve(early, limits=limits(max_body_bytes=1000))
     with connect(server.port) as sock:
         chunks = _chunked(b"z" * 600, 300)[: -len(b"0\r\n\r\n")]  # the body goes on...
         sock.sendall(get("/", b"Transfer-Encoding: chunked\r\n", b"POST") + chunks)
@@ -488,7 +497,7 @@ def test_body_limit_holds_after_the_app_answered(serve: Any) -> None:
 
 
 def test_oversized_headers_get_431(serve: Any) -> None:
-    server = serve(path_app, limits=Limits(max_header_bytes=1024))
+    server = serve(path_app, limits=limits(max_header_bytes=1024))
     (response,) = parse_all(exchange(server.port, get("/", b"X-Big: " + b"a" * 4096 + b"\r\n")))
     assert response.status == 431
     (ok,) = parse_all(exchange(server.port, get("/", b"X-Small: " + b"a" * 100 + b"\r\n")))
@@ -497,7 +506,7 @@ def test_oversized_headers_get_431(serve: Any) -> None:
 
 def test_declared_body_over_limit_gets_413_without_calling_the_app(serve: Any) -> None:
     recorder = Recorder()
-    server = serve(recorder, limits=Limits(max_body_bytes=1000))
+    server = serve(recorder, limits=limits(max_body_bytes=1000))
     (response,) = parse_all(
         exchange(server.port, get("/", b"Content-Length: 1001\r\n", b"POST") + b"x" * 1001)
     )
@@ -517,7 +526,7 @@ def _chunked(body: bytes, size: int) -> bytes:
 
 
 def test_chunked_body_over_limit_gets_413(serve: Any) -> None:
-    server = serve(apps.echo, limits=Limits(max_body_bytes=1000))
+    server = serve(apps.echo, limits=limits(max_body_bytes=1000))
     request = get("/", b"Transfer-Encoding: chunked\r\n", b"POST") + _chunked(b"y" * 2000, 300)
     (response,) = parse_all(exchange(server.port, request))
     assert response.status == 413
@@ -535,7 +544,7 @@ def test_chunked_request_body_reaches_the_app(serve: Any) -> None:
 def test_large_body_both_ways_with_flow_control(serve: Any) -> None:
     # 900 KiB in and out: more than body_buffer_bytes and the transport's write buffer, so reading
     # pauses and resumes, and the app's send waits for drain.
-    server = serve(apps.echo, limits=Limits(body_buffer_bytes=4096))
+    server = serve(apps.echo, limits=limits(body_buffer_bytes=4096))
     body = os.urandom(900 * 1024)
     with httpx.Client(timeout=TIMEOUT) as client:
         response = client.post(f"http://127.0.0.1:{server.port}/", content=body)
@@ -628,7 +637,7 @@ def test_http10_without_keepalive_closes(serve: Any) -> None:
 
 
 def test_idle_keepalive_connection_is_closed(serve: Any) -> None:
-    server = serve(path_app, limits=Limits(keepalive_timeout=0.2))
+    server = serve(path_app, limits=limits(keepalive_timeout=0.2))
     with connect(server.port) as sock:
         sock.sendall(get("/k"))
         parser = ResponseParser()
@@ -826,7 +835,8 @@ class Gate:
 
 def test_shutdown_finishes_in_flight_and_closes_idle(serve: Any) -> None:
     gate = Gate()
-    server = serve(gate)
+    # keep-alive longer than any wait here: only shutdown can be what closes the idle connection
+    server = serve(gate, limits=DEFAULT_LIMITS)
     idle = connect(server.port)
     busy = connect(server.port)
     try:
@@ -915,7 +925,7 @@ def _request_bytes(draw: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def fuzz_server() -> Any:
-    server = ServerThread(path_app, limits=Limits(max_header_bytes=2048, max_body_bytes=64)).start()
+    server = ServerThread(path_app, limits=limits(max_header_bytes=2048, max_body_bytes=64)).start()
     yield server
     server.stop()
     assert server.loop_errors == [], server.loop_errors
