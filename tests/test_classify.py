@@ -200,6 +200,21 @@ def test_signature_from_stderr_when_decisive() -> None:
     assert v.signature == "OSError: [WSAEINVAL] An invalid argument was supplied"
 
 
+def test_uvicorn_054_lifespan_failure_exits_0_but_is_a_startup_failure() -> None:
+    # measured here: uvicorn 0.54.0 --workers 2, lifespan startup raises: both workers fail, the parent exits 0
+    obs = _ok(
+        ready=False,
+        answered_pids=(),
+        any_response=False,
+        exited_before_ready=True,
+        exit_code=0,
+        stderr=_fixture("linux_uvicorn054_workers2_lifespan_fails.txt"),
+    )
+    v = classify(obs)
+    assert (v.failure_class, v.signature) == ("startup-failure", "RuntimeError: database unreachable")
+    assert "exit 0" in v.reason
+
+
 def test_startup_failure_signature_from_real_gunicorn_text() -> None:
     obs = _ok(
         ready=False,

@@ -36,6 +36,11 @@ EXPECTED = {
     "linux_taskgroup_eaddrinuse_py312.txt": (
         "OSError: [EADDRINUSE] error while attempting to bind on address (<addr>): address already in use"
     ),
+    "linux_uvicorn054_workers2_eaddrinuse.txt": "[EADDRINUSE] Address already in use",
+    "linux_uvicorn054_workers2_lifespan_fails.txt": "RuntimeError: database unreachable",
+    "linux_gunicorn27_uvicornworker_import_error.txt": (
+        "ModuleNotFoundError: No module named 'nonexistent_mod'"
+    ),
     "linux_asyncio_eaddrinuse_py312.txt": (
         "OSError: [EADDRINUSE] error while attempting to bind on address (<addr>): address already in use"
     ),
