@@ -201,7 +201,7 @@ def test_signature_from_stderr_when_decisive() -> None:
 
 
 def test_uvicorn_054_lifespan_failure_exits_0_but_is_a_startup_failure() -> None:
-    # measured here: uvicorn 0.54.0 --workers 2, lifespan startup raises: both workers fail, the parent exits 0
+    # measured here: uvicorn 0.54.0 --workers 2, lifespan startup raises; the parent exits 0
     obs = _ok(
         ready=False,
         answered_pids=(),
