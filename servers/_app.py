@@ -39,7 +39,7 @@ def load_app(spec: str) -> ASGIApp:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise AppLoadError(f"cannot import {spec!r}: no module named {exc.name!r}") from exc
         raise AppLoadError(f"cannot import {spec!r}: {_one_line(exc)}") from exc
-    except Exception as exc:  # an app module may raise anything at import: report it, do not crash
+    except (Exception, SystemExit) as exc:  # an app module may do anything at import: report it
         raise AppLoadError(f"cannot import {spec!r}: {_one_line(exc)}") from exc
     obj: Any = module
     for part in attr.split("."):

@@ -248,12 +248,15 @@ def test_load_app_errors_are_one_line(spec: str, message: str) -> None:
 def test_load_app_reports_an_import_error_inside_the_module(tmp_path: Any, monkeypatch: Any) -> None:
     (tmp_path / "imports_missing_mod.py").write_text("import missing_dependency_xyz\napp = None\n")
     (tmp_path / "syntax_error_mod.py").write_text("def broken(:\n")
+    (tmp_path / "exits_mod.py").write_text("import sys\nsys.exit(7)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(AppLoadError, match="SystemExit: 7"):
+        load_app("exits_mod:app")
     with pytest.raises(AppLoadError, match="ModuleNotFoundError: No module named 'missing_dependency_xyz'"):
         load_app("imports_missing_mod:app")
     with pytest.raises(AppLoadError, match="SyntaxError"):
         load_app("syntax_error_mod:app")
-    for name in ("imports_missing_mod", "syntax_error_mod"):
+    for name in ("imports_missing_mod", "syntax_error_mod", "exits_mod"):
         sys.modules.pop(name, None)
 
 
