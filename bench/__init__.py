@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (a table + JSON), never timed asserts. See bench/README.md."""

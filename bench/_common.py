@@ -1,0 +1,457 @@
+"""What every benchmark shares: the peers' venv, launching and reaping servers, probing workers, figures.
+
+* ROOT / VENV - the project root; the peers' venv (~/.cache/asgi-workers-harness/bench-venv)
+* ensure_venv() -> python path: creates the venv with uv and installs the peers when missing
+* precompile(python) - writes .pyc files for servers/ and the venv (this machine sets
+  PYTHONDONTWRITEBYTECODE=1, so nothing would otherwise be cached and every launch would recompile)
+* server_env(home) - the environment servers run with: project root on PYTHONPATH, bytecode writes
+  allowed, a private HOME (gunicorn >= 25 writes a control socket under ~/.gunicorn)
+* Server(argv, ...) - one launched server in its own session; .port(deadline), .stop() reaps the tree
+  and says what leaked (a leak is reported, never silently ignored)
+* probe_burst(host, port, k, timeout) - k concurrent fresh connections, one GET each -> answering pids
+* wait_workers(server, n, deadline) -> seconds from launch until n distinct tree pids answered
+* summary(values) -> {median, min, max, n}; table(headers, rows) -> str; write_results(name, data)
+* machine() - load average, cores, kernel, Python: printed with every figure (the machine is shared)
+
+Deadlines are on time.monotonic(); polling has a small fixed interval and always a deadline.
+"""
+
+import errno
+import json
+import os
+import platform
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, "bench", "results")
+VENV = os.path.join(os.path.expanduser("~"), ".cache", "asgi-workers-harness", "bench-venv")
+#: what the peers' venv holds (unpinned: the installed versions are written into every result file)
+PEERS = ("gunicorn", "uvicorn-worker", "uvicorn", "httptools", "h11")
+#: interval of readiness polls (connection refused -> try again); a poll, not a synchronisation sleep
+POLL_S = 0.005
+HOST = "127.0.0.1"
+
+
+class BenchError(Exception):
+    """A benchmark could not produce a figure (server did not start, tool missing); one line."""
+
+
+def venv_python() -> str:
+    return os.path.join(VENV, "bin", "python")
+
+
+def ensure_venv() -> str:
+    """The peers' venv python, created with `uv venv` + `uv pip install` when missing."""
+    py = venv_python()
+    if not os.path.exists(py):
+        uv = shutil.which("uv")
+        if uv is None:
+            raise BenchError("uv is not on PATH (pip install uv)")
+        subprocess.run([uv, "venv", "-q", "-p", sys.executable, VENV], check=True, timeout=120)
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", py, *PEERS], check=True, timeout=600
+        )
+    return py
+
+
+def installed_versions(python: str) -> Dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m\n"
+        f"names = {list(PEERS)!r}\n"
+        "out = {}\n"
+        "for n in names:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))\n"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def precompile(python: str) -> str:
+    """Write .pyc for servers/ and the venv's site-packages; returns what was done (for the results)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, timeout=60, check=True, env=env,
+    ).stdout.strip()
+    targets = [os.path.join(ROOT, "servers"), site]
+    subprocess.run([python, "-m", "compileall", "-q", *targets], check=True, timeout=600, env=env, cwd=ROOT)
+    return f"python -m compileall -q servers {site}; PYTHONDONTWRITEBYTECODE unset for the servers"
+
+
+def server_env(home: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = ROOT
+    env["HOME"] = home
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def machine() -> Dict[str, Any]:
+    return {
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class Server:
+    """One server process in its own session, output to files in a private directory.
+
+    * argv / env / cwd - what to launch; t0 - time.monotonic() right before the launch
+    * events - path of the reference server's --events file, or "" (then the port comes from psutil)
+    """
+
+    def __init__(self, argv: Sequence[str], *, env: Optional[Dict[str, str]] = None, events: str = "",
+                 workdir: Optional[str] = None) -> None:
+        self.dir = workdir or tempfile.mkdtemp(prefix="awh-bench-")
+        self.argv = list(argv)
+        self.events = events
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home, exist_ok=True)
+        self.env = env if env is not None else server_env(home)
+        self._out = open(os.path.join(self.dir, "stdout"), "wb")
+        self._err = open(os.path.join(self.dir, "stderr"), "wb")
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+            start_new_session=True,
+        )
+        self._port: Optional[int] = None
+        self._known: Set[int] = {self.proc.pid}
+        self._stopped = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tree(self) -> Set[int]:
+        """The launched process and its descendants now (plus every pid seen before)."""
+        try:
+            kids = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            kids = []
+        self._known |= {p.pid for p in kids}
+        return {self.pid} | {p.pid for p in kids}
+
+    def stderr_tail(self, n: int = 1500) -> str:
+        try:
+            with open(os.path.join(self.dir, "stderr"), "rb") as fh:
+                return fh.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def read_events(self) -> List[Dict[str, Any]]:
+        if not self.events or not os.path.exists(self.events):
+            return []
+        out = []
+        with open(self.events, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def _find_port(self) -> Optional[int]:
+        if self.events:
+            for ev in self.read_events():
+                if ev.get("event") == "bound" and ev.get("port"):
+                    return int(ev["port"])
+            return None
+        for pid in sorted(self.tree()):
+            try:
+                conns = psutil.Process(pid).net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for c in conns:
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port:
+                    return int(c.laddr.port)
+        return None
+
+    def port(self, deadline: float) -> int:
+        """The TCP port the server listens on (polled until the deadline)."""
+        while self._port is None:
+            self._port = self._find_port()
+            if self._port is not None:
+                break
+            if self.proc.poll() is not None:
+                raise BenchError(f"server exited {self.proc.returncode}: {self.stderr_tail(300)!r}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"no listening port before the deadline: {self.argv[:4]}")
+            time.sleep(POLL_S)
+        return self._port
+
+    def stop(self, timeout: float = 15.0) -> Dict[str, Any]:
+        """SIGTERM the process group, SIGKILL what is left after `timeout`; every pid ever seen is checked.
+
+        Returns {escalated, leaked: [pids], exit_code}."""
+        try:
+            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        for pid in self._known - {p.pid for p in procs}:
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        escalated = False
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        if alive:
+            escalated = True
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for p in alive:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            _gone, alive = psutil.wait_procs(alive, timeout=5.0)
+        try:
+            code: Optional[int] = self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        leaked = {p.pid for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+        leaked |= set(_in_session(self.pid))  # also whatever left the tree but kept the session
+        self._stopped = True
+        self._out.close()
+        self._err.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return {"escalated": escalated, "leaked": sorted(leaked), "exit_code": code}
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self._stopped:
+            self.stop()
+
+
+def _in_session(sid: int) -> List[int]:
+    """Live, non-zombie processes whose session is `sid` (start_new_session made the server its leader)."""
+    out = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getsid(p.pid) == sid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+            continue
+    return out
+
+
+_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def _pid_of(buf: bytes) -> Optional[int]:
+    head = buf.split(b"\r\n\r\n", 1)[0]
+    if not head.startswith(b"HTTP/1.1 200"):
+        return None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"x-worker-pid":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
+def _complete(buf: bytes) -> bool:
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip() or b"0")
+    return False
+
+
+def probe_burst(host: str, port: int, k: int, timeout: float) -> Tuple[List[int], List[str]]:
+    """k concurrent fresh connections, one `GET /` each: (pids from x-worker-pid, error names)."""
+    sel = selectors.DefaultSelector()
+    pids: List[int] = []
+    errors: List[str] = []
+    socks: List[socket.socket] = []
+    try:
+        for _ in range(k):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setblocking(False)
+            err = s.connect_ex((host, port))
+            if err not in (0, errno.EINPROGRESS):
+                errors.append(errno.errorcode.get(err, str(err)))
+                continue
+            sel.register(s, selectors.EVENT_WRITE, bytearray())
+        deadline = time.monotonic() + timeout
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                errors.extend("timeout" for _ in sel.get_map())
+                break
+            for key, _mask in sel.select(left):
+                s = key.fileobj
+                assert isinstance(s, socket.socket)
+                buf: bytearray = key.data
+                if not buf and key.events == selectors.EVENT_WRITE:
+                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        errors.append(errno.errorcode.get(err, str(err)))
+                        sel.unregister(s)
+                        continue
+                    try:
+                        s.send(_REQUEST)
+                    except OSError as exc:
+                        errors.append(errno.errorcode.get(exc.errno or 0, type(exc).__name__))
+                        sel.unregister(s)
+                        continue
+                    sel.modify(s, selectors.EVENT_READ, buf)
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError as exc:
+                    errors.append(errno.errorcode.get(exc.errno or 0, type(exc).__name__))
+                    sel.unregister(s)
+                    continue
+                buf += data
+                if not data or _complete(bytes(buf)):
+                    sel.unregister(s)
+                    pid = _pid_of(bytes(buf))
+                    if pid is None:
+                        errors.append("bad-response")
+                    else:
+                        pids.append(pid)
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+    return pids, errors
+
+
+def wait_workers(server: Server, n: int, deadline: float, burst: int = 0) -> Dict[str, Any]:
+    """Probe with bursts of fresh connections until n distinct pids of the server's tree answered.
+
+    Returns {all_workers: s since launch, first_response: s, pids, probes, errors}. BenchError on
+    deadline or exit. A pid outside the launched tree (another server on a recycled port) is an error."""
+    burst = burst or min(32, max(4, 2 * n))
+    port = server.port(deadline)
+    seen: Set[int] = set()
+    first: Optional[float] = None
+    probes = 0
+    errs: Dict[str, int] = {}
+    while True:
+        left = deadline - time.monotonic()
+        pids, errors = probe_burst(HOST, port, burst, timeout=max(0.05, min(2.0, left)))
+        now = time.monotonic()
+        probes += 1
+        for e in errors:
+            errs[e] = errs.get(e, 0) + 1
+        if pids:
+            if first is None:
+                first = now
+            seen.update(pids)
+        if len(seen) >= n:
+            stray = seen - server.tree()
+            if stray:
+                raise BenchError(f"pids {sorted(stray)} answered but are not in the server's tree")
+            return {
+                "all_workers": now - server.t0,
+                "first_response": (first or now) - server.t0,
+                "pids": sorted(seen),
+                "probes": probes,
+                "errors": errs,
+            }
+        if server.proc.poll() is not None:
+            raise BenchError(f"server exited {server.proc.returncode}: {server.stderr_tail(300)!r}")
+        if now > deadline:
+            raise BenchError(f"only {len(seen)}/{n} workers answered before the deadline")
+        if not pids:
+            time.sleep(POLL_S)
+
+
+def summary(values: Sequence[float], digits: int = 4) -> Dict[str, Any]:
+    vals = [float(v) for v in values]
+    if not vals:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {
+        "median": round(statistics.median(vals), digits),
+        "min": round(min(vals), digits),
+        "max": round(max(vals), digits),
+        "n": len(vals),
+    }
+
+
+def fmt(s: Dict[str, Any], scale: float = 1.0, digits: int = 0) -> str:
+    """'median (min-max)' of a summary."""
+    if not s.get("n"):
+        return "-"
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(s['median'] * scale)} ({f.format(s['min'] * scale)}-{f.format(s['max'] * scale)})"
+
+
+def ratio(a: Dict[str, Any], b: Dict[str, Any]) -> Optional[float]:
+    if not a.get("n") or not b.get("n") or not b["median"]:
+        return None
+    return round(a["median"] / b["median"], 3)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_results(name: str, data: Dict[str, Any]) -> str:
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    return path
+
+
+__all__ = [
+    "HOST",
+    "ROOT",
+    "VENV",
+    "BenchError",
+    "Server",
+    "ensure_venv",
+    "fmt",
+    "installed_versions",
+    "machine",
+    "precompile",
+    "probe_burst",
+    "ratio",
+    "server_env",
+    "summary",
+    "table",
+    "venv_python",
+    "wait_workers",
+    "write_results",
+]
