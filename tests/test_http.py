@@ -428,6 +428,27 @@ def test_http_scope_is_complete(serve: Any) -> None:
     assert scope["state"] == state and scope["state"] is not state
 
 
+def test_ipv6_loopback_scope(serve: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python build")
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        listener.bind(("::1", 0))
+    except OSError as exc:  # IPv6 disabled on the host
+        listener.close()
+        pytest.skip(f"cannot bind ::1: {exc}")
+    listener.listen(8)
+    recorder = Recorder()
+    server = serve(recorder, sock=listener)
+    with socket.create_connection(("::1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(get("/six", b"Connection: close\r\n"))
+        assert parse_all(recv_until_closed(sock))[0].status == 200
+        client_port = sock.getsockname()[1]
+    (scope,) = recorder.scopes
+    assert scope["server"] == ("::1", server.port)
+    assert scope["client"] == ("::1", client_port)
+
+
 def test_unix_socket_scope(serve: Any) -> None:
     if sys.platform == "win32":
         pytest.skip("asyncio unix servers are POSIX-only")
