@@ -5,6 +5,7 @@ by *verdict* (failure class + signature):
 
 * identical verdicts merge: one Verdict with its runs counted
 * different verdicts are a CONFLICT: every verdict is kept and shown in the cell, none is dropped
+* `degraded` is decided here (mark_degraded): passed, but keep-alive p50 >= 10x the single-worker twin's
 
 The same record read twice (same key, run_id and started_at, e.g. one JSONL passed twice) counts once.
 
@@ -16,6 +17,7 @@ Rows and columns of the matrix:
 """
 
 import dataclasses
+import math
 import re
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -28,6 +30,7 @@ __all__ = [
     "Row",
     "Verdict",
     "column_of",
+    "mark_degraded",
     "merge",
     "row_of",
     "version_key",
@@ -265,18 +268,73 @@ class MergedView:
         return counts
 
 
+#: a passed multi-worker run whose keep-alive p50 is at least this many times its 1-worker twin's is degraded
+DEGRADED_RATIO = 10.0
+
+
+def _keepalive_p50(record: ResultRecord) -> Optional[float]:
+    load = record.load if isinstance(record.load, dict) else {}
+    ka = load.get("keepalive")
+    lat = ka.get("latency_ms") if isinstance(ka, dict) else None
+    value = lat.get("p50") if isinstance(lat, dict) else None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        return None
+    return float(value)
+
+
+def mark_degraded(records: Iterable[ResultRecord]) -> List[ResultRecord]:
+    """The "degraded" class is decided here, from the records themselves: a passed run with N > 1 workers
+    whose keep-alive p50 is >= DEGRADED_RATIO x the p50 of its single-worker twin (same scenario with
+    workers=1, same platform and python version, passed) becomes `degraded`, with the figures as signature.
+    Twins' p50s are averaged over their runs. Other records are returned unchanged."""
+    records = list(records)
+    twins: Dict[str, List[float]] = {}
+    for rec in records:
+        p50 = _keepalive_p50(rec)
+        if rec.failure_class == "passed" and p50 is not None and rec.scenario.get("workers") == 1:
+            twins.setdefault(rec.key, []).append(p50)
+    if not twins:
+        return records
+    out: List[ResultRecord] = []
+    for original in records:
+        rec = original
+        p50 = _keepalive_p50(rec)
+        workers = rec.scenario.get("workers")
+        if rec.failure_class == "passed" and p50 is not None and isinstance(workers, int) and workers > 1:
+            twin = dataclasses.replace(rec, scenario={**rec.scenario, "workers": 1})
+            base = twins.get(twin.key)
+            if base:
+                ref = sum(base) / len(base)
+                if p50 >= DEGRADED_RATIO * ref:
+                    rec = dataclasses.replace(
+                        rec,
+                        failure_class="degraded",
+                        signature=f"keep-alive p50 {p50:.1f} ms = {p50 / ref:.0f}x the 1-worker {ref:.1f} ms",
+                        reason=f"passed, but keep-alive p50 is {p50 / ref:.0f}x its single-worker twin's "
+                        f"(threshold {DEGRADED_RATIO:.0f}x)",
+                    )
+        out.append(rec)
+    return out
+
+
 def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
-    """Merge record lists (one per machine / CI job / JSONL file) into one MergedView."""
+    """Merge record lists (one per machine / CI job / JSONL file) into one MergedView.
+
+    Passed runs are first checked against their single-worker twins (`mark_degraded`)."""
     by_key: Dict[str, List[ResultRecord]] = {}
     seen: Set[Tuple[str, str, str]] = set()
-    for records in record_lists:
-        for rec in records:
-            if rec.run_id:
-                ident = (rec.key, rec.run_id, rec.started_at)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-            by_key.setdefault(rec.key, []).append(rec)
+    for rec in mark_degraded(r for records in record_lists for r in records):
+        if rec.run_id:
+            ident = (rec.key, rec.run_id, rec.started_at)
+            if ident in seen:
+                continue
+            seen.add(ident)
+        by_key.setdefault(rec.key, []).append(rec)
 
     cells: List[Cell] = []
     for key, recs in by_key.items():

@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
 
-from .merge import PLATFORM_NAMES, column_of, row_of, version_key
+from .merge import PLATFORM_NAMES, column_of, mark_degraded, row_of, version_key
 from .render import INCONCLUSIVE, OK_CLASSES, _env
 
 __all__ = ["DiffEntry", "ReleaseDiff", "Side", "diff", "identity", "render_release"]
@@ -149,8 +149,8 @@ def diff(
     """Compare two runs of the matrix. `server`: the released distribution whose version to abstract away
     in every scenario (default: each scenario's own server), e.g. "uvicorn" for gunicorn+uvicorn-worker
     cells."""
-    prev = _group(previous, server)
-    cur = _group(current, server)
+    prev = _group(mark_degraded(previous), server)
+    cur = _group(mark_degraded(current), server)
     buckets: Dict[str, List[DiffEntry]] = {
         k: [] for k in ("newly_broken", "newly_fixed", "unchanged", "inconclusive", "added", "removed")
     }

@@ -704,6 +704,28 @@ def test_merge_conflict_keeps_both_verdicts() -> None:
     assert "Conflict:</b> 2 runs of this cell disagree" in html
 
 
+def test_degraded_is_decided_against_the_single_worker_twin() -> None:
+    base = rec("uvicorn", "0.54.0", "3.11", "linux", workers=1, run_id="d")
+    fast = rec("uvicorn", "0.54.0", "3.11", "linux", workers=2, run_id="d")
+    slow = rec("uvicorn", "0.54.0", "3.11", "linux", workers=4, run_id="d")
+    slow = dataclasses.replace(
+        slow,
+        load={**slow.load, "keepalive": {**slow.load["keepalive"], "latency_ms": {"p50": 6.2, "p99": 40.0}}},
+    )
+    other_py = dataclasses.replace(slow, python={**slow.python, "version": "3.12.7"})  # no twin there
+    view = merge([[base, fast, slow, other_py]])
+    classes = {(c.row.workers, c.column.python): c.css_class for c in view.cells}
+    assert classes == {
+        (1, "3.11"): "passed",
+        (2, "3.11"): "passed",
+        (4, "3.11"): "degraded",
+        (4, "3.12"): "passed",
+    }
+    cell = next(c for c in view.cells if c.css_class == "degraded")
+    assert cell.verdicts[0].signature == "keep-alive p50 6.2 ms = 10x the 1-worker 0.6 ms"
+    assert "degraded" in render([base, slow])
+
+
 def test_merge_counts_a_record_once_when_read_twice() -> None:
     a = load("rerun_a.jsonl")
     view = merge([a, a])
