@@ -93,24 +93,27 @@ class Supervisor:
             platform=sys.platform,
         )
         uds: Optional[UdsFile] = None
+        # Signals first: a SIGTERM while binding is queued and becomes a clean stop, never a dead
+        # supervisor with a socket file left behind.
+        self._signals = SignalQueue()
         try:
             self._sock = self.strategy.prepare(cfg.bind)
         except (BindError, OSError) as exc:
+            self._signals.close()
             message = str(exc) if isinstance(exc, BindError) else f"cannot bind: {exc}"
             return self._finish_early(exitcodes.BIND_FAILURE, "bind-failure", message)
         try:
             if cfg.bind.uds:
                 uds = UdsFile(cfg.bind.uds)
             self.events.emit("bound", **describe(self._sock, cfg.bind))
-            self._signals = SignalQueue()
             for slot in self._slots:
+                self._handle_signals()
                 if not self._stopping:
                     self._spawn(slot)
             self._loop()
         finally:
             self._kill_all()
-            if self._signals is not None:
-                self._signals.close()
+            self._signals.close()
             _control.forget(self._sock)
             self._sock.close()
             if uds is not None:

@@ -3,20 +3,21 @@ restarts and the crash-loop budget, orphaned workers, graceful and timed-out sto
 SIGTERM, --uds, --fd. Every test ends with the psutil leak check (no process, no listener left)."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import psutil
 import pytest
 
 from servers import exitcodes
 from servers.apps import CRASH_EXIT_CODE, FAILING_LIFESPAN_MESSAGE
-from servers.strategies.systemd import SD_LISTEN_FDS_START
 from tests._refserver import (
     BASE_TIMEOUT,
     RefServer,
@@ -166,12 +167,41 @@ def test_workers_exit_when_the_supervisor_is_killed(strategy: str, start_method:
         assert_nothing_left(server, port=bound["port"])
 
 
-def _in_flight_on(worker_pid: int, port: int) -> bool:
+def _socket_inodes(pid: int, port: int) -> List[int]:
+    """Inodes of `pid`'s accepted (ESTABLISHED) sockets on local `port`."""
+    inodes = []
     try:
-        conns = psutil.Process(worker_pid).net_connections(kind="tcp")
+        conns = psutil.Process(pid).net_connections(kind="tcp")
     except psutil.NoSuchProcess:
+        return []
+    for conn in conns:
+        if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.laddr.port == port and conn.fd >= 0:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{conn.fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.append(int(link[len("socket:[") : -1]))
+    return inodes
+
+
+def _request_read_by(pid: int, port: int) -> bool:
+    """The worker accepted a connection on `port` and read everything the client sent (its receive
+    queue in /proc/net/tcp is empty): the request is in the app, not waiting in a buffer."""
+    inodes = set(_socket_inodes(pid, port))
+    if not inodes:
         return False
-    return any(c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port for c in conns)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[9]) in inodes and int(fields[4].split(":")[1], 16) == 0:
+                return True
+    return False
 
 
 def _background_request(target: Any, path: str, out: Dict[str, Any]) -> threading.Thread:
@@ -186,25 +216,35 @@ def _background_request(target: Any, path: str, out: Dict[str, Any]) -> threadin
     return thread
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/net/tcp to know the request is in the app")
 def test_sigterm_lets_an_in_flight_request_finish() -> None:
     with RefServer(["servers.apps:slow", "--workers", "1", "--graceful-timeout", "10"]) as server:
         bound = server.wait_for("bound")
         ready = server.wait_for("ready")
         out: Dict[str, Any] = {}
         thread = _background_request(target_of(bound), "/?delay=0.5", out)
-        _wait_until(lambda: _in_flight_on(ready["pids"][0], bound["port"]), BASE_TIMEOUT, "accepted request")
+        _wait_until(
+            lambda: _request_read_by(ready["pids"][0], bound["port"]),
+            BASE_TIMEOUT,
+            "request read by the worker",
+        )
         assert stop_and_check(server, port=bound["port"]) == exitcodes.OK
         thread.join(BASE_TIMEOUT)
         assert out.get("result", (None,))[0] == 200, out
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/net/tcp to know the request is in the app")
 def test_graceful_timeout_aborts_and_reports_shutdown_timeout() -> None:
     with RefServer(["servers.apps:slow", "--workers", "1", "--graceful-timeout", "0.2"]) as server:
         bound = server.wait_for("bound")
         ready = server.wait_for("ready")
         out: Dict[str, Any] = {}
         thread = _background_request(target_of(bound), "/?delay=25", out)
-        _wait_until(lambda: _in_flight_on(ready["pids"][0], bound["port"]), BASE_TIMEOUT, "accepted request")
+        _wait_until(
+            lambda: _request_read_by(ready["pids"][0], bound["port"]),
+            BASE_TIMEOUT,
+            "request read by the worker",
+        )
         assert stop_and_check(server, port=bound["port"]) == exitcodes.SHUTDOWN_TIMEOUT
         assert server.named("worker-exit")[0]["exitcode"] == exitcodes.SHUTDOWN_TIMEOUT
         thread.join(BASE_TIMEOUT)
@@ -283,40 +323,62 @@ def test_uds_stale_file_is_replaced_and_live_or_foreign_paths_refused(tmp_path: 
 
 
 @pytest.mark.parametrize("listening", [True, False])
-@pytest.mark.parametrize("fd", [0, "N", SD_LISTEN_FDS_START])
-def test_fd_serves_on_the_socket_the_caller_bound(fd: Any, listening: bool) -> None:
+@pytest.mark.parametrize("as_stdin", [True, False])
+def test_fd_serves_on_the_socket_the_caller_bound(as_stdin: bool, listening: bool) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     if listening:
         sock.listen(16)
     port = sock.getsockname()[1]
-    kwargs: Dict[str, Any] = {}
-    if fd == 0:
-        kwargs["stdin"] = sock.fileno()
-        number = 0
-    elif fd == "N":
-        kwargs["pass_fds"] = [sock.fileno()]
-        number = sock.fileno()
-    else:  # a fixed number the child sees, whatever the test's own fd is
-        copy = os.dup(sock.fileno())
-        if copy != fd:
-            os.dup2(copy, fd + 100)
-            os.close(copy)
-            copy = fd + 100
-        number = copy
-        kwargs["pass_fds"] = [copy]
+    kwargs: Dict[str, Any]
+    if as_stdin:
+        number, kwargs = 0, {"stdin": sock.fileno()}
+    else:
+        number, kwargs = sock.fileno(), {"pass_fds": [sock.fileno()]}
     try:
         with RefServer(["servers.apps:pid", "--workers", "2", "--fd", str(number)], **kwargs) as server:
             bound = server.wait_for("bound")
             assert (bound["fd"], bound["port"], bound["address"]) == (number, port, "127.0.0.1")
             ready = server.wait_for("ready")
             sock.close()  # the server holds its own reference now
-            if fd not in (0, "N"):
-                os.close(number)
             assert set(burst_until(("127.0.0.1", port), ready["pids"])) == set(ready["pids"])
             assert stop_and_check(server, port=port) == exitcodes.OK
     finally:
         sock.close()
+
+
+def test_fd_with_a_datagram_socket_is_bind_failure() -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        args = ["servers.apps:pid", "--fd", str(udp.fileno())]
+        with RefServer(args, pass_fds=[udp.fileno()]) as server:
+            assert server.wait_exit() == exitcodes.BIND_FAILURE
+            lines = server.stderr().strip().splitlines()
+            assert len(lines) == 1 and "not a stream socket" in lines[0], lines
+    finally:
+        udp.close()
+
+
+def test_events_file_that_cannot_be_opened_is_usage(tmp_path: Path) -> None:
+    with RefServer(["servers.apps:pid", "--events", str(tmp_path / "missing-dir" / "ev.jsonl")]) as server:
+        assert server.wait_exit() == exitcodes.USAGE
+        assert len(server.stderr().strip().splitlines()) == 1
+
+
+def test_events_go_to_the_file_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "ev.jsonl"
+    with RefServer(["servers.apps:pid", "--events", str(path)]) as server:
+        deadline = time.monotonic() + BASE_TIMEOUT
+        _wait_until(lambda: '"ready"' in (path.read_text() if path.exists() else ""), BASE_TIMEOUT, "ready")
+        assert time.monotonic() < deadline
+        server.tree()
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit() == exitcodes.OK
+        assert server.events == []  # nothing on stdout
+        names = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+        assert names[0] == "starting" and names[-1] == "stopped" and "ready" in names
+        assert_nothing_left(server)
 
 
 @pytest.mark.parametrize("bad", ["99", "not-a-socket"])

@@ -5,7 +5,9 @@ stops it cleanly, and no process or listener remains. Plus the strategies that c
 import json
 import subprocess
 import sys
+from typing import List, Set
 
+import psutil
 import pytest
 
 from servers import exitcodes
@@ -39,6 +41,22 @@ def test_linux_runs_exactly_the_expected_pairs() -> None:
     assert set(PAIRS) == LINUX_PAIRS
 
 
+def _listeners(pid: int, port: int) -> List[str]:
+    return [
+        c.status
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == port and not c.raddr
+    ]
+
+
+def _check_reservation(supervisor: int, workers: Set[int], port: int) -> None:
+    """reuseport: the supervisor's reservation is not listening (a bound-only TCP socket is not even in
+    /proc/net/tcp); each worker listens on its own socket."""
+    assert _listeners(supervisor, port) == []
+    for pid in workers:
+        assert _listeners(pid, port) == [psutil.CONN_LISTEN], pid
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", [1, 2, 4])
 @pytest.mark.parametrize(("strategy", "start_method"), PAIRS)
@@ -64,6 +82,8 @@ def test_every_worker_serves_then_stops(strategy: str, start_method: str, worker
         ready = server.wait_for("ready")
         pids = set(ready["pids"])
         assert len(pids) == workers and server.proc.pid not in pids
+        if strategy == "reuseport":
+            _check_reservation(server.proc.pid, pids, bound["port"])
         seen = burst_until(target_of(bound), pids)
         assert set(seen) == pids, f"answered {dict(seen)} expected {pids}"
         code = stop_and_check(server, port=bound["port"])
