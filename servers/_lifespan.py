@@ -86,7 +86,7 @@ class Lifespan:
             else "app returned before lifespan.startup.complete"
         )
         if self.mode == "on":
-            raise LifespanFailure(reason)
+            raise LifespanFailure(reason) from self._error
         _log.info("ASGI lifespan unsupported by the app (%s); continuing without it", reason)
 
     async def shutdown(self, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -111,7 +111,7 @@ class Lifespan:
             raise LifespanFailure(self._failure)
         if self._phase != "stopped":
             if self._error is not None:
-                raise LifespanFailure(_one_line(self._error))
+                raise LifespanFailure(_one_line(self._error)) from self._error
             _log.info("lifespan: app returned before lifespan.shutdown.complete")
 
     async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
