@@ -26,8 +26,11 @@ HOSTILE_STDERR = (
     "\x1b[31mERROR\x1b[0m: <script>alert(1)</script> </td></tr></table>\x00NUL\r\n"
     "\x1b]0;title\x07OSC done & \"quoted\" 'single'\n"
 )
+# what the server prints, and the normalized signature the classifier records for it (harness/signature.py)
 WSAEINVAL = "OSError: [WinError 10022] An invalid argument was supplied"
+SIG_WSAEINVAL = "OSError: [WSAEINVAL] An invalid argument was supplied"
 WINERROR87 = "OSError: [WinError 87] The parameter is incorrect"
+SIG_WINERROR87 = "OSError: [ERROR_INVALID_PARAMETER] The parameter is incorrect"
 
 PLATFORMS = {
     "linux": {"system": "Linux", "release": "6.18.0", "machine": "x86_64", "sys_platform": "linux"},
@@ -252,7 +255,7 @@ def build_fixtures() -> Dict[str, List[ResultRecord]]:
                 py,
                 "linux",
                 "startup-failure",
-                "OSError: [Errno 9] Bad file descriptor",
+                "OSError: [EBADF] Bad file descriptor",
                 strategy="pickle-fd",
                 start_method="forkserver",
                 run_id=lin,
@@ -349,7 +352,7 @@ def build_fixtures() -> Dict[str, List[ResultRecord]]:
             "3.8",
             "win32",
             "startup-failure",
-            WSAEINVAL,
+            SIG_WSAEINVAL,
             options=issue_514,
             run_id=win,
             exit_code=1,
@@ -368,7 +371,7 @@ def build_fixtures() -> Dict[str, List[ResultRecord]]:
             "3.10",
             "win32",
             "startup-failure",
-            WINERROR87,
+            SIG_WINERROR87,
             run_id=win,
             exit_code=1,
             stderr=f"Accept failed on a socket\n{WINERROR87}\n",
@@ -551,7 +554,7 @@ def test_render_matrix_rows_columns_and_cells() -> None:
     m = re.search(r'<td class="cell startup-failure"[^>]*>\s*<a class="v" href="#cell-' + key + '"', html)
     assert m, "WSAEINVAL cell missing or not linked"
     cell_html = html[m.start() : html.index("</td>", m.start())]
-    assert "startup-failure" in cell_html and "WinError 10022" in cell_html
+    assert "startup-failure" in cell_html and "[WSAEINVAL]" in cell_html
     # summary counts per class
     counts = merge([records]).class_counts()
     assert counts["conflict"] == 1 and counts["startup-failure"] >= 3
@@ -748,7 +751,7 @@ def test_known_issue_cards() -> None:
     start = html.index('id="issue-uvicorn-514"')
     card = html[start : html.index("</article>", start)]
     assert "every worker after the first dies with WSAEINVAL on Windows" in card
-    assert "WinError 10022" in card and "0.12.2" in card
+    assert SIG_WSAEINVAL in card and "0.12.2" in card
     assert "https://github.com/encode/uvicorn/issues/514" in card
     assert re.search(r"Windows — Reproduced: <span class=\"yes\">yes</span>", card)
     assert "executed on Windows 3.8.10 2026-11-21" in card
@@ -783,7 +786,7 @@ def release_pair() -> Tuple[List[ResultRecord], List[ResultRecord]]:
                     r,
                     "0.55.0",
                     failure_class="startup-failure",
-                    signature=WSAEINVAL,
+                    signature=SIG_WSAEINVAL,
                     stderr_tail=WSAEINVAL,
                     reason="the second worker died before it answered",
                 )
@@ -812,7 +815,12 @@ def test_release_diff_and_page() -> None:
     page = render_release(d, "uvicorn", "0.55.0", "0.54.0")
     assert "uvicorn 0.55.0" in page and "vs 0.54.0" in page
     broken = page[page.index('id="newly-broken"') : page.index('id="newly-fixed"')]
-    assert "WinError 10022" in broken and "Windows" in broken and "-m uvicorn servers.apps:pid" in broken
+    assert (
+        SIG_WSAEINVAL in broken
+        and WSAEINVAL in broken
+        and "Windows" in broken
+        and "-m uvicorn servers.apps:pid" in broken
+    )
     assert "<script>alert" not in render_release(
         diff([], load("hostile.jsonl")), "uvicorn", "0.30.0", "0.29.0"
     )
