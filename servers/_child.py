@@ -7,11 +7,12 @@ USAGE with one line on stderr.
 
 import json
 import os
+import signal
 import sys
 from multiprocessing.connection import Connection
 from typing import List, Optional
 
-from servers import _worker, exitcodes
+from servers import exitcodes
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -26,10 +27,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as exc:
         print(f"servers._child: error: {exc}", file=sys.stderr)
         return exitcodes.USAGE
+    from servers import _worker  # noqa: PLC0415 - imported once SIGINT is ignored
+
     return _worker.run(spec, None, Connection(control))
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group; the supervisor coordinates the stop. Ignore it before the
+    # heavier imports so an early SIGINT does not print a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -12,12 +12,12 @@
 
 import argparse
 import json
+import os
 import sys
 from typing import List, NoReturn, Optional
 
 from servers import exitcodes
 from servers._config import Config
-from servers._supervisor import Supervisor
 from servers.events import EventWriter
 from servers.strategies import START_METHODS, STRATEGIES, Bind, availability, pair_error, probe, resolve
 
@@ -95,7 +95,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if len(args) != 1:
             print("servers: error: --probe takes no other arguments", file=sys.stderr)
             return exitcodes.USAGE
-        print(json.dumps(probe(), indent=2))
+        try:
+            print(json.dumps(probe(), indent=2), flush=True)
+        except BrokenPipeError:  # the reader went away (`| head`): not our error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exitcodes.OK
     try:
         config = parse(args)
@@ -105,6 +108,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Unsupported as exc:
         print(f"servers: unsupported: {exc}", file=sys.stderr)
         return exitcodes.STRATEGY_UNSUPPORTED
+    try:
+        # Imported here: --probe and command-line errors must work even where h11 is missing.
+        from servers._supervisor import Supervisor  # noqa: PLC0415
+    except ImportError as exc:
+        print(f"servers: error: cannot start the server: {exc}", file=sys.stderr)
+        return exitcodes.INTERNAL_ERROR
     try:
         events = EventWriter(config.events or None)
     except OSError as exc:
