@@ -1,0 +1,215 @@
+"""Startup: time from launch until all N workers have answered, reference server vs uvicorn --workers N.
+
+    python bench/bench_startup.py [--rounds 5] [--workers 1,2,4,8,16] [--name startup]
+
+"Answered" means: bursts of fresh connections (one `GET /` each, `Connection: close`) until N distinct
+`x-worker-pid` values from the launched process tree came back. The clock starts right before Popen.
+
+Contenders, interleaved per round (order rotated), all under the peers' venv python with the project root
+on PYTHONPATH and app servers.apps:pid:
+
+* reference fork / spawn / forkserver / exec - `python -m servers --start-method M` (its natural
+  strategy: inherit for fork/exec, pickle for spawn/forkserver)
+* uvicorn - `python -m uvicorn --workers N` (uvicorn always uses spawn)
+* floor fork / floor spawn - the bare floor: a parent that starts N multiprocessing children which
+  `import asyncio` and report their pid over a TCP connection (no HTTP): what any server pays at least
+
+Before timing: `python -m compileall -q servers <venv site-packages>` (this machine sets
+PYTHONDONTWRITEBYTECODE=1; it is unset for the launched servers) and one untimed launch of each contender.
+Targets at N=8: reference fork <= 0.3x uvicorn, spawn and exec <= 0.6x.
+
+This file is also the floor's own program (`--floor METHOD N PORT`): under spawn its children re-import it
+as __mp_main__, so its top level imports nothing but os, socket and sys.
+"""
+
+import os
+import socket
+import sys
+
+
+def _floor_child(port: int) -> None:
+    import asyncio  # noqa: F401, PLC0415 - the cost being measured
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"%d\n" % os.getpid())
+
+
+def _floor(method: str, n: int, port: int) -> int:
+    import multiprocessing  # noqa: PLC0415
+
+    ctx = multiprocessing.get_context(method)
+    procs = [ctx.Process(target=_floor_child, args=(port,)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    return 0
+
+
+def main(argv=None) -> int:  # type: ignore[no-untyped-def]
+    import argparse  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
+    from typing import Any, Dict, List, Tuple  # noqa: PLC0415
+
+    if __package__ in (None, ""):
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import _common as c  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workers", default="1,2,4,8,16", help="comma-separated N values")
+    ap.add_argument("--name", default="startup", help="results file bench/results/<name>.json")
+    ap.add_argument("--timeout", type=float, default=60.0, help="readiness deadline per launch, seconds")
+    args = ap.parse_args(argv)
+    ns = [int(x) for x in args.workers.split(",") if x.strip()]
+
+    py = c.ensure_venv()
+    versions = c.installed_versions(py)
+    compiled = c.precompile(py)
+    me = os.path.abspath(__file__)
+    ref_methods = ("fork", "spawn", "forkserver", "exec")
+    names = [f"reference {m}" for m in ref_methods] + ["uvicorn", "floor fork", "floor spawn"]
+
+    def argv_for(name: str, n: int, events: str, port: int) -> List[str]:
+        if name.startswith("reference "):
+            return [py, "-m", "servers", "servers.apps:pid", "--workers", str(n), "--start-method",
+                    name.split()[1], "--events", events]
+        if name == "uvicorn":
+            return [py, "-m", "uvicorn", "servers.apps:pid", "--workers", str(n), "--host", c.HOST,
+                    "--port", "0"]
+        return [py, me, "--floor", name.split()[1], str(n), str(port)]
+
+    def floor_wait(server: Any, listener: socket.socket, n: int, deadline: float) -> float:
+        """Seconds from launch until n distinct child pids reported on `listener`."""
+        seen = set()
+        while len(seen) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise c.BenchError(f"floor: only {len(seen)}/{n} children reported")
+            listener.settimeout(min(left, 1.0))
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                if server.proc.poll() is not None and len(seen) < n:
+                    why = f"floor exited {server.proc.returncode}: {server.stderr_tail(300)!r}"
+                    raise c.BenchError(why) from None
+                continue
+            with conn:
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    data += chunk
+            if data.strip():
+                seen.add(int(data.strip()))
+        return time.monotonic() - server.t0
+
+    def one(name: str, n: int) -> Dict[str, Any]:
+        d = tempfile.mkdtemp(prefix="awh-bench-")
+        events = os.path.join(d, "events.jsonl") if name.startswith("reference") else ""
+        listener = None
+        port = 0
+        if name.startswith("floor"):
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind((c.HOST, 0))
+            listener.listen(64)
+            port = listener.getsockname()[1]
+        load = os.getloadavg()[0]
+        server = c.Server(argv_for(name, n, events, port), events=events, workdir=d)
+        out: Dict[str, Any] = {"loadavg_1m": round(load, 2)}
+        try:
+            deadline = time.monotonic() + args.timeout
+            if listener is not None:
+                out["all_workers"] = floor_wait(server, listener, n, deadline)
+            else:
+                r = c.wait_workers(server, n, deadline)
+                out["all_workers"] = r["all_workers"]
+                out["first_response"] = r["first_response"]
+                evs = server.read_events()
+                ready = [e["t"] for e in evs if e.get("event") == "ready"]
+                if ready:
+                    out["ready_event"] = ready[0] - server.t0
+                start = [e for e in evs if e.get("event") == "starting"]
+                if start:
+                    out["strategy"] = start[0].get("strategy")
+        finally:
+            stop = server.stop()
+            if listener is not None:
+                listener.close()
+        if stop["leaked"]:
+            raise c.BenchError(f"processes left after stop: {stop['leaked']} ({name}, N={n})")
+        return out
+
+    before = c.machine()
+    print(f"# startup: time until N workers answered, {args.rounds} rounds, N={ns}; load {before['loadavg']} "
+          f"on {before['cpus']} cpus; {versions}")
+    print(f"# {compiled}")
+    for name in names:  # one untimed launch each: page cache, pyc files, uv's venv symlinks
+        one(name, 2)
+    results: Dict[str, Dict[str, List[Dict[str, Any]]]] = {str(n): {name: [] for name in names} for n in ns}
+    for n in ns:
+        for r in range(args.rounds):
+            order: List[str] = names[r % len(names):] + names[: r % len(names)]
+            for name in order:
+                res = one(name, n)
+                results[str(n)][name].append(res)
+            last = {nm: results[str(n)][nm][-1]["all_workers"] for nm in names}
+            line = "  ".join(f"{nm.replace('reference ', 'ref ')}={t:.3f}" for nm, t in last.items())
+            print(f"  N={n} round {r + 1}: {line}  load {os.getloadavg()[0]:.2f}", flush=True)
+    after = c.machine()
+
+    figures: Dict[str, Dict[str, Any]] = {}
+    for n in ns:
+        figures[str(n)] = {}
+        for name in names:
+            rs = results[str(n)][name]
+            fig = {"all_workers": c.summary([x["all_workers"] for x in rs])}
+            if any("ready_event" in x for x in rs):
+                fig["ready_event"] = c.summary([x["ready_event"] for x in rs if "ready_event" in x])
+            figures[str(n)][name] = fig
+    headers = ["N", *[nm.replace("reference ", "ref ") for nm in names]]
+    rows = []
+    for n in ns:
+        rows.append([n, *[c.fmt(figures[str(n)][nm]["all_workers"], 1000) for nm in names]])
+    print("\ntime until all N workers answered, ms: median (min-max)")
+    print(c.table(headers, rows))
+    ratio_rows: List[List[Any]] = []
+    ratios: Dict[str, Dict[str, Any]] = {}
+    for n in ns:
+        uv = figures[str(n)]["uvicorn"]["all_workers"]
+        ratios[str(n)] = {
+            m: c.ratio(figures[str(n)][f"reference {m}"]["all_workers"], uv) for m in ref_methods
+        }
+        ratio_rows.append([n, *[ratios[str(n)][m] for m in ref_methods]])
+    print("\nreference / uvicorn (medians)")
+    print(c.table(["N", *ref_methods], ratio_rows))
+    targets: List[Tuple[str, float]] = [("fork", 0.3), ("spawn", 0.6), ("exec", 0.6)]
+    if "8" in ratios:
+        for m, limit in targets:
+            got = ratios["8"][m]
+            verdict = "met" if got is not None and got <= limit else "MISSED"
+            print(f"N=8 reference {m} / uvicorn = {got} (target <= {limit}: {verdict})")
+    print(f"load average before {before['loadavg']} after {after['loadavg']}")
+    data = {
+        "bench": "startup",
+        "settings": {"rounds": args.rounds, "workers": ns, "app": "servers.apps:pid", "precompile": compiled,
+                     "probe": "bursts of min(32, max(4, 2N)) fresh connections, 5 ms between empty bursts"},
+        "versions": versions,
+        "machine_before": before,
+        "machine_after": after,
+        "commands": {nm: argv_for(nm, 0, "EVENTS", 0) for nm in names},
+        "figures": figures,
+        "ratios_reference_over_uvicorn": ratios,
+        "runs": results,
+    }
+    print(f"results: {c.write_results(args.name, data)}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--floor":
+        sys.exit(_floor(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    sys.exit(main())
