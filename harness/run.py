@@ -30,11 +30,14 @@ import psutil
 
 import harness
 from harness import envs, pythons
+from harness import inspect as hinspect
 from harness.adapters import get_adapter
 from harness.capsule import write_capsule
 from harness.classify import classify
+from harness.load import run_load
 from harness.observation import Observation
 from harness.process import ServerProcess
+from harness.readiness import Target, wait_ready
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record
 from servers import exitcodes
 from servers.adapters import LaunchContext, Unsupported
@@ -439,10 +442,6 @@ def _serve(
     harness_sock: Optional[socket.socket],
     base_timeout: float,
 ) -> ResultRecord:
-    # H5a's modules, imported here until they land (then: top of the module)
-    from harness import inspect as hinspect  # noqa: PLC0415
-    from harness.load import run_load  # noqa: PLC0415
-    from harness.readiness import Target, wait_ready  # noqa: PLC0415
 
     sc = state.scenario
     events_path = os.path.join(run_dir, "events.jsonl")
@@ -563,13 +562,16 @@ def _serve(
                     concurrency=sc.concurrency,
                     timeout_s=timeout_s,
                     keepalive_requests=sc.keepalive_requests,
+                    expected_pids=sorted(answered),
+                    expected_workers=sc.workers,
                 )
             )
             st["load_done"] = _rel(time.monotonic(), t0)
-            for pid in state.load.get("per_worker") or {}:
-                answered.add(int(pid))
-            for pid in (state.load.get("keepalive") or {}).get("per_worker") or {}:
-                answered.add(int(pid))
+            for per_worker in (
+                state.load.get("per_worker") or {},
+                (state.load.get("keepalive") or {}).get("per_worker") or {},
+            ):
+                answered |= {int(pid) for pid in per_worker if str(pid).isdigit()}
             state.snapshots.append(_snapshot(hinspect, root_pid, "after-load"))
             seen_pids |= set(hinspect.tree_pids(root_pid))
         later_workers = worker_pids()

@@ -14,7 +14,9 @@ import pytest
 from harness.matrix import run_matrix
 from harness.records import ResultRecord, Scenario, read_records
 from harness.run import parse_bind, scaled_timeout
-from servers import apps_broken
+
+#: servers.apps_broken cannot be imported (that is its point): its message, as the module states it
+BROKEN_MESSAGE = "servers.apps_broken fails at import on purpose"
 
 LIGHT = {"requests": 40, "concurrency": 8, "keepalive_requests": 10}
 
@@ -98,7 +100,7 @@ def test_broken_app_module(tmp_path: Any) -> None:
     # whatever the harness observed, the decisive line must be the module's own error
     assert record.failure_class in ("startup-failure", "not-serving"), record.reason
     assert record.exit_name == "APP_LOAD_ERROR" or record.failure_class == "not-serving"
-    assert apps_broken.BROKEN_MESSAGE in record.stderr_tail
+    assert BROKEN_MESSAGE in record.stderr_tail
     assert record.signature
 
 
