@@ -9,8 +9,9 @@
 * snapshot(root_pid, phase) -> {phase, t (time.monotonic()), processes: [{pid, ppid, name, cmdline,
   role}], listeners: [...]}
 * find_leaks(pids, uds_paths, ports=()) -> {processes: [{pid, name, cmdline, status}], listeners:
-  [...], uds: [path]} - of `pids` (e.g. every pid of the run's snapshots), those still running (zombies
-  included: nobody reaped them); listeners still held by them, and - when `ports` are given - by ANY
+  [...], uds: [path]} - of `pids` (e.g. every pid of the run's snapshots), those still running (a
+  zombie counts only while its parent is one of `pids`: one adopted by init has exited and holds
+  nothing); listeners still held by them, and - when `ports` are given - by ANY
   process on this machine on those TCP ports (a daemon that escaped the tree keeps the port: it is
   added to processes too); UDS paths that still exist. Reports only: cleaning up is the caller's call.
 * discover_target(root_pid, asked) -> Optional[Target] - where the tree really listens. For asked.uds: that
@@ -148,16 +149,28 @@ def _describe(pid: int) -> Optional[Dict[str, Any]]:
         return {"pid": pid, "name": "", "cmdline": [], "status": "unknown"}
 
 
+def _adopted_zombie(info: Dict[str, Any], run_pids: Set[int]) -> bool:
+    """A zombie whose parent is not one of the run's processes (init adopted it): it has exited and
+    holds nothing; init just has not reaped it yet. A zombie of a live run process is still reported."""
+    if info.get("status") != psutil.STATUS_ZOMBIE:
+        return False
+    try:
+        return psutil.Process(int(info["pid"])).ppid() not in run_pids
+    except psutil.Error:
+        return True
+
+
 def find_leaks(
     pids: Iterable[int], uds_paths: Iterable[str] = (), ports: Iterable[int] = ()
 ) -> Dict[str, List[Any]]:
     me = os.getpid()
+    run_pids = set(pids)
     survivors: Dict[int, Dict[str, Any]] = {}
-    for pid in sorted(set(pids)):
+    for pid in sorted(run_pids):
         if pid == me:
             continue
         info = _describe(pid)
-        if info is not None:
+        if info is not None and not _adopted_zombie(info, run_pids):
             survivors[pid] = info
     listeners = listening_sockets(list(survivors))
     port_set = {int(p) for p in ports if p}
@@ -182,7 +195,7 @@ def find_leaks(
                 listeners.append(entry)
             if c.pid not in survivors:
                 info = _describe(c.pid)
-                if info is not None:
+                if info is not None and not _adopted_zombie(info, run_pids):
                     survivors[c.pid] = info
     uds = [path for path in uds_paths if path and os.path.lexists(path)]
     return {"processes": list(survivors.values()), "listeners": listeners, "uds": uds}
