@@ -957,14 +957,21 @@ def fuzz_server() -> Any:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(data=_request_bytes())
-def test_fuzz_every_connection_gets_valid_responses_or_a_clean_close(fuzz_server: Any, data: bytes) -> None:
+@given(data=_request_bytes(), cuts=st.lists(st.integers(1, 400), max_size=4))
+def test_fuzz_every_connection_gets_valid_responses_or_a_clean_close(
+    fuzz_server: Any, data: bytes, cuts: List[int]
+) -> None:
+    # sent in pieces (cut points), so incomplete heads and bodies are exercised too
+    bounds = sorted({c for c in cuts if c < len(data)})
+    pieces = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)])]
     with connect(fuzz_server.port) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            sock.sendall(data)
+            for piece in pieces:
+                sock.sendall(piece)
             sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server already answered 400 and closed: what it sent is checked below
+        except OSError:  # EPIPE, ECONNRESET, ENOTCONN: the server already answered and closed
+            pass  # what it sent is checked below
         answer = recv_until_closed(sock)
     for response in parse_all(answer):
         assert 100 <= response.status <= 599
