@@ -2,12 +2,23 @@
 JUnit-friendly failures, records appended per test, and the HTML report written by the controller only."""
 
 import os
+import xml.etree.ElementTree as ET
 
 import pytest
 
+from harness import envs
 from harness.records import read_records
 
 pytest_plugins = ("pytester",)
+
+#: pytester gives each inner session its own HOME; keep using the real env cache (no rebuilds)
+_ENV_CACHE_ROOT = os.path.dirname(envs.default_cache_dir())
+
+
+@pytest.fixture(autouse=True)
+def _shared_env_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", os.environ.get("HARNESS_CACHE") or _ENV_CACHE_ROOT)
+
 
 LIGHT = "requests=20, concurrency=4, keepalive_requests=5"
 
@@ -75,11 +86,18 @@ def test_failure_message_is_junit_friendly(pytester: pytest.Pytester) -> None:
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest_subprocess(f"--junitxml={junit}")
     result.assert_outcomes(failed=1)
-    xml = junit.read_text(encoding="utf-8")
-    assert 'message="startup-failure' in xml
-    for needle in ("reason:", "scenario: reference-w2-servers.apps:failing_lifespan", "command:"):
-        assert needle in xml
-    assert "Traceback" not in xml.split("<failure", 1)[1].split("</failure>", 1)[0]
+    failure = ET.parse(str(junit)).getroot().find(".//failure")
+    assert failure is not None
+    assert "startup-failure" in failure.get("message", "")
+    text = failure.text or ""
+    for needle in (
+        "reason:",
+        "scenario: reference-w2-servers.apps:failing_lifespan",
+        "command:",
+        "stderr tail:",
+    ):
+        assert needle in text
+    assert "def test_lifespan" not in text  # pytrace=False: the message is the evidence, not our test's code
 
 
 def test_no_report_option_means_no_report_and_no_file(pytester: pytest.Pytester) -> None:
