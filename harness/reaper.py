@@ -6,8 +6,10 @@ away is killed, by three layers (each covers what the one before cannot):
 
 1. atexit - a normal exit, an uncaught exception, pytest after Ctrl-C (SIGINT is left alone: Python's
    KeyboardInterrupt unwinds through the `with ServerProcess(...)` blocks first, which stop gracefully).
-2. SIGTERM handler - SIGTERM's default would end the process without atexit; the handler only turns it
-   into SystemExit(143) (STYLE #5: no work in a handler), so the unwinding and atexit above run.
+2. SIGTERM handler - SIGTERM's default would end the process without atexit. Turning it into an
+   exception is not enough (pytest reports a SystemExit inside a test as a failure and carries on), so
+   here the handler does the work itself (the exception to STYLE #5): SIGKILL the registered sessions,
+   then chain to the previous handler, or restore the default and re-deliver SIGTERM to ourselves.
 3. a guardian process - covers SIGKILL of the harness and `os._exit` (pytest-timeout's thread method):
    a tiny `python -m harness.reaper --guardian` in its own session reads "+pid"/"-pid" lines from a pipe
    whose write end only we hold; at EOF (our death, however it happened) it SIGKILLs what is left.
@@ -35,7 +37,7 @@ import psutil
 
 from harness import _platform
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _registry: Dict[int, float] = {}  # pid -> create_time (0.0 when unknown)
 
 
@@ -104,11 +106,14 @@ def reap_all() -> List[int]:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    # Only turn the signal into an exception; unwinding + atexit do the work (STYLE #5).
+    # Python runs this in the main thread between bytecodes; _lock is re-entrant for that reason.
+    reap_all()
     prev = _state.prev_sigterm
-    if callable(prev) and prev not in (signal.SIG_IGN, signal.SIG_DFL):
+    if callable(prev):
         prev(signum, frame)
-    raise SystemExit(128 + signum)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _start_guardian() -> None:
@@ -159,7 +164,7 @@ def install(guardian: bool = True) -> None:
         try:
             prev = signal.getsignal(signal.SIGTERM)
             if prev is signal.SIG_DFL or callable(prev):
-                _state.prev_sigterm = prev
+                _state.prev_sigterm = prev if callable(prev) else None
                 signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:
             pass

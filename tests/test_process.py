@@ -197,13 +197,25 @@ _REAPER_CHILD = textwrap.dedent(
 
 
 @posix_only
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
-def test_reaper_kills_the_server_when_the_harness_dies(tmp_path, how):
+@pytest.mark.parametrize(
+    ("how", "guardian"),
+    [("SIGINT", False), ("SIGTERM", False), ("SIGKILL", True)],
+    ids=["SIGINT-atexit", "SIGTERM-handler", "SIGKILL-guardian"],
+)
+def test_reaper_kills_the_server_when_the_harness_dies(tmp_path, how, guardian):
+    # Each layer alone: without the guardian, atexit (SIGINT) and the SIGTERM handler must do it.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script = _REAPER_CHILD.format(root=root, info=str(tmp_path / "info.json"), cwd=str(tmp_path))
     out_path = tmp_path / "child.out"
     with open(out_path, "wb") as out:
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT)
+        env = dict(os.environ, HARNESS_NO_GUARDIAN="0" if guardian else "1")
+        child = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + TIMEOUT
         while not out_path.read_text().strip() and child.poll() is None and time.monotonic() < deadline:
