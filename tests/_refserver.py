@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: every deadline derives from this (scale with ASGI_HARNESS_TIMEOUT_SCALE on slow machines)
 BASE_TIMEOUT = 30.0 * float(os.environ.get("ASGI_HARNESS_TIMEOUT_SCALE", "1"))
 
+#: the interpreter the server runs under (REFSERVER_PYTHON=/path/to/python to test another one; it needs h11)
+PYTHON = os.environ.get("REFSERVER_PYTHON") or sys.executable
+
 Target = Union[Tuple[str, int], str]  # (host, port) or a UDS path
 
 
@@ -38,8 +41,9 @@ class RefServer:
         *,
         stdin: Union[int, IO[Any], None] = subprocess.DEVNULL,
         pass_fds: Sequence[int] = (),
-        python: str = sys.executable,
+        python: str = "",
     ) -> None:
+        python = python or PYTHON
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [python, "-m", "servers", *args],

@@ -12,7 +12,7 @@ import pytest
 
 from servers import exitcodes
 from servers.strategies import START_METHODS, STRATEGIES, availability, pair_error
-from tests._refserver import ROOT, RefServer, burst_until, stop_and_check, target_of
+from tests._refserver import PYTHON, ROOT, RefServer, burst_until, stop_and_check, target_of
 
 LINUX_PAIRS = {
     ("inherit", "fork"),
@@ -107,7 +107,7 @@ def test_windows_only_strategy_is_unsupported_here(strategy: str) -> None:
         assert server.events == []  # nothing was bound, not even `starting`
     probe = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "servers", "--probe"],
+            [PYTHON, "-m", "servers", "--probe"],
             cwd=str(ROOT),
             capture_output=True,
             check=True,
@@ -121,7 +121,7 @@ def test_windows_only_strategy_is_unsupported_here(strategy: str) -> None:
 
 def test_probe_lists_every_strategy_and_start_method_with_reasons() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "servers", "--probe"],
+        [PYTHON, "-m", "servers", "--probe"],
         cwd=str(ROOT),
         capture_output=True,
         check=True,
