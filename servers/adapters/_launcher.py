@@ -4,11 +4,14 @@
 
 sets `multiprocessing.set_start_method(M, force=True)` under the `__main__` guard, rewrites sys.argv to
 `[<module>, <args>...]` and runs `<module>` as `__main__` (runpy, alter_sys=True, which then sets
-sys.argv[0] to the module's file), exactly as `python -m <module> <args>...` would. This emulates the forkserver default of Python 3.14 on the interpreters this machine has.
+sys.argv[0] to the module's file), exactly as `python -m <module> <args>...` would. This emulates the
+forkserver default of Python 3.14 on the interpreters this machine has.
 
 It changes only the *default* start method. Servers that ask for a context explicitly are not affected:
 uvicorn >= 0.10.1 and hypercorn >= 0.14.2 call multiprocessing.get_context("spawn"); gunicorn forks
-with os.fork(); daphne has no workers.
+with os.fork(); granian 2.8 maps anything but fork/spawn to spawn; daphne has no workers. Exposed: uvicorn
+0.10.0, hypercorn <= 0.14.1 and granian 1.x (verified: all still serve under forkserver, see
+docs/KNOWN_ISSUES.md).
 
 Runs in the server's interpreter: stdlib only, Python 3.7+ syntax (no walrus, no f-string `=`).
 Exit codes: 2 - bad command line (argparse); otherwise whatever the server's entry point exits with.
