@@ -30,7 +30,7 @@ from servers._app import AppLoadError, load_app
 from servers._control import Channel
 from servers._http import HttpService
 from servers._lifespan import Lifespan, LifespanFailure
-from servers.strategies import STRATEGIES, HandoffError
+from servers.strategies import STRATEGIES, Bind, HandoffError
 from servers.strategies._listen import BindError
 from servers.strategies._platform import new_event_loop, stop_signals
 
@@ -101,7 +101,9 @@ async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopp
         raise _Failure(exitcodes.STARTUP_FAILURE, "startup-failure") from exc
     service = HttpService(app, state=lifespan.state)
     try:
-        server = await loop.create_server(service.protocol_factory, sock=sock)
+        # asyncio calls listen(backlog) on the socket; without this it would shrink a shared socket's
+        # backlog to asyncio's default of 100.
+        server = await loop.create_server(service.protocol_factory, sock=sock, backlog=Bind().backlog)
     except (OSError, ValueError) as exc:
         raise _Failure(exitcodes.STARTUP_FAILURE, "startup-failure") from exc
     _control.send(conn, _control.READY, pid=os.getpid())

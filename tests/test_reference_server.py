@@ -120,6 +120,20 @@ def test_killed_worker_is_replaced_and_the_new_pid_serves(strategy: str, start_m
         assert stop_and_check(server, port=bound["port"]) == exitcodes.OK
 
 
+def test_a_worker_stopped_alone_by_sigterm_is_replaced() -> None:
+    with RefServer(["servers.apps:pid", "--workers", "2"]) as server:
+        bound = server.wait_for("bound")
+        ready = server.wait_for("ready")
+        os.kill(ready["pids"][1], signal.SIGTERM)
+        restart = server.wait_for("worker-restart")
+        assert restart["old_pid"] == ready["pids"][1]
+        assert server.wait_for("worker-exit")["exitcode"] == 0
+        server.wait_for("worker-ready", worker_pid=restart["worker_pid"])
+        pids = {ready["pids"][0], restart["worker_pid"]}
+        assert set(burst_until(target_of(bound), pids)) == pids
+        assert stop_and_check(server, port=bound["port"]) == exitcodes.OK
+
+
 def test_workers_that_keep_crashing_exhaust_the_restart_budget() -> None:
     with RefServer(["servers.apps:crash", "--workers", "1"]) as server:
         bound = server.wait_for("bound")
