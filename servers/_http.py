@@ -28,6 +28,8 @@ Behaviour on the wire:
 * client gone -> receive() returns http.disconnect and later sends are ignored (ASGI spec 2.3); a
   client EOF after a complete request also ends receive() with http.disconnect, but the answer is
   still written (a client that only half-closed gets it)
+* after a final answer (error, `Connection: close`, shutdown) the server half-closes and drops further
+  input for a bounded time (Limits.linger_*), so a reset cannot destroy the answer
 * every accepted TCP socket gets TCP_NODELAY (see `_set_nodelay`)
 """
 
@@ -62,16 +64,24 @@ class Limits:
     * max_body_bytes - request body larger than this -> 413
     * keepalive_timeout - seconds an idle connection is kept open (also bounds slow headers)
     * body_buffer_bytes - unread request body above this pauses reading until the app receives
+    * linger_timeout / linger_bytes - after a final answer the server half-closes and drops what the
+      client still sends, for at most this long / this much, then closes: closing with unread input
+      would send a reset, which can destroy the answer before the client reads it (a 413 to an
+      upload in progress, the last of several pipelined answers)
     """
 
     max_header_bytes: int = 16384
     max_body_bytes: int = 1_048_576
     keepalive_timeout: float = 5.0
     body_buffer_bytes: int = 65536
+    linger_timeout: float = 2.0
+    linger_bytes: int = 4 * 1_048_576
 
     def __post_init__(self) -> None:
         if self.max_header_bytes <= 0 or self.max_body_bytes < 0 or self.body_buffer_bytes <= 0:
             raise ValueError("Limits: sizes must be positive")
+        if self.linger_bytes < 0 or not self.linger_timeout >= 0:
+            raise ValueError("Limits: linger_timeout and linger_bytes must be >= 0")
         if not self.keepalive_timeout > 0:
             raise ValueError("Limits: keepalive_timeout must be > 0")
 
@@ -320,7 +330,8 @@ class _HttpProtocol(asyncio.Protocol):
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=service.limits.max_header_bytes)
         self.transport: Optional[asyncio.Transport] = None
         self.cycle: Optional[_Cycle] = None
-        self.closed = False
+        self.closed = False  # no more requests on this connection (the transport may still linger)
+        self.lingering = 0  # > 0: bytes still accepted (and dropped) before the transport closes
         self.eof = False
         self.read_paused = False
         self.write_paused = False
@@ -368,13 +379,17 @@ class _HttpProtocol(asyncio.Protocol):
         # can never complete: close.
         self.eof = True
         cycle = self.cycle
-        if cycle is None or not cycle.body_complete or cycle.response_complete:
+        if self.closed or cycle is None or not cycle.body_complete or cycle.response_complete:
             return False
         cycle.wake()
         return True
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            if self.lingering:
+                self.lingering = max(self.lingering - len(data), 0)
+                if not self.lingering:
+                    self._end_linger()
             return
         self.conn.receive_data(data)
         self.handle_events()
@@ -513,9 +528,9 @@ class _HttpProtocol(asyncio.Protocol):
         if self.closed:
             return
         conn = self.conn
-        if conn.our_state is not h11.DONE or self.service._closing:
-            self.close()
-        elif self.eof and conn.their_state is not h11.DONE:
+        if conn.our_state is h11.MUST_CLOSE or self.service._closing:
+            self.linger()
+        elif conn.our_state is not h11.DONE or (self.eof and conn.their_state is not h11.DONE):
             self.close()
         elif conn.their_state is h11.DONE:
             self.next_cycle()
@@ -554,7 +569,7 @@ class _HttpProtocol(asyncio.Protocol):
             cycle.response_complete = True
             cycle.wake()
         self.transport_write(_error_response(status))
-        self.close()
+        self.linger()
 
     def close(self) -> None:
         if not self.closed:
@@ -562,8 +577,36 @@ class _HttpProtocol(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
 
+    def linger(self) -> None:
+        """Close after a final answer: half-close now, drop further input for a bounded time."""
+        if self.closed:
+            return
+        assert self.transport is not None
+        limits = self.service.limits
+        if self.eof or not self.transport.can_write_eof() or not limits.linger_bytes:
+            self.close()
+            return
+        self.closed = True
+        self.lingering = limits.linger_bytes
+        self.transport.write_eof()  # FIN after the answer: the client sees a complete response
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(limits.linger_timeout, self._end_linger)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _end_linger(self) -> None:
+        self.lingering = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        assert self.transport is not None
+        self.transport.close()
+
     def abort(self) -> None:
         self.closed = True
+        self.lingering = 0
         assert self.transport is not None
         self.transport.abort()
 
@@ -681,6 +724,9 @@ class HttpService:
             proto.shutdown()
         finished = await self._wait_until(lambda: not self._tasks, loop.time() + max(timeout, 0.0))
         for proto in list(self._connections):
+            if proto.lingering:
+                proto._end_linger()
+                continue
             if proto.closed:
                 continue
             if proto.cycle is None or proto.cycle.response_complete:

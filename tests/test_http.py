@@ -538,6 +538,36 @@ def test_declared_body_over_limit_gets_413_without_calling_the_app(serve: Any) -
     assert b"".join(m.get("body", b"") for m in recorder.received) == b"x" * 1000
 
 
+@pytest.mark.parametrize("transfer", ["content-length", "chunked"])
+def test_upload_over_limit_gets_its_413_delivered(serve: Any, transfer: str) -> None:
+    # The client is still sending when the server answers. (On Linux loopback a reset does not
+    # discard what the client already received, so this checks the outcome; the lingering close that
+    # secures it where a reset does discard, e.g. Windows, is checked by the test below.)
+    server = serve(apps.echo, limits=limits(max_body_bytes=1000))
+    body = b"u" * (3 * 1_048_576)
+    content: Any = (
+        body
+        if transfer == "content-length"
+        else iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    )
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.post(f"http://127.0.0.1:{server.port}/", content=content)
+    assert response.status_code == 413
+    assert response.headers["connection"] == "close"
+
+
+def test_final_answer_is_followed_by_a_lingering_half_close(serve: Any) -> None:
+    server = serve(path_app, limits=limits(linger_timeout=10 * TIMEOUT))
+    with connect(server.port) as sock:
+        sock.sendall(b"NOT HTTP\r\n\r\n")
+        (response,) = parse_all(recv_until_closed(sock))  # ends at the server's FIN
+        assert response.status == 400
+        # half-closed, not closed: the server still takes (and drops) what the client sends
+        assert server.call(lambda: server.service.connections) == 1
+        sock.sendall(b"x" * 200_000)
+        assert server.call(lambda: server.service.connections) == 1
+
+
 def _chunked(body: bytes, size: int) -> bytes:
     out = b""
     for i in range(0, len(body), size):
@@ -897,6 +927,8 @@ def test_limits_reject_nonsense() -> None:
         Limits(max_header_bytes=0)
     with pytest.raises(ValueError):
         Limits(keepalive_timeout=0)
+    with pytest.raises(ValueError):
+        Limits(linger_timeout=float("nan"))
 
 
 # -- fuzz ----------------------------------------------------------------------------------------
