@@ -117,11 +117,14 @@ def _platform_info() -> Dict[str, Any]:
     }
 
 
-def _short_uds_path() -> Tuple[str, str]:
-    """A fresh AF_UNIX path well under the ~107-byte limit: (dir, path). The dir is ours to delete."""
+def _short_scratch_dir() -> str:
+    """A fresh directory with a SHORT path, ours to delete: the run's TMPDIR and UDS live here.
+
+    AF_UNIX paths are limited to ~107 bytes, and servers put sockets under TMPDIR themselves
+    (multiprocessing's forkserver: $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX), so a TMPDIR under a deep
+    work dir (pytest's tmp_path) would fail them with "AF_UNIX path too long" for the harness's sake."""
     base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
-    d = tempfile.mkdtemp(prefix="awh-", dir=base)
-    return d, os.path.join(d, "s.sock")
+    return tempfile.mkdtemp(prefix="awh-", dir=base)
 
 
 def read_events(path: str) -> List[Dict[str, Any]]:
@@ -361,9 +364,28 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
         state.server_version = harness.__version__
     state.python["executable"] = env.python
 
-    # 2. run dir with a private HOME / TMP / XDG
+    # 2. run dir with a private HOME / XDG, and a private TMP in a short scratch dir (+ the UDS path)
+    scratch = _short_scratch_dir()
+    try:
+        return _prepared(
+            state,
+            adapter=adapter,
+            env=env,
+            interp=interp,
+            run_dir=run_dir,
+            scratch=scratch,
+            base_timeout=base_timeout,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _prepared(
+    state: _RunState, *, adapter: Any, env: Any, interp: Any, run_dir: str, scratch: str, base_timeout: float
+) -> ResultRecord:
+    sc = state.scenario
     home = os.path.join(run_dir, "home")
-    tmp = os.path.join(run_dir, "tmp")
+    tmp = os.path.join(scratch, "tmp")
     for d in (
         home,
         tmp,
@@ -387,11 +409,11 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
 
     # 3. bind
     kind, fd_n = parse_bind(sc.bind)
-    uds_dir, uds_path = ("", "")
+    uds_path = ""
     harness_sock: Optional[socket.socket] = None
     asked: Dict[str, Any] = {"kind": kind, "host": "127.0.0.1", "port": 0}
     if kind == "uds":
-        uds_dir, uds_path = _short_uds_path()
+        uds_path = os.path.join(scratch, "s.sock")
         asked = {"kind": "uds", "path": uds_path}
     elif kind == "fd":
         # The harness owns the socket: bind port 0 and keep it (never "bind, close, hand the number over").
@@ -417,8 +439,6 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
     finally:
         if harness_sock is not None:
             harness_sock.close()
-        if uds_dir:
-            shutil.rmtree(uds_dir, ignore_errors=True)
 
 
 def _installed_version(installed: Dict[str, str], dist: str) -> str:
@@ -514,13 +534,24 @@ def _serve(
             # upstream: where the tree really listens (the asked path, or - wrong-listener - elsewhere)
             return hinspect.discover_target(root_pid, asked_target)
 
+        # every worker pid ever seen (upstream servers: sampled with psutil while readiness polls), so
+        # workers that die and get replaced show up as restarts even without an event stream
+        ever_workers: Set[int] = set()
+        next_sample = [0.0]
+
         def alive() -> bool:
+            now = time.monotonic()
+            if not events_file and now >= next_sample[0]:
+                next_sample[0] = now + 0.1
+                ever_workers.update(_psutil_workers(root_pid))
             return proc.poll() is None
 
         def worker_pids() -> Set[int]:
             if events_file:
                 return _event_workers(events())
-            return _psutil_workers(root_pid)
+            current = _psutil_workers(root_pid)
+            ever_workers.update(current)
+            return current
 
         def ready_event() -> Optional[float]:
             for ev in events():
@@ -549,7 +580,7 @@ def _serve(
         alive_at_deadline = not rr.ready and proc.poll() is None
         state.snapshots.append(_snapshot(hinspect, root_pid, "ready"))
         seen_pids: Set[int] = set(hinspect.tree_pids(root_pid)) | {root_pid}
-        initial_workers = worker_pids()
+        worker_pids()
 
         # load: only against a server that proved readiness or at least answered once
         target = target_fn() if (rr.ready or answered) and proc.poll() is None else None
@@ -574,7 +605,8 @@ def _serve(
                 answered |= {int(pid) for pid in per_worker if str(pid).isdigit()}
             state.snapshots.append(_snapshot(hinspect, root_pid, "after-load"))
             seen_pids |= set(hinspect.tree_pids(root_pid))
-        later_workers = worker_pids()
+        worker_pids()
+        still_workers = _psutil_workers(root_pid) if not events_file else set()
 
         # stop
         t_stop = time.monotonic()
@@ -603,8 +635,9 @@ def _serve(
             worker_exits = _count(running, "worker-exit")
             restarts = _count(running, "worker-restart")
         else:
-            restarts = len(later_workers - initial_workers) if initial_workers else 0
-            worker_exits = restarts
+            # beyond the N asked for, every new worker pid replaced one that died
+            restarts = max(0, len(ever_workers) - sc.workers) if ever_workers else 0
+            worker_exits = len(ever_workers - still_workers) if ever_workers else 0
         state.obs = {
             "ready": bool(rr.ready),
             "answered_pids": tuple(sorted(answered)),
