@@ -12,11 +12,15 @@ Everything else in the harness calls these functions and stays platform-neutral.
 * session_members(sid) - pids whose session id is `sid` (POSIX; [] on Windows)
 * closed_stdin_argv(argv) - argv that starts `argv` with fd 0 closed, keeping the pid (exec shim)
 * unix_listeners(pids) - [(pid, path)] of listening AF_UNIX sockets (Linux /proc), None where unknown
+* tcp_listeners(pids, ports=()) - [(pid, family, ip, port)] of listening TCP sockets held by pids (or,
+  pids=None, by anyone on `ports`) from Linux sock_diag netlink; None where unknown (use psutil)
 * StdinUnsupported - raised when a stdin mode cannot be expressed on this platform
 """
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
@@ -129,21 +133,87 @@ def unix_listeners(pids: Iterable[int]) -> Optional[List[Tuple[int, str]]]:
         return None
     found: List[Tuple[int, str]] = []
     for pid in pids:
-        seen: Set[str] = set()
+        for inode in sorted(_socket_inodes(pid)):
+            if inode in listening:
+                found.append((pid, listening[inode]))
+    return found
+
+
+def _socket_inodes(pid: int) -> Set[str]:
+    inodes: Set[str] = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for name in names:
         try:
-            names = os.listdir(f"/proc/{pid}/fd")
+            link = os.readlink(f"/proc/{pid}/fd/{name}")
         except OSError:
             continue
-        for name in names:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{name}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inode = link[8:-1]
-                if inode in listening and inode not in seen:
-                    seen.add(inode)
-                    found.append((pid, listening[inode]))
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def _diag_listeners(family: int) -> List[Tuple[int, str, int, str]]:
+    """[(family, ip, port, inode)] of TCP listeners, from the kernel's sock_diag (NETLINK_INET_DIAG).
+
+    Why not psutil: it reads /proc/net/tcp{,6} (and udp) once per process, and that file lists every
+    TIME_WAIT socket of the machine: measured 80 ms per read with ~10k entries while other engineers'
+    tests ran, so 400 ms for a 5-process tree. The kernel filters LISTEN sockets itself here (~1 ms)."""
+    nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)  # type: ignore[attr-defined]
+    try:
+        nl.settimeout(2.0)
+        # inet_diag_req_v2: family, protocol, ext, pad, states (1 << TCP_LISTEN), sockid (48 zero bytes)
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << 10) + b"\0" * 48
+        # nlmsghdr: len, type SOCK_DIAG_BY_FAMILY (20), flags NLM_F_REQUEST | NLM_F_DUMP, seq, pid
+        nl.send(struct.pack("=IHHII", 16 + len(req), 20, 0x1 | 0x300, 1, 0) + req)
+        found: List[Tuple[int, str, int, str]] = []
+        while True:
+            data = nl.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype = struct.unpack_from("=IH", data, offset)
+                if mtype == 3:  # NLMSG_DONE
+                    return found
+                if mtype == 2 or length < 16:  # NLMSG_ERROR
+                    raise OSError("sock_diag error")
+                body = offset + 16
+                fam = data[body]
+                sport = struct.unpack_from("!H", data, body + 4)[0]
+                raw = data[body + 8 : body + 8 + (4 if fam == socket.AF_INET else 16)]
+                inode = struct.unpack_from("=I", data, body + 68)[0]
+                found.append((fam, socket.inet_ntop(fam, raw), sport, str(inode)))
+                offset += (length + 3) & ~3
+    finally:
+        nl.close()
+
+
+def tcp_listeners(
+    pids: Optional[Iterable[int]], ports: Iterable[int] = ()
+) -> Optional[List[Tuple[int, int, str, int]]]:
+    """[(pid, family, ip, port)] of listening TCP sockets held by `pids`; None where this cannot be told.
+
+    pids=None: held by any process, on one of `ports` (every process's fds are read only when such a
+    listener exists)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        listeners = _diag_listeners(socket.AF_INET) + _diag_listeners(socket.AF_INET6)
+    except (OSError, struct.error, IndexError):
+        return None
+    if pids is None:
+        wanted = set(ports)
+        listeners = [entry for entry in listeners if entry[2] in wanted]
+        pids = psutil.pids() if listeners else []
+    by_inode: Dict[str, List[Tuple[int, str, int]]] = {}
+    for fam, ip, port, inode in listeners:
+        by_inode.setdefault(inode, []).append((fam, ip, port))
+    found: List[Tuple[int, int, str, int]] = []
+    for pid in pids:
+        for inode in sorted(_socket_inodes(pid)):
+            for fam, ip, port in by_inode.get(inode, ()):
+                found.append((pid, fam, ip, port))
     return found
 
 
@@ -155,5 +225,6 @@ __all__ = [
     "new_session_kwargs",
     "send_stop",
     "session_members",
+    "tcp_listeners",
     "unix_listeners",
 ]

@@ -79,21 +79,25 @@ def listening_sockets(pids: Iterable[int]) -> List[Dict[str, Any]]:
     pid_list = list(pids)
     found: List[Dict[str, Any]] = []
     seen: Set[Tuple[Any, ...]] = set()
-    for pid in pid_list:
-        try:
-            conns = psutil.Process(pid).net_connections(kind="inet")
-        except psutil.Error:
-            continue
-        for c in conns:
-            if c.status != psutil.CONN_LISTEN or not c.laddr:
+    tcp = _platform.tcp_listeners(pid_list)
+    if tcp is None:  # no fast path here: psutil, one process at a time
+        tcp = []
+        for pid in pid_list:
+            try:
+                conns = psutil.Process(pid).net_connections(kind="tcp")
+            except psutil.Error:
                 continue
-            key = (pid, _family_name(c.family), c.laddr.ip, c.laddr.port)
-            if key in seen:
-                continue
-            seen.add(key)
-            found.append(
-                {"pid": pid, "family": key[1], "address": c.laddr.ip, "port": c.laddr.port, "path": ""}
+            tcp.extend(
+                (pid, int(c.family), c.laddr.ip, c.laddr.port)
+                for c in conns
+                if c.status == psutil.CONN_LISTEN and c.laddr
             )
+    for pid, family, ip, port in tcp:
+        key = (pid, _family_name(family), ip, port)
+        if key in seen:
+            continue
+        seen.add(key)
+        found.append({"pid": pid, "family": key[1], "address": ip, "port": port, "path": ""})
     unix = _platform.unix_listeners(pid_list)
     if unix is None:  # no listening flag available: every bound unix socket with a path
         unix = []
@@ -175,28 +179,30 @@ def find_leaks(
     listeners = listening_sockets(list(survivors))
     port_set = {int(p) for p in ports if p}
     if port_set:
-        try:
-            conns = psutil.net_connections(kind="inet")
-        except psutil.Error:
-            conns = []
-        for c in conns:
-            if c.status != psutil.CONN_LISTEN or not c.laddr or c.laddr.port not in port_set or c.pid is None:
-                continue
-            if c.pid == me:
+        holders = _platform.tcp_listeners(None, port_set)
+        if holders is None:
+            try:
+                conns = psutil.net_connections(kind="tcp")
+            except psutil.Error:
+                conns = []
+            holders = [
+                (c.pid, int(c.family), c.laddr.ip, c.laddr.port)
+                for c in conns
+                if c.status == psutil.CONN_LISTEN
+                and c.laddr
+                and c.laddr.port in port_set
+                and c.pid is not None
+            ]
+        for pid, family, ip, port in holders:
+            if pid == me:
                 continue  # the harness holds it itself (bind=fd:N): not a leak of the server
-            entry = {
-                "pid": c.pid,
-                "family": _family_name(c.family),
-                "address": c.laddr.ip,
-                "port": c.laddr.port,
-                "path": "",
-            }
+            entry = {"pid": pid, "family": _family_name(family), "address": ip, "port": port, "path": ""}
             if entry not in listeners:
                 listeners.append(entry)
-            if c.pid not in survivors:
-                info = _describe(c.pid)
+            if pid not in survivors:
+                info = _describe(pid)
                 if info is not None and not _adopted_zombie(info, run_pids):
-                    survivors[c.pid] = info
+                    survivors[pid] = info
     uds = [path for path in uds_paths if path and os.path.lexists(path)]
     return {"processes": list(survivors.values()), "listeners": listeners, "uds": uds}
 

@@ -28,6 +28,8 @@ connections while busy workers hold theirs (measured with the reference server, 
 answered 19-82 ms after the server's own "ready" event with >= N in flight, 6-217 ms with 2 per missing).
 The only waits without an event are the retry interval after a refused connect
 or an unknown target (1 ms doubling to 5 ms) - a server that is not listening yet has nothing to select on.
+target_fn and worker_pids may be psutil-backed (ms per call): each is re-asked no sooner than 2-3 times
+its own last cost, so the harness never takes more than about a third of a core from a starting server.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def wait_ready(
     target: Optional[Target] = None
     target_confirmed = False
     retry_at = 0.0
+    target_at = 0.0
     retry = _RETRY_MIN
     next_alive = 0.0
     next_workers_check = 0.0
@@ -185,8 +188,9 @@ def wait_ready(
         nonlocal next_workers_check
         if len(seen) < expected_workers or now < next_workers_check:
             return None
-        next_workers_check = now + 0.005
         current = worker_pids()
+        # a psutil-backed callback costs ms: never spend more than a third of the time in it
+        next_workers_check = now + max(0.005, 2 * (time.monotonic() - now))
         times = sorted(t for pid, t in seen.items() if not current or pid in current)
         return times[expected_workers - 1] if len(times) >= expected_workers else None
 
@@ -205,8 +209,10 @@ def wait_ready(
                 break
             if now >= deadline:
                 break
-            if target is None or (not target_confirmed and now >= retry_at):
+            if not target_confirmed and now >= target_at:
+                asked_at = time.monotonic()
                 new_target = target_fn()
+                cost = time.monotonic() - asked_at
                 if new_target != target:
                     target = new_target
                     if target is not None:
@@ -218,6 +224,8 @@ def wait_ready(
                 if target is None:
                     err("NoTarget")
                     backoff(now)
+                # discovery through psutil costs ms per call: keep it under a third of the CPU
+                target_at = asked_at + max(3 * cost, retry)
             missing = max(1, expected_workers - len(seen))
             want = min(32, max(4, 2 * missing, expected_workers))
             while target is not None and now >= retry_at and len(inflight) < want:
@@ -246,7 +254,9 @@ def wait_ready(
                     backoff(now)
             # Wait for the next event: a socket, the alive check, the retry time, or the deadline.
             wake = min(deadline, next_alive)
-            if target is None or retry_at > now:
+            if target is None:
+                wake = min(wake, target_at)
+            elif retry_at > now:
                 wake = min(wake, retry_at)
             timeout = max(0.0, wake - time.monotonic())
             if not inflight:
