@@ -537,7 +537,10 @@ class _HttpProtocol(asyncio.Protocol):
             self.resume_reading()
             self.handle_events()
         else:
-            self.resume_reading()  # drain the unread request body, then start the next cycle
+            # Drain the unread request body, then start the next cycle; the keep-alive timer bounds a
+            # client that stops sending it.
+            self.resume_reading()
+            self._idle()
 
     def next_cycle(self) -> None:
         try:
@@ -633,7 +636,8 @@ class _HttpProtocol(asyncio.Protocol):
 
     def _tick(self) -> None:
         self._timer = None
-        if self.closed or self.cycle is not None:
+        cycle = self.cycle
+        if self.closed or (cycle is not None and not cycle.response_complete):
             return  # busy: the next _idle() re-arms
         deadline = self._idle_since + self.service.limits.keepalive_timeout
         if self.loop.time() >= deadline:

@@ -517,6 +517,24 @@ def test_body_limit_holds_after_the_app_answered(serve: Any) -> None:
         assert recv_until_closed(sock) == b""
 
 
+def test_unread_body_that_stalls_is_cut_off_by_the_keepalive_timeout(serve: Any) -> None:
+    keepalive = 0.2
+
+    async def early(scope: Any, receive: Any, send: Any) -> None:
+        # Outlive the keep-alive timer armed at connect (it fires while busy and is dropped), so only
+        # a timer armed when the answer completes can end the stalled body.
+        await asyncio.sleep(2 * keepalive)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-method", b"POST")]})
+        await send({"type": "http.response.body", "body": b"early"})
+
+    server = serve(early, limits=limits(keepalive_timeout=keepalive))
+    with connect(server.port) as sock:
+        sock.sendall(get("/", b"Content-Length: 1000\r\n", b"POST") + b"partial")  # and stalls
+        parser = ResponseParser()
+        assert read_response(sock, parser).body == b"early"
+        assert recv_until_closed(sock) == b""
+
+
 def test_oversized_headers_get_431(serve: Any) -> None:
     server = serve(path_app, limits=limits(max_header_bytes=1024))
     (response,) = parse_all(exchange(server.port, get("/", b"X-Big: " + b"a" * 4096 + b"\r\n")))
