@@ -32,6 +32,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     return _worker.run(spec, None, Connection(control))
 
 
+__all__ = ["main"]
+
 if __name__ == "__main__":
     # Ctrl-C reaches the whole process group; the supervisor coordinates the stop. Ignore it before the
     # heavier imports so an early SIGINT does not print a KeyboardInterrupt traceback.

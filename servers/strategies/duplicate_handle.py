@@ -59,3 +59,6 @@ def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channe
 def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     message = _control.recv_type(control, _control.HANDLE, RECEIVE_TIMEOUT)
     return socket.socket(fileno=int(message["value"]))
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]

@@ -42,3 +42,6 @@ def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channe
 
 def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     return socket.socket(fileno=int(payload["fd"]))
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]

@@ -39,3 +39,6 @@ def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socke
     if not isinstance(obj, socket.socket):
         raise HandoffError(f"pickle: the Process argument is {type(obj).__name__}, not a socket")
     return obj
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]

@@ -48,3 +48,6 @@ def after_start(sock: socket.socket, handoff: Handoff, pid: int, control: Channe
 def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socket:
     bind = Bind(host=str(payload["host"]), port=int(payload["port"]), backlog=int(payload["backlog"]))
     return open_tcp(bind, reuseport=True, listen=True)
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]

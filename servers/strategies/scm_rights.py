@@ -74,3 +74,6 @@ def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socke
     finally:
         chan.close()
     return socket.socket(fileno=fd)
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]

@@ -47,3 +47,6 @@ def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socke
     if sys.platform == "win32":
         return socket.fromshare(bytes.fromhex(str(message["data"])))
     raise HandoffError("share: socket.fromshare() is Windows-only")
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]

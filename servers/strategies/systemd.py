@@ -75,3 +75,6 @@ def acquire(payload: Dict[str, Any], obj: Any, control: Channel) -> socket.socke
     if count < 1:
         raise HandoffError(f"systemd: LISTEN_FDS={listen_fds!r}, expected at least 1")
     return socket.socket(fileno=SD_LISTEN_FDS_START)
+
+
+__all__ = ["acquire", "after_start", "handoff", "name", "prepare", "start_methods", "supported"]
