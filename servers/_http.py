@@ -646,8 +646,9 @@ class _HttpProtocol(asyncio.Protocol):
             self._timer = self.loop.call_at(deadline, self._tick)
 
     def shutdown(self) -> None:
-        """Close now if idle; otherwise the current response ends with `connection: close`."""
-        if self.cycle is None:
+        """Close now if no answer is pending; otherwise the answer ends with `connection: close`."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
             self.close()
 
 
