@@ -25,7 +25,7 @@ from harness import pythons
 from harness.adapters import get_adapter
 from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
-from harness.matrix import default_matrix, run_matrix, summary
+from harness.matrix import default_matrix, done_ids, run_matrix, summary
 from harness.records import ResultRecord, Scenario, read_records
 from harness.run import BASE_TIMEOUT_S, run_scenario, validate
 from reports import diff, render_release, write_report
@@ -321,6 +321,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError("the matrix is empty (check --server / --config)")
     capsule_dir = args.capsule_dir or os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
     t0 = time.monotonic()
+    if args.resume:
+        done = done_ids(args.results)
+        skipped = [s for s in scenarios if s.scenario_id in done]
+        scenarios = [s for s in scenarios if s.scenario_id not in done]
+        print(f"harness matrix: --resume: {len(skipped)} scenario(s) already in {args.results}, skipped")
     print(
         f"harness matrix: {len(scenarios)} scenario(s), {args.jobs} at a time -> {args.results}", flush=True
     )
