@@ -3,9 +3,12 @@
 stops it cleanly, and no process or listener remains. Plus the strategies that cannot run here."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
-from typing import List, Set
+from multiprocessing.connection import Connection
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import psutil
 import pytest
@@ -144,3 +147,68 @@ def test_probe_lists_every_strategy_and_start_method_with_reasons() -> None:
     assert (
         "does not work with start method" in probe["strategies"]["pickle"]["start_methods"]["exec"]["reason"]
     )
+
+
+def _run_child(spec: Dict[str, Any], env: Dict[str, str]) -> Tuple[int, List[Dict[str, Any]], str]:
+    """Run one exec'd worker by hand with a control socketpair; (exit code, its messages, stderr)."""
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.run(
+            [PYTHON, "-m", "servers._child", "--control", str(theirs.fileno()), "--spec", json.dumps(spec)],
+            cwd=str(ROOT),
+            env=env,
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        theirs.close()
+        conn = Connection(ours.detach())
+        messages = []
+        while conn.poll(0):
+            try:
+                messages.append(json.loads(conn.recv_bytes()))
+            except EOFError:
+                break
+        conn.close()
+        return proc.returncode, messages, proc.stderr
+    finally:
+        theirs.close()
+        ours.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="systemd socket activation is POSIX")
+@pytest.mark.parametrize("listen_pid", [None, "1"])
+def test_systemd_worker_refuses_variables_meant_for_another_process(listen_pid: Optional[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    if listen_pid is not None:
+        env.update(LISTEN_PID=listen_pid, LISTEN_FDS="1")
+    spec = {
+        "index": 0,
+        "app": "servers.apps:pid",
+        "strategy": "systemd",
+        "start_method": "exec",
+        "lifespan": "auto",
+        "graceful_timeout": 1.0,
+        "payload": {},
+    }
+    code, messages, stderr = _run_child(spec, env)
+    assert code == exitcodes.STARTUP_FAILURE, stderr
+    assert [m["type"] for m in messages] == ["failed"]
+    assert messages[0]["kind"] == "startup-failure" and "LISTEN_PID" in messages[0]["message"]
+    assert stderr.strip().splitlines()[-1] == messages[0]["message"]
+
+
+def test_child_with_a_malformed_command_line_is_usage() -> None:
+    proc = subprocess.run(
+        [PYTHON, "-m", "servers._child", "--control", "x"],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == exitcodes.USAGE
+    assert len(proc.stderr.strip().splitlines()) == 1
