@@ -59,9 +59,7 @@ def ensure_venv() -> str:
         if uv is None:
             raise BenchError("uv is not on PATH (pip install uv)")
         subprocess.run([uv, "venv", "-q", "-p", sys.executable, VENV], check=True, timeout=120)
-        subprocess.run(
-            [uv, "pip", "install", "-q", "--python", py, *PEERS], check=True, timeout=600
-        )
+        subprocess.run([uv, "pip", "install", "-q", "--python", py, *PEERS], check=True, timeout=600)
     return py
 
 
@@ -85,7 +83,11 @@ def precompile(python: str) -> str:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, timeout=60, check=True, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
     ).stdout.strip()
     targets = [os.path.join(ROOT, "servers"), site]
     subprocess.run([python, "-m", "compileall", "-q", *targets], check=True, timeout=600, env=env, cwd=ROOT)
@@ -119,8 +121,14 @@ class Server:
     * events - path of the reference server's --events file, or "" (then the port comes from psutil)
     """
 
-    def __init__(self, argv: Sequence[str], *, env: Optional[Dict[str, str]] = None, events: str = "",
-                 workdir: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Optional[Dict[str, str]] = None,
+        events: str = "",
+        workdir: Optional[str] = None,
+    ) -> None:
         self.dir = workdir or tempfile.mkdtemp(prefix="awh-bench-")
         self.argv = list(argv)
         self.events = events
@@ -131,7 +139,12 @@ class Server:
         self._err = open(os.path.join(self.dir, "stderr"), "wb")
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
             start_new_session=True,
         )
         self._port: Optional[int] = None
@@ -351,45 +364,104 @@ def probe_burst(host: str, port: int, k: int, timeout: float) -> Tuple[List[int]
     return pids, errors
 
 
-def wait_workers(server: Server, n: int, deadline: float, burst: int = 0) -> Dict[str, Any]:
-    """Probe with bursts of fresh connections until n distinct pids of the server's tree answered.
+def wait_workers(server: Server, n: int, deadline: float, inflight: int = 0) -> Dict[str, Any]:
+    """Keep fresh connections in flight until n distinct pids of the server's tree answered.
+
+    Each probe is one `GET /` with `Connection: close` on a new connection; a finished probe is replaced
+    at once (min(32, max(4, 2n)) in flight), so a worker that is slow to win an accept keeps being offered
+    connections. A refused connection is retried after POLL_S. Times are when the response arrived.
 
     Returns {all_workers: s since launch, first_response: s, pids, probes, errors}. BenchError on
     deadline or exit. A pid outside the launched tree (another server on a recycled port) is an error."""
-    burst = burst or min(32, max(4, 2 * n))
+    want = inflight or min(32, max(4, 2 * n))
     port = server.port(deadline)
-    seen: Set[int] = set()
+    seen: Dict[int, float] = {}
     first: Optional[float] = None
     probes = 0
     errs: Dict[str, int] = {}
-    while True:
-        left = deadline - time.monotonic()
-        pids, errors = probe_burst(HOST, port, burst, timeout=max(0.05, min(2.0, left)))
-        now = time.monotonic()
-        probes += 1
-        for e in errors:
-            errs[e] = errs.get(e, 0) + 1
-        if pids:
-            if first is None:
-                first = now
-            seen.update(pids)
-        if len(seen) >= n:
-            stray = seen - server.tree()
-            if stray:
-                raise BenchError(f"pids {sorted(stray)} answered but are not in the server's tree")
-            return {
-                "all_workers": now - server.t0,
-                "first_response": (first or now) - server.t0,
-                "pids": sorted(seen),
-                "probes": probes,
-                "errors": errs,
-            }
-        if server.proc.poll() is not None:
-            raise BenchError(f"server exited {server.proc.returncode}: {server.stderr_tail(300)!r}")
-        if now > deadline:
-            raise BenchError(f"only {len(seen)}/{n} workers answered before the deadline")
-        if not pids:
-            time.sleep(POLL_S)
+    sel = selectors.DefaultSelector()
+    retry_at = 0.0
+
+    def err(name: str) -> None:
+        errs[name] = errs.get(name, 0) + 1
+
+    def drop(s: socket.socket) -> None:
+        sel.unregister(s)
+        s.close()
+
+    try:
+        while len(seen) < n:
+            now = time.monotonic()
+            if now > deadline:
+                raise BenchError(f"only {len(seen)}/{n} workers answered before the deadline")
+            if server.proc.poll() is not None:
+                raise BenchError(f"server exited {server.proc.returncode}: {server.stderr_tail(300)!r}")
+            while len(sel.get_map()) < want and now >= retry_at:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                probes += 1
+                code = s.connect_ex((HOST, port))
+                if code not in (0, errno.EINPROGRESS):
+                    s.close()
+                    err(errno.errorcode.get(code, str(code)))
+                    retry_at = now + POLL_S
+                    break
+                sel.register(s, selectors.EVENT_WRITE, bytearray())
+            if not sel.get_map():
+                time.sleep(max(0.0, min(retry_at, deadline) - time.monotonic()))
+                continue
+            timeout = max(0.0, min(deadline, retry_at if retry_at > now else deadline) - now)
+            for key, _mask in sel.select(timeout):
+                s = key.fileobj
+                assert isinstance(s, socket.socket)
+                buf: bytearray = key.data
+                if key.events == selectors.EVENT_WRITE:
+                    code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        err(errno.errorcode.get(code, str(code)))
+                        drop(s)
+                        retry_at = time.monotonic() + POLL_S
+                        continue
+                    try:
+                        s.send(_REQUEST)
+                    except OSError as exc:
+                        err(type(exc).__name__)
+                        drop(s)
+                        continue
+                    sel.modify(s, selectors.EVENT_READ, buf)
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError as exc:
+                    err(type(exc).__name__)
+                    drop(s)
+                    continue
+                buf += data
+                if data and not _complete(bytes(buf)):
+                    continue
+                t = time.monotonic()
+                drop(s)
+                pid = _pid_of(bytes(buf))
+                if pid is None:
+                    err("bad-response")
+                    continue
+                if first is None:
+                    first = t
+                seen.setdefault(pid, t)
+    finally:
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        sel.close()
+    stray = set(seen) - server.tree()
+    if stray:
+        raise BenchError(f"pids {sorted(stray)} answered but are not in the server's tree")
+    return {
+        "all_workers": max(seen.values()) - server.t0,
+        "first_response": (first or 0.0) - server.t0,
+        "pids": sorted(seen),
+        "probes": probes,
+        "errors": errs,
+    }
 
 
 def summary(values: Sequence[float], digits: int = 4) -> Dict[str, Any]:

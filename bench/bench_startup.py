@@ -2,7 +2,7 @@
 
     python bench/bench_startup.py [--rounds 5] [--workers 1,2,4,8,16] [--name startup]
 
-"Answered" means: bursts of fresh connections (one `GET /` each, `Connection: close`) until N distinct
+"Answered" means: fresh connections kept in flight (one `GET /` each, `Connection: close`) until N distinct
 `x-worker-pid` values from the launched process tree came back. The clock starts right before Popen.
 
 Contenders, interleaved per round (order rotated), all under the peers' venv python with the project root
@@ -73,11 +73,31 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
 
     def argv_for(name: str, n: int, events: str, port: int) -> List[str]:
         if name.startswith("reference "):
-            return [py, "-m", "servers", "servers.apps:pid", "--workers", str(n), "--start-method",
-                    name.split()[1], "--events", events]
+            return [
+                py,
+                "-m",
+                "servers",
+                "servers.apps:pid",
+                "--workers",
+                str(n),
+                "--start-method",
+                name.split()[1],
+                "--events",
+                events,
+            ]
         if name == "uvicorn":
-            return [py, "-m", "uvicorn", "servers.apps:pid", "--workers", str(n), "--host", c.HOST,
-                    "--port", "0"]
+            return [
+                py,
+                "-m",
+                "uvicorn",
+                "servers.apps:pid",
+                "--workers",
+                str(n),
+                "--host",
+                c.HOST,
+                "--port",
+                "0",
+            ]
         return [py, me, "--floor", name.split()[1], str(n), str(port)]
 
     def floor_wait(server: Any, listener: socket.socket, n: int, deadline: float) -> float:
@@ -144,15 +164,17 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         return out
 
     before = c.machine()
-    print(f"# startup: time until N workers answered, {args.rounds} rounds, N={ns}; load {before['loadavg']} "
-          f"on {before['cpus']} cpus; {versions}")
+    print(
+        f"# startup: time until N workers answered, {args.rounds} rounds, N={ns}; load {before['loadavg']} "
+        f"on {before['cpus']} cpus; {versions}"
+    )
     print(f"# {compiled}")
     for name in names:  # one untimed launch each: page cache, pyc files, uv's venv symlinks
         one(name, 2)
     results: Dict[str, Dict[str, List[Dict[str, Any]]]] = {str(n): {name: [] for name in names} for n in ns}
     for n in ns:
         for r in range(args.rounds):
-            order: List[str] = names[r % len(names):] + names[: r % len(names)]
+            order: List[str] = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 res = one(name, n)
                 results[str(n)][name].append(res)
@@ -195,8 +217,13 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     print(f"load average before {before['loadavg']} after {after['loadavg']}")
     data = {
         "bench": "startup",
-        "settings": {"rounds": args.rounds, "workers": ns, "app": "servers.apps:pid", "precompile": compiled,
-                     "probe": "bursts of min(32, max(4, 2N)) fresh connections, 5 ms between empty bursts"},
+        "settings": {
+            "rounds": args.rounds,
+            "workers": ns,
+            "app": "servers.apps:pid",
+            "precompile": compiled,
+            "probe": "min(32, max(4, 2N)) fresh connections kept in flight, each replaced when it finishes",
+        },
         "versions": versions,
         "machine_before": before,
         "machine_after": after,
