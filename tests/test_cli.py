@@ -14,6 +14,8 @@ from servers.strategies import STRATEGIES, resolve
 from servers.strategies._platform import default_start_method
 from tests._refserver import ROOT
 
+pytestmark = pytest.mark.timeout(60)
+
 
 @pytest.mark.parametrize(
     ("argv", "needle"),

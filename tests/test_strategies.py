@@ -17,6 +17,8 @@ from servers import exitcodes
 from servers.strategies import START_METHODS, STRATEGIES, availability, pair_error
 from tests._refserver import PYTHON, ROOT, RefServer, burst_until, stop_and_check, target_of
 
+pytestmark = pytest.mark.timeout(120)
+
 LINUX_PAIRS = {
     ("inherit", "fork"),
     ("inherit", "exec"),
