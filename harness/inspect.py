@@ -1,9 +1,10 @@
 """Inspection with psutil: who is in a server's process tree, where it listens, what survived its stop.
 
 * tree_pids(root_pid) -> [pid] - root first, then its descendants ([] when root is gone)
-* role_of(cmdline, is_root) -> "master" | "worker" | "helper" - helpers are multiprocessing's
-  resource_tracker / forkserver / semaphore_tracker, recognised by their command line
-  (`from multiprocessing.resource_tracker import main; main(fd)` and friends)
+* role_of(cmdline, is_root, parent_cmdline=()) -> "master" | "worker" | "helper" - helpers are
+  multiprocessing's resource_tracker / forkserver / semaphore_tracker, recognised by their command line
+  (`from multiprocessing.resource_tracker import main; main(fd)` and friends); a child of the forkserver
+  carries the forkserver's command line but is a worker
 * listening_sockets(pids) -> [{pid, family, address, port, path}] - TCP sockets in LISTEN state and
   listening AF_UNIX sockets held by `pids` (a socket shared by several processes appears once per pid)
 * snapshot(root_pid, phase) -> {phase, t (time.monotonic()), processes: [{pid, ppid, name, cmdline,
@@ -60,11 +61,18 @@ def tree_pids(root_pid: int) -> List[int]:
         return []
 
 
-def role_of(cmdline: Sequence[str], is_root: bool) -> str:
+def role_of(cmdline: Sequence[str], is_root: bool, parent_cmdline: Sequence[str] = ()) -> str:
+    """master (the root), helper, or worker.
+
+    A process forked BY the forkserver keeps the forkserver's command line: a helper cmdline whose parent
+    has the same helper cmdline is a worker (measured: `--start-method forkserver` workers)."""
     joined = " ".join(cmdline)
-    if any(marker in joined for marker in HELPER_MARKERS):
-        return "helper"
-    return "master" if is_root else "worker"
+    if is_root:
+        return "master"
+    marker = next((m for m in HELPER_MARKERS if m in joined), None)
+    if marker is None:
+        return "worker"
+    return "worker" if marker in " ".join(parent_cmdline) else "helper"
 
 
 def _family_name(family: int) -> str:
@@ -120,20 +128,14 @@ def snapshot(root_pid: int, phase: str) -> Dict[str, Any]:
     processes: List[Dict[str, Any]] = []
     for pid in tree_pids(root_pid):
         try:
-            with psutil.Process(pid).oneshot():
-                p = psutil.Process(pid)
-                cmdline = p.cmdline()
-                processes.append(
-                    {
-                        "pid": pid,
-                        "ppid": p.ppid(),
-                        "name": p.name(),
-                        "cmdline": cmdline,
-                        "role": role_of(cmdline, pid == root_pid),
-                    }
-                )
+            p = psutil.Process(pid)
+            with p.oneshot():
+                processes.append({"pid": pid, "ppid": p.ppid(), "name": p.name(), "cmdline": p.cmdline()})
         except psutil.Error:
             continue
+    cmdlines = {proc["pid"]: proc["cmdline"] for proc in processes}
+    for proc in processes:
+        proc["role"] = role_of(proc["cmdline"], proc["pid"] == root_pid, cmdlines.get(proc["ppid"], ()))
     listeners = listening_sockets([p["pid"] for p in processes])
     return {"phase": phase, "t": t, "processes": processes, "listeners": listeners}
 

@@ -39,6 +39,9 @@ def test_role_of_recognises_multiprocessing_helpers():
     assert inspect.role_of(forkserver, False) == "helper"
     assert inspect.role_of(spawned, False) == "worker"
     assert inspect.role_of(["python", "-m", "servers"], True) == "master"
+    # forked by the forkserver: same command line as its parent, but a worker
+    assert inspect.role_of(forkserver, False, parent_cmdline=forkserver) == "worker"
+    assert inspect.role_of(forkserver, False, parent_cmdline=["python", "-m", "servers"]) == "helper"
 
 
 @posix_only
@@ -132,3 +135,46 @@ def test_find_leaks_reports_a_surviving_child(tmp_path):
     finally:
         server.stop("group", timeout=TIMEOUT)
     assert inspect.find_leaks([server.pid], [])["processes"] == []
+
+
+_FORKSERVER_SCRIPT = """
+import multiprocessing, sys, threading
+
+
+def work():
+    threading.Event().wait(60)
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("forkserver")
+    procs = [ctx.Process(target=work) for _ in range(2)]
+    for p in procs:
+        p.start()
+    with open(sys.argv[1] + ".tmp", "w") as fh:
+        fh.write(" ".join(str(p.pid) for p in procs))
+    import os
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    threading.Event().wait(60)
+"""
+
+
+@posix_only
+def test_forkserver_children_are_workers_and_the_forkserver_a_helper(tmp_path):
+    script = tmp_path / "fs_main.py"
+    script.write_text(_FORKSERVER_SCRIPT)
+    out = tmp_path / "pids.txt"
+    server = ServerProcess(
+        [sys.executable, str(script), str(out)],
+        env=dict(os.environ),
+        cwd=str(tmp_path),
+        run_dir=str(tmp_path),
+    )
+    with server:
+        deadline = time.monotonic() + TIMEOUT
+        while not out.exists() and server.alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = {int(p) for p in out.read_text().split()}
+        snap = inspect.snapshot(server.pid, "ready")
+    roles = {p["pid"]: p["role"] for p in snap["processes"]}
+    assert {pid for pid, role in roles.items() if role == "worker"} == workers
+    assert list(roles.values()).count("helper") == 2  # the forkserver and the resource_tracker
