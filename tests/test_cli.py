@@ -58,7 +58,18 @@ def test_probe_takes_no_other_arguments(capsys: pytest.CaptureFixture[str]) -> N
 def test_probe_is_json_and_exit_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--probe"]) == exitcodes.OK
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"platform", "python", "default_strategy", "default_start_method", "strategies"}
+    assert set(data) == {
+        "platform",
+        "python",
+        "default_strategy",
+        "default_start_method",
+        "default_strategy_for",
+        "strategies",
+    }
+    for method, strategy in data["default_strategy_for"].items():
+        assert resolve("", method) == (strategy, method)
+    for name, info in data["strategies"].items():
+        assert resolve(name, "") == (name, info["default_start_method"])
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows-only strategies are available there")

@@ -88,9 +88,10 @@ def resolve(strategy: str, start_method: str) -> Tuple[str, str]:
 
 
 def probe() -> Dict[str, Any]:
-    """{platform, python, default_strategy, default_start_method, strategies: {name: {available, reason,
-    default_start_method, start_methods: {m: {available, reason}}}}} - every strategy x start method, and
-    why not. A strategy's default_start_method is what `--strategy NAME` alone runs with."""
+    """{platform, python, default_strategy, default_start_method, default_strategy_for: {m: strategy},
+    strategies: {name: {available, reason, default_start_method, start_methods: {m: {available, reason}}}}}
+    - every strategy x start method, and why not. default_strategy_for[m] is what `--start-method m`
+    alone runs with; a strategy's default_start_method is what `--strategy NAME` alone runs with."""
     default_strategy, default_method = resolve("", "")
     usable = available_start_methods()
     strategies: Dict[str, Any] = {}
@@ -111,6 +112,7 @@ def probe() -> Dict[str, Any]:
         "python": "{}.{}.{}".format(*sys.version_info[:3]),
         "default_strategy": default_strategy,
         "default_start_method": default_method,
+        "default_strategy_for": {method: resolve("", method)[0] for method in START_METHODS},
         "strategies": strategies,
     }
 
