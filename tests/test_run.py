@@ -13,7 +13,7 @@ import pytest
 
 from harness.matrix import run_matrix
 from harness.records import ResultRecord, Scenario, read_records
-from harness.run import parse_bind, scaled_timeout
+from harness.run import parse_bind, run_scenario, scaled_timeout
 
 #: servers.apps_broken cannot be imported (that is its point): its message, as the module states it
 BROKEN_MESSAGE = "servers.apps_broken fails at import on purpose"
@@ -22,8 +22,6 @@ LIGHT = {"requests": 40, "concurrency": 8, "keepalive_requests": 10}
 
 
 def _run(tmp_path: Any, **fields: Any) -> ResultRecord:
-    from harness.run import run_scenario
-
     results = os.path.join(str(tmp_path), "results.jsonl")
     fields = {**LIGHT, **fields}
     record = run_scenario(Scenario(**fields), results=results, work_dir=os.path.join(str(tmp_path), "work"))

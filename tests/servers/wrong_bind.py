@@ -1,4 +1,4 @@
-"""A tiny, real, deliberately wrong server and its test-only adapter (`--server tests.servers.wrong_bind:ADAPTER`).
+"""A tiny, real, deliberately wrong server and its test-only adapter (tests.servers.wrong_bind:ADAPTER).
 
 Told `--uds PATH` (or `--host H --port P`), it ignores the request and listens on TCP 127.0.0.1 with an
 ephemeral port instead, the way uvicorn <= 0.14.0 did for `--workers 2 --uds PATH` (fixed in 0.15.0, PR
@@ -9,6 +9,7 @@ Stops on SIGTERM. Runs in the server's env: stdlib only, Python 3.6+.
 import os
 import signal
 import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Tuple
 
 if __name__ != "__main__":  # the adapter half, imported by the harness
@@ -28,8 +29,6 @@ if __name__ != "__main__":  # the adapter half, imported by the harness
 
 
 def main() -> None:
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
