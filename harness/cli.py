@@ -241,7 +241,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         sc,
         results=args.results or None,
         work_dir=args.work_dir or None,
-        capsule_dir=args.capsule_dir or None,
+        capsule_dir=args.capsule_dir
+        or (
+            os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules") if args.results else None
+        ),
         base_timeout=args.timeout,
     )
     if args.json:

@@ -309,7 +309,7 @@ def run_scenario(
         line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
         record = _record(state, "harness-error", line, f"the harness failed: {line}")
         record = dataclasses.replace(record, stdout_tail=(record.stdout_tail + "\n" + tb)[-8000:])
-    if record.failure_class != "passed" and capsule_dir:
+    if record.failure_class != "passed" and capsule_dir and record.command:
         record = _with_capsule(record, capsule_dir)
     if results:
         append_record(results, record)
