@@ -4,7 +4,8 @@
                         alive=server.alive, worker_pids=lambda: set(server.members()))
 
 * Target(host="127.0.0.1", port=0, uds="") - frozen; where to connect. A non-loopback host raises
-  NonLoopbackTarget (the harness only ever talks to loopback). `url` is the httpx base URL.
+  NonLoopbackTarget (the harness only ever talks to loopback); a wildcard ("0.0.0.0", "::") is accepted
+  and reached through 127.0.0.1 / ::1. `url` is the httpx base URL.
 * wait_ready(target_fn, expected_workers, deadline, *, alive, worker_pids, ready_event=lambda: None,
   path="/") -> ReadyResult
   - target_fn() -> Optional[Target]: where the server listens; None while unknown (re-asked every few ms
@@ -54,9 +55,12 @@ class NonLoopbackTarget(ValueError):
     """The harness only connects to loopback addresses."""
 
 
+_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    if host == "localhost" or host.strip("[]") in _WILDCARD:
+        return True  # a wildcard bind is reached through loopback (sockaddr maps it)
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -80,19 +84,23 @@ class Target:
         """Base URL for httpx (for a UDS target the host part is only the Host header)."""
         if self.uds:
             return "http://localhost"
-        host = self.host.strip("[]")
+        host = self.connect_host()
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def connect_host(self) -> str:
+        """The address to connect to: wildcards mapped to loopback, brackets stripped."""
+        host = self.host.strip("[]")
+        return "127.0.0.1" if host == "localhost" else _WILDCARD.get(host, host)
 
     def family(self) -> int:
         if self.uds:
             return socket.AF_UNIX  # type: ignore[attr-defined,no-any-return]  # not on old Windows
-        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        return socket.AF_INET6 if ":" in self.connect_host() else socket.AF_INET
 
     def sockaddr(self) -> object:
         if self.uds:
             return self.uds
-        host = "127.0.0.1" if self.host == "localhost" else self.host.strip("[]")
-        return (host, self.port)
+        return (self.connect_host(), self.port)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,8 @@ def test_target_refuses_non_loopback():
     assert Target("::1", 8000).url == "http://[::1]:8000"
     assert Target("127.0.0.2", 1).url == "http://127.0.0.2:1"
     assert Target(uds="/tmp/x.sock").url == "http://localhost"
+    assert Target("0.0.0.0", 80).url == "http://127.0.0.1:80"  # a wildcard bind, reached via loopback
+    assert Target("::", 80).sockaddr() == ("::1", 80)
 
 
 @pytest.mark.parametrize("workers", [1, 4])
