@@ -10,7 +10,7 @@ Policy:
   server (no respawn loop): `error` with its one-line reason, exit with its code (APP_LOAD_ERROR,
   BIND_FAILURE, STARTUP_FAILURE).
 * crash after ready - `worker-exit`, then a replacement after a backoff (0.1 s doubling to 5 s) while
-  fewer than RESTART_BUDGET restarts happened within RESTART_WINDOW seconds; else WORKER_CRASH_LOOP.
+  fewer than 5 restarts happened within 60 s (servers._budget); else WORKER_CRASH_LOOP.
 * stop (SIGTERM/SIGINT/SIGBREAK, or a failure above) - `stopping`, {"type": "stop"} to every worker,
   wait until graceful_timeout + STOP_ALLOWANCE, kill stragglers (SHUTDOWN_TIMEOUT), remove the UDS
   file, `stopped`. A second stop signal kills the stragglers at once. Workers that got SIGTERM from the
@@ -24,9 +24,10 @@ import signal
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from servers import _control, exitcodes
+from servers._budget import RestartBudget
 from servers._config import Config
 from servers._control import Channel
 from servers._signals import SignalQueue
@@ -35,10 +36,6 @@ from servers.strategies import STRATEGIES
 from servers.strategies._launch import WorkerProcess, launch
 from servers.strategies._listen import BindError, UdsFile, describe
 
-RESTART_BUDGET = 5
-RESTART_WINDOW = 60.0
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
 #: beyond --graceful-timeout: time for lifespan shutdown and process exit
 STOP_ALLOWANCE = 2.0
 #: how long to wait for an exit code once a worker is known to be exiting
@@ -78,7 +75,7 @@ class Supervisor:
         self._deadline = 0.0
         self._code = exitcodes.OK
         self._announced_ready = False
-        self._restarts: List[float] = []
+        self._budget = RestartBudget()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -259,7 +256,7 @@ class Supervisor:
         for slot in self._slots:
             if slot.restart_at is not None and slot.restart_at <= now and not self._stopping:
                 slot.restart_at = None
-                self._restarts.append(now)
+                self._budget.record(now)
                 if self._spawn(slot):
                     assert slot.proc is not None
                     self.events.emit(
@@ -267,7 +264,7 @@ class Supervisor:
                         index=slot.index,
                         old_pid=slot.old_pid,
                         worker_pid=slot.proc.pid,
-                        restarts=len(self._restarts),
+                        restarts=self._budget.count,
                         backoff=slot.backoff,
                     )
 
@@ -354,15 +351,16 @@ class Supervisor:
 
     def _crashed(self, slot: _Slot) -> None:
         now = time.monotonic()
-        self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW]
-        if len(self._restarts) >= RESTART_BUDGET:
-            message = f"workers keep dying: {len(self._restarts)} restarts within {RESTART_WINDOW:g} s"
+        backoff = self._budget.backoff(now)
+        if backoff is None:
+            budget = self._budget
+            message = f"workers keep dying: {budget.limit} restarts within {budget.window:g} s"
             _stderr(message)
             self.events.emit("error", message=message, kind="crash-loop")
             self._begin_stop("crash-loop", exitcodes.WORKER_CRASH_LOOP)
             return
-        slot.backoff = min(BACKOFF_FIRST * (2 ** len(self._restarts)), BACKOFF_MAX)
-        slot.restart_at = now + slot.backoff
+        slot.backoff = backoff
+        slot.restart_at = now + backoff
 
 
 def _signal_name(signum: int) -> str:
@@ -372,4 +370,4 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "RESTART_BUDGET", "RESTART_WINDOW", "STOP_ALLOWANCE", "Supervisor"]
+__all__ = ["STOP_ALLOWANCE", "Supervisor"]

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from servers import exitcodes
+from servers._budget import RestartBudget
 from servers.apps import CRASH_EXIT_CODE, FAILING_LIFESPAN_MESSAGE
 from tests._refserver import (
     BASE_TIMEOUT,
@@ -427,3 +428,19 @@ def test_bind_failure_when_the_port_is_taken() -> None:
             assert not server.named("worker-spawned")
     finally:
         blocker.close()
+
+
+def test_restart_budget_backoff_doubles_and_runs_out_within_the_window() -> None:
+    budget = RestartBudget(limit=3, window=10.0, first=0.1, maximum=0.3)
+    backoffs = []
+    for now in (0.0, 1.0, 2.0):
+        backoff = budget.backoff(now)
+        assert backoff is not None
+        backoffs.append(backoff)
+        budget.record(now)
+    assert backoffs == [0.1, 0.2, 0.3]  # doubled, capped at maximum
+    assert budget.backoff(3.0) is None  # 3 restarts within 10 s: exhausted
+    assert budget.backoff(10.5) == 0.3  # the first one left the window: 2 recent -> 0.4, capped
+    assert budget.backoff(11.5) == 0.2  # 1 recent
+    assert budget.backoff(12.5) == 0.1  # none
+    assert budget.count == 3
