@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import psutil
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,22 +44,86 @@ def _contenders(py: str, reuseport: bool, h11_worker: str) -> List[Tuple[str, Li
     """(name, argv with EVENTS placeholder, is_reference)."""
     gunicorn = os.path.join(c.VENV, "bin", "gunicorn")
     out = [
-        ("reference inherit/fork", [py, "-m", "servers", APP, "--workers", str(WORKERS), "--strategy",
-                                    "inherit", "--start-method", "fork", "--events", "EVENTS"], True),
+        (
+            "reference inherit/fork",
+            [
+                py,
+                "-m",
+                "servers",
+                APP,
+                "--workers",
+                str(WORKERS),
+                "--strategy",
+                "inherit",
+                "--start-method",
+                "fork",
+                "--events",
+                "EVENTS",
+            ],
+            True,
+        ),
     ]
     if reuseport:
-        out.append(("reference reuseport/fork", [py, "-m", "servers", APP, "--workers", str(WORKERS),
-                                                 "--strategy", "reuseport", "--start-method", "fork",
-                                                 "--events", "EVENTS"], True))
+        out.append(
+            (
+                "reference reuseport/fork",
+                [
+                    py,
+                    "-m",
+                    "servers",
+                    APP,
+                    "--workers",
+                    str(WORKERS),
+                    "--strategy",
+                    "reuseport",
+                    "--start-method",
+                    "fork",
+                    "--events",
+                    "EVENTS",
+                ],
+                True,
+            )
+        )
     out += [
-        (f"gunicorn {h11_worker.rsplit('.', maxsplit=1)[-1]}",
-         [gunicorn, "-w", str(WORKERS), "-k", h11_worker, "-b", f"{c.HOST}:0",
-          "--graceful-timeout", "5", APP], False),
+        (
+            f"gunicorn {h11_worker.rsplit('.', maxsplit=1)[-1]}",
+            [
+                gunicorn,
+                "-w",
+                str(WORKERS),
+                "-k",
+                h11_worker,
+                "-b",
+                f"{c.HOST}:0",
+                "--graceful-timeout",
+                "5",
+                APP,
+            ],
+            False,
+        ),
     ]
     for http in ("h11", "httptools"):
-        out.append((f"uvicorn --http {http}",
-                    [py, "-m", "uvicorn", APP, "--workers", str(WORKERS), "--http", http,
-                     "--host", c.HOST, "--port", "0", "--no-access-log"], False))
+        out.append(
+            (
+                f"uvicorn --http {http}",
+                [
+                    py,
+                    "-m",
+                    "uvicorn",
+                    APP,
+                    "--workers",
+                    str(WORKERS),
+                    "--http",
+                    http,
+                    "--host",
+                    c.HOST,
+                    "--port",
+                    "0",
+                    "--no-access-log",
+                ],
+                False,
+            )
+        )
     return out
 
 
@@ -97,13 +163,48 @@ def parse_wrk(out: str) -> Dict[str, Any]:
     }
 
 
-def wrk(port: int, connections: int, seconds: float) -> Dict[str, Any]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "2s",
-            f"http://{c.HOST}:{port}/"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    if out.returncode != 0:
-        raise c.BenchError(f"wrk exited {out.returncode}: {out.stderr.strip()[:300]}")
-    return parse_wrk(out.stdout)
+def wrk(port: int, connections: int, seconds: float, pids: Sequence[int] = ()) -> Dict[str, Any]:
+    """One wrk run. With `pids`: also which worker holds how many of the connections (sampled once all
+    are established, within 2 s) and each worker's CPU seconds during the run."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "2s"]
+    argv.append(f"http://{c.HOST}:{port}/")
+    cpu0 = _cpu(pids)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    split: Dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + min(2.0, seconds / 2)
+        while pids and time.monotonic() < deadline:
+            split = c.connections_per_worker(port, pids)
+            if sum(split.values()) >= connections:
+                break
+            time.sleep(0.02)  # a sampling interval while wrk connects, not a synchronisation
+        out, err = proc.communicate(timeout=seconds + 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise c.BenchError(f"wrk exited {proc.returncode}: {err.strip()[:300]}")
+    res = parse_wrk(out)
+    cpu1 = _cpu(pids)
+    res["connections_per_worker"] = sorted(split.values())
+    res["worker_cpu_s"] = sorted(round(cpu1[p] - cpu0[p], 2) for p in cpu0 if p in cpu1)
+    return res
+
+
+def _split(res: Dict[str, Any]) -> str:
+    return "/".join(str(n) for n in res["connections_per_worker"]) or "?"
+
+
+def _cpu(pids: Sequence[int]) -> Dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        out[pid] = t.user + t.system
+    return out
 
 
 def run_one(argv: List[str], is_ref: bool, duration: float) -> Dict[str, Any]:
@@ -116,7 +217,7 @@ def run_one(argv: List[str], is_ref: bool, duration: float) -> Dict[str, Any]:
         ready = c.wait_workers(server, WORKERS, time.monotonic() + READY_TIMEOUT_S)
         port = server.port(time.monotonic() + 1)
         wrk(port, CONNECTIONS, 1.0)  # warm-up, not counted
-        main = wrk(port, CONNECTIONS, duration)
+        main = wrk(port, CONNECTIONS, duration, ready["pids"])
         single = wrk(port, 1, 2.0)
         load_after = os.getloadavg()[0]
     finally:
@@ -132,6 +233,8 @@ def run_one(argv: List[str], is_ref: bool, duration: float) -> Dict[str, Any]:
         "requests": main["requests"],
         "non_2xx": main["non_2xx"] + single["non_2xx"],
         "socket_errors": main["socket_errors"] + single["socket_errors"],
+        "connections_per_worker": main["connections_per_worker"],
+        "worker_cpu_s": main["worker_cpu_s"],
         "ready_s": round(ready["all_workers"], 3),
         "workers": ready["pids"],
         "loadavg_1m": [round(load_before, 2), round(load_after, 2)],
@@ -155,16 +258,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     worker_class = _h11_worker(py)
     contenders = _contenders(py, not args.no_reuseport, worker_class)
     before = c.machine()
-    print(f"# throughput: {WORKERS} workers, app pid, wrk -t1 -c{CONNECTIONS} -d{args.duration:g}s "
-          f"keep-alive, {args.rounds} rounds; load {before['loadavg']} on {before['cpus']} cpus; {versions}")
+    print(
+        f"# throughput: {WORKERS} workers, app pid, wrk -t1 -c{CONNECTIONS} -d{args.duration:g}s "
+        f"keep-alive, {args.rounds} rounds; load {before['loadavg']} on {before['cpus']} cpus; {versions}"
+    )
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name, _, _ in contenders}
     for r in range(args.rounds):
-        order = contenders[r % len(contenders):] + contenders[: r % len(contenders)]
+        order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
         for name, cmd, is_ref in order:
             res = run_one(cmd, is_ref, args.duration)
             runs[name].append(res)
-            print(f"  round {r + 1} {name:<28} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:.2f} ms  "
-                  f"c1 p50 {res['c1_p50_ms']:.3f} ms  load {res['loadavg_1m']}", flush=True)
+            print(
+                f"  round {r + 1} {name:<28} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:.2f} ms  "
+                f"c1 p50 {res['c1_p50_ms']:.3f} ms  conns/worker {_split(res)}  cpu s {res['worker_cpu_s']}  "
+                f"load {res['loadavg_1m']}",
+                flush=True,
+            )
     after = c.machine()
     figures: Dict[str, Dict[str, Any]] = {}
     for name, rs in runs.items():
@@ -173,16 +282,39 @@ def main(argv: Optional[List[str]] = None) -> int:
             "p50_ms": c.summary([x["p50_ms"] for x in rs], 3),
             "c1_p50_ms": c.summary([x["c1_p50_ms"] for x in rs], 3),
             "errors": sum(x["non_2xx"] + x["socket_errors"] for x in rs),
+            "connection_splits": [_split(x) for x in rs],
+            "runs_one_worker_idle": sum(1 for x in rs if x["connections_per_worker"][:1] == [0]),
         }
     gname = next(n for n, _, is_ref in contenders if n.startswith("gunicorn"))
     rows = []
     for name, _, _ in contenders:
         f = figures[name]
-        rows.append([name, c.fmt(f["rps"]), c.ratio(f["rps"], figures[gname]["rps"]),
-                     c.fmt(f["p50_ms"], digits=2), c.fmt(f["c1_p50_ms"], digits=3), f["errors"]])
+        rows.append(
+            [
+                name,
+                c.fmt(f["rps"]),
+                c.ratio(f["rps"], figures[gname]["rps"]),
+                c.fmt(f["p50_ms"], digits=2),
+                c.fmt(f["c1_p50_ms"], digits=3),
+                f["errors"],
+                " ".join(f["connection_splits"]),
+            ]
+        )
     print()
-    print(c.table(["server (2 workers)", "req/s median (min-max)", "x gunicorn", "p50 ms c16",
-                   "p50 ms c1", "errors"], rows))
+    print(
+        c.table(
+            [
+                "server (2 workers)",
+                "req/s median (min-max)",
+                "x gunicorn",
+                "p50 ms c16",
+                "p50 ms c1",
+                "errors",
+                "conns/worker per run",
+            ],
+            rows,
+        )
+    )
     ref = figures["reference inherit/fork"]
     ratio = c.ratio(ref["rps"], figures[gname]["rps"])
     verdict = "met" if ratio and ratio >= 1 else "MISSED"
@@ -190,9 +322,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"load average before {before['loadavg']} after {after['loadavg']}")
     data = {
         "bench": "throughput",
-        "settings": {"workers": WORKERS, "connections": CONNECTIONS, "duration_s": args.duration,
-                     "rounds": args.rounds, "app": APP, "wrk": "wrk -t1 --latency --timeout 2s",
-                     "gunicorn_worker_class": worker_class, "precompile": compiled},
+        "settings": {
+            "workers": WORKERS,
+            "connections": CONNECTIONS,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "app": APP,
+            "wrk": "wrk -t1 --latency --timeout 2s",
+            "gunicorn_worker_class": worker_class,
+            "precompile": compiled,
+        },
         "versions": versions,
         "machine_before": before,
         "machine_after": after,
