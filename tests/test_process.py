@@ -92,6 +92,20 @@ def test_master_stop_leaves_grandchildren_then_escalates(tmp_path):
     assert _gone(members, timeout=0)
 
 
+@posix_only
+def test_kill_and_exit_on_exception(tmp_path):
+    server = _server(tmp_path, "--workers", "2", "--ignore-term", "--grandchild")
+    with pytest.raises(RuntimeError, match="boom"), server:
+        _mpserver.read_info(str(tmp_path / "info.json"))
+        members = server.members()
+        killed = server.kill()
+        assert set(members) | {server.pid} <= set(killed)
+        raise RuntimeError("boom")  # __exit__ finds nothing left to stop
+    assert server.returncode == -signal.SIGKILL
+    assert _gone(members, timeout=0)
+    assert server.pid not in reaper.registered()
+
+
 def test_grandchildren_reaped_by_group_stop(tmp_path):
     server = _server(tmp_path, "--workers", "2", "--grandchild").start()
     _mpserver.read_info(str(tmp_path / "info.json"))
