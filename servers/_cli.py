@@ -2,7 +2,7 @@
 
     python -m servers APP [--workers N] [--strategy S] [--start-method M] [--host H]
                           [--port P | --uds PATH | --fd N] [--events FILE] [--lifespan auto|on|off]
-                          [--graceful-timeout SECONDS]
+                          [--graceful-timeout SECONDS] [--timeout SECONDS]
     python -m servers --probe
 
 * main(argv) -> exit code (servers.exitcodes). Bad input is one line on stderr and USAGE; a strategy or
@@ -52,6 +52,9 @@ def _parser() -> _Parser:
     p.add_argument("--events", default="", help="write the event stream here (default: stdout)")
     p.add_argument("--lifespan", default="auto", choices=LIFESPAN_MODES)
     p.add_argument("--graceful-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="kill and replace a ready worker silent this long (0 = never)"
+    )
     return p
 
 
@@ -68,6 +71,8 @@ def parse(argv: List[str]) -> Config:
         raise UsageError(f"--fd must be a non-negative fd number, got {ns.fd}")
     if not ns.graceful_timeout >= 0:
         raise UsageError(f"--graceful-timeout must be >= 0, got {ns.graceful_timeout}")
+    if not 0 <= ns.timeout < 86400:
+        raise UsageError(f"--timeout must be 0 (never) or a number of seconds below 86400, got {ns.timeout}")
     strategy, start_method = resolve(ns.strategy, ns.start_method)
     why = pair_error(strategy, start_method)
     if why is not None:
@@ -86,6 +91,7 @@ def parse(argv: List[str]) -> Config:
         events=ns.events,
         lifespan=ns.lifespan,
         graceful_timeout=ns.graceful_timeout,
+        timeout=ns.timeout,
     )
 
 

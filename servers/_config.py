@@ -7,6 +7,8 @@
 * events - path of the event stream ("" = stdout)
 * lifespan - auto | on | off
 * graceful_timeout - seconds a worker has to finish in-flight requests after a stop
+* timeout - seconds a ready worker may stay silent (no heartbeat) before the supervisor kills and replaces
+  it (gunicorn's --timeout); 0 = never
 """
 
 import dataclasses
@@ -24,6 +26,7 @@ class Config:
     events: str = ""
     lifespan: str = "auto"
     graceful_timeout: float = 10.0
+    timeout: float = 10.0
 
 
 __all__ = ["Config"]

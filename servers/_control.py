@@ -8,6 +8,8 @@ worker -> supervisor
 * {"type": "failed", "code", "kind", "message"} - failed before ready; code is a servers.exitcodes
   value, kind is an `error` event kind, message is the one-line exception
 * {"type": "stopping", "reason"} - the worker began a graceful stop on its own (a signal it received)
+* {"type": "alive"} - heartbeat, sent by the worker's event loop every spec["heartbeat"] seconds once
+  ready: a worker whose loop is hung (or that was SIGSTOPped) stops sending it
 
 supervisor -> worker
 
@@ -30,6 +32,7 @@ from typing import Any, Dict, List, Optional, Protocol, TypeVar
 READY = "ready"
 FAILED = "failed"
 STOPPING = "stopping"
+ALIVE = "alive"
 STOP = "stop"
 SHARE = "share"
 HANDLE = "handle"
@@ -130,6 +133,7 @@ def optional_int(value: Any) -> Optional[int]:
 
 
 __all__ = [
+    "ALIVE",
     "FAILED",
     "HANDLE",
     "READY",

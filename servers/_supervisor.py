@@ -11,6 +11,9 @@ Policy:
   BIND_FAILURE, STARTUP_FAILURE).
 * crash after ready - `worker-exit`, then a replacement after a backoff (0.1 s doubling to 5 s) while
   fewer than 5 restarts happened within 60 s (servers._budget); else WORKER_CRASH_LOOP.
+* hung worker - a ready worker heartbeats every timeout/5 s; one silent for `--timeout` seconds (its loop
+  hangs, or it was SIGSTOPped) gets `worker-timeout`, is SIGKILLed and then replaced like a crash
+  (gunicorn's --timeout). Not checked before ready (startup can be slow) nor while stopping.
 * stop (SIGTERM/SIGINT/SIGBREAK, or a failure above) - `stopping`, {"type": "stop"} to every worker,
   wait until graceful_timeout + STOP_ALLOWANCE, kill stragglers (SHUTDOWN_TIMEOUT), remove the UDS
   file, `stopped`. A second stop signal kills the stragglers at once. Workers that got SIGTERM from the
@@ -58,6 +61,8 @@ class _Slot:
     restart_at: Optional[float] = None
     old_pid: int = 0
     backoff: float = 0.0
+    last_seen: float = 0.0
+    timed_out: bool = False
 
 
 class Supervisor:
@@ -135,6 +140,7 @@ class Supervisor:
                 self._kill_stragglers()
                 return
             self._restart_due(now)
+            self._kill_silent(now)
             conns: Dict[Any, _Slot] = {}
             sentinels: Dict[Any, _Slot] = {}
             for slot in self._slots:
@@ -159,7 +165,31 @@ class Supervisor:
         for slot in self._slots:
             if slot.restart_at is not None:
                 timeout = min(timeout, slot.restart_at - now)
+            if self._watched(slot):
+                timeout = min(timeout, slot.last_seen + self.config.timeout - now)
         return max(timeout, 0.0)
+
+    def _watched(self, slot: _Slot) -> bool:
+        """A ready, running worker whose heartbeat is checked."""
+        return (
+            self.config.timeout > 0
+            and not self._stopping
+            and slot.ready
+            and not slot.timed_out
+            and slot.proc is not None
+        )
+
+    def _kill_silent(self, now: float) -> None:
+        for slot in self._slots:
+            if self._watched(slot) and now - slot.last_seen >= self.config.timeout:
+                assert slot.proc is not None
+                if slot.conn is not None and _pending(slot.conn):
+                    continue  # a heartbeat is waiting to be read (we were the slow one): not silent
+                slot.timed_out = True
+                silent = round(now - slot.last_seen, 3)
+                _stderr(f"worker {slot.index} (pid {slot.proc.pid}) sent no heartbeat for {silent:g} s: killed")
+                self.events.emit("worker-timeout", index=slot.index, worker_pid=slot.proc.pid, silent_s=silent)
+                slot.proc.kill()  # the sentinel fires next: worker-exit, then a restart like any crash
 
     def _alive(self) -> bool:
         return any(slot.proc is not None for slot in self._slots)
@@ -226,6 +256,7 @@ class Supervisor:
             "start_method": cfg.start_method,
             "lifespan": cfg.lifespan,
             "graceful_timeout": cfg.graceful_timeout,
+            "heartbeat": cfg.timeout / 5.0,
             "payload": payload,
         }
 
@@ -236,6 +267,7 @@ class Supervisor:
         try:
             proc, conn = launch(cfg.start_method, self._spec(slot, handoff.payload), handoff)
             slot.proc, slot.conn, slot.ready, slot.failure = proc, conn, False, None
+            slot.timed_out = False
             self.strategy.after_start(self._sock, handoff, proc.pid, conn)
         except (OSError, ValueError) as exc:
             reason = _control.last_line(exc)
@@ -283,6 +315,7 @@ class Supervisor:
 
     def _apply(self, slot: _Slot, message: Dict[str, Any]) -> None:
         kind = message["type"]
+        slot.last_seen = time.monotonic()
         if kind == _control.READY and slot.proc is not None and not slot.ready:
             slot.ready = True
             self.events.emit("worker-ready", index=slot.index, worker_pid=slot.proc.pid)
@@ -361,6 +394,13 @@ class Supervisor:
             return
         slot.backoff = backoff
         slot.restart_at = now + backoff
+
+
+def _pending(conn: Channel) -> bool:
+    try:
+        return bool(conn.poll(0))
+    except (EOFError, OSError):
+        return True  # EOF is news too: let the loop read it (and reap) instead of killing
 
 
 def _signal_name(signum: int) -> str:

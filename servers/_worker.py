@@ -10,9 +10,11 @@ Contract with the supervisor (see servers._control for the messages):
   A stop the worker got by signal is announced with {"type": "stopping"} so the supervisor never takes
   the exit for a crash. SIGINT is ignored: the supervisor coordinates.
 * a watchdog thread blocks on the control channel; EOF (the supervisor died) -> exit ORPHANED at once
+* once ready, the event loop sends {"type": "alive"} every spec["heartbeat"] seconds (0 = never): sent
+  from the loop, not a thread, so a hung loop goes silent and the supervisor replaces the worker
 
 * run(spec, obj, conn) -> exit code; spec = {index, app, strategy, start_method, lifespan,
-  graceful_timeout, payload}
+  graceful_timeout, heartbeat, payload}
 * mp_entry(spec, obj, conn) - the multiprocessing target
 """
 
@@ -107,7 +109,10 @@ async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopp
     except (OSError, ValueError) as exc:
         raise _Failure(exitcodes.STARTUP_FAILURE, "startup-failure") from exc
     _control.send(conn, _control.READY, pid=os.getpid())
+    beat = _heartbeat(loop, conn, float(spec.get("heartbeat") or 0.0))
     await stop.wait()
+    if beat is not None:
+        beat.cancel()
     if stopper.reason != "stop":
         try:
             _control.send(conn, _control.STOPPING, reason=stopper.reason)
@@ -120,6 +125,33 @@ async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopp
     except LifespanFailure as exc:
         print(f"lifespan shutdown failed: {exc}", file=sys.stderr, flush=True)
     return exitcodes.OK if clean else exitcodes.SHUTDOWN_TIMEOUT
+
+
+class _Beat:
+    """The periodic heartbeat; cancel() stops it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Channel, interval: float) -> None:
+        self._loop, self._conn, self._interval = loop, conn, interval
+        self._handle: Optional[asyncio.TimerHandle] = None
+
+    def start(self) -> "_Beat":
+        self._handle = self._loop.call_later(self._interval, self._beat)
+        return self
+
+    def _beat(self) -> None:
+        try:
+            _control.send(self._conn, _control.ALIVE)
+        except OSError:
+            return  # the supervisor is gone: the watchdog sees EOF and ends the process
+        self.start()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+def _heartbeat(loop: asyncio.AbstractEventLoop, conn: Channel, interval: float) -> Optional[_Beat]:
+    return _Beat(loop, conn, interval).start() if interval > 0 else None
 
 
 def _report(conn: Channel, failure: _Failure) -> int:

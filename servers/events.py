@@ -18,6 +18,8 @@ Events, in the order they can appear:
 * worker-exit - {index, worker_pid, exitcode, ready}: exitcode is the process exit code
   (negative = killed by that signal on POSIX); `ready` tells whether it had been ready
 * worker-restart - {index, old_pid, worker_pid, restarts, backoff}: a replacement was started
+* worker-timeout - {index, worker_pid, silent_s}: a ready worker sent no heartbeat for --timeout seconds
+  (hung or stopped); the supervisor kills it, then worker-exit / worker-restart follow as for a crash
 * stopping - {reason}: graceful stop began (signal name, "startup-failure", "crash-loop", ...)
 * error - {message, kind}: one line saying what went wrong (kind: startup-failure, bind-failure, ...)
 * stopped - {exitcode}: the supervisor is about to exit with this code
@@ -39,6 +41,7 @@ EVENT_NAMES = (
     "ready",
     "worker-exit",
     "worker-restart",
+    "worker-timeout",
     "stopping",
     "error",
     "stopped",
