@@ -17,10 +17,10 @@ Rows and columns of the matrix:
 """
 
 import dataclasses
-import math
 import re
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from harness import perf as _perf
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 __all__ = [
@@ -269,57 +269,16 @@ class MergedView:
 
 
 #: a passed multi-worker run whose keep-alive p50 is at least this many times its 1-worker twin's is degraded
-DEGRADED_RATIO = 10.0
-
-
-def _keepalive_p50(record: ResultRecord) -> Optional[float]:
-    load = record.load if isinstance(record.load, dict) else {}
-    ka = load.get("keepalive")
-    lat = ka.get("latency_ms") if isinstance(ka, dict) else None
-    value = lat.get("p50") if isinstance(lat, dict) else None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        return None
-    return float(value)
+#: (decided by harness.perf, shared with the CLI summary; see its docstring for why it is not a record field)
+DEGRADED_RATIO = _perf.DEGRADED_RATIO
 
 
 def mark_degraded(records: Iterable[ResultRecord]) -> List[ResultRecord]:
-    """The "degraded" class is decided here, from the records themselves: a passed run with N > 1 workers
-    whose keep-alive p50 is >= DEGRADED_RATIO x the p50 of its single-worker twin (same scenario with
-    workers=1, same platform and python version, passed) becomes `degraded`, with the figures as signature.
-    Twins' p50s are averaged over their runs. Other records are returned unchanged."""
-    records = list(records)
-    twins: Dict[str, List[float]] = {}
-    for rec in records:
-        p50 = _keepalive_p50(rec)
-        if rec.failure_class == "passed" and p50 is not None and rec.scenario.get("workers") == 1:
-            twins.setdefault(rec.key, []).append(p50)
-    if not twins:
-        return records
-    out: List[ResultRecord] = []
-    for original in records:
-        rec = original
-        p50 = _keepalive_p50(rec)
-        workers = rec.scenario.get("workers")
-        if rec.failure_class == "passed" and p50 is not None and isinstance(workers, int) and workers > 1:
-            twin = dataclasses.replace(rec, scenario={**rec.scenario, "workers": 1})
-            base = twins.get(twin.key)
-            if base:
-                ref = sum(base) / len(base)
-                if p50 >= DEGRADED_RATIO * ref:
-                    rec = dataclasses.replace(
-                        rec,
-                        failure_class="degraded",
-                        signature=f"keep-alive p50 {p50:.1f} ms = {p50 / ref:.0f}x the 1-worker {ref:.1f} ms",
-                        reason=f"passed, but keep-alive p50 is {p50 / ref:.0f}x its single-worker twin's "
-                        f"(threshold {DEGRADED_RATIO:.0f}x)",
-                    )
-        out.append(rec)
-    return out
+    """The "degraded" class, decided from the records themselves by harness.perf.mark_degraded: a passed
+    run with N > 1 workers whose keep-alive p50 is >= DEGRADED_RATIO x the mean p50 of its passed
+    single-worker twins (same scenario with workers=1, platform, python version and server version)
+    becomes `degraded`, with the figures as signature. Other records are returned unchanged."""
+    return _perf.mark_degraded(records)
 
 
 def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
