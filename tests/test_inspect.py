@@ -49,6 +49,7 @@ def test_snapshot_roles_and_listeners(tmp_path):
     server, info = _serve(tmp_path, "--workers", "3", "--helper")
     with server:
         snap = inspect.snapshot(server.pid, "ready")
+        assert inspect.worker_pids(server.pid) == set(info["workers"])
     assert snap["phase"] == "ready" and snap["t"] > 0
     roles = {p["pid"]: p["role"] for p in snap["processes"]}
     assert roles[server.pid] == "master"
@@ -178,3 +179,4 @@ def test_forkserver_children_are_workers_and_the_forkserver_a_helper(tmp_path):
     roles = {p["pid"]: p["role"] for p in snap["processes"]}
     assert {pid for pid, role in roles.items() if role == "worker"} == workers
     assert list(roles.values()).count("helper") == 2  # the forkserver and the resource_tracker
+    assert inspect.worker_pids(server.pid) == set()  # stopped

@@ -24,9 +24,7 @@ def _start(tmp_path, *options: str) -> ServerProcess:
 
 
 def _workers(server: ServerProcess):
-    return lambda: {
-        p["pid"] for p in inspect.snapshot(server.pid, "probe")["processes"] if p["role"] == "worker"
-    }
+    return lambda: inspect.worker_pids(server.pid)
 
 
 def test_target_refuses_non_loopback():
