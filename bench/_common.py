@@ -528,6 +528,18 @@ def connections_per_worker(port: int, pids: Sequence[int]) -> Dict[int, int]:
     return {pid: len(_socket_inodes(pid) & wanted) for pid in pids}
 
 
+def tree_cpu(server: "Server") -> float:
+    """CPU seconds (user + system, with reaped children's) of the server's process tree so far."""
+    total = 0.0
+    for pid in server.tree():
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def summary(values: Sequence[float], digits: int = 4) -> Dict[str, Any]:
     vals = [float(v) for v in values]
     if not vals:

@@ -48,6 +48,7 @@ def _floor(method: str, n: int, port: int) -> int:
 
 def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     import argparse  # noqa: PLC0415
+    import resource  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
     import time  # noqa: PLC0415
     from typing import Any, Dict, List, Tuple  # noqa: PLC0415
@@ -138,15 +139,22 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
             listener.listen(64)
             port = listener.getsockname()[1]
         load = os.getloadavg()[0]
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu0 = ru0.ru_utime + ru0.ru_stime
         server = c.Server(argv_for(name, n, events, port), events=events, workdir=d)
         out: Dict[str, Any] = {"loadavg_1m": round(load, 2)}
         try:
             deadline = time.monotonic() + args.timeout
             if listener is not None:
                 out["all_workers"] = floor_wait(server, listener, n, deadline)
+                # the floor's parent joins its children and exits: their CPU lands in our RUSAGE_CHILDREN
+                server.proc.wait(max(1.0, deadline - time.monotonic()))
+                ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+                out["cpu_s"] = (ru.ru_utime + ru.ru_stime) - cpu0
             else:
                 r = c.wait_workers(server, n, deadline)
                 out["all_workers"] = r["all_workers"]
+                out["cpu_s"] = c.tree_cpu(server)
                 out["first_response"] = r["first_response"]
                 evs = server.read_events()
                 ready = [e["t"] for e in evs if e.get("event") == "ready"]
@@ -188,7 +196,10 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         figures[str(n)] = {}
         for name in names:
             rs = results[str(n)][name]
-            fig = {"all_workers": c.summary([x["all_workers"] for x in rs])}
+            fig = {
+                "all_workers": c.summary([x["all_workers"] for x in rs]),
+                "cpu_s": c.summary([x["cpu_s"] for x in rs if "cpu_s" in x]),
+            }
             if any("ready_event" in x for x in rs):
                 fig["ready_event"] = c.summary([x["ready_event"] for x in rs if "ready_event" in x])
             figures[str(n)][name] = fig
@@ -208,6 +219,19 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         ratio_rows.append([n, *[ratios[str(n)][m] for m in ref_methods]])
     print("\nreference / uvicorn (medians)")
     print(c.table(["N", *ref_methods], ratio_rows))
+    cpu_rows = [[n, *[c.fmt(figures[str(n)][nm]["cpu_s"], 1000) for nm in names]] for n in ns]
+    print("\nCPU ms (user+sys) the process tree had used when all N had answered (floor: until it exited)")
+    print("- less sensitive to the machine's load than wall time")
+    print(c.table(headers, cpu_rows))
+    cpu_ratios = {
+        str(n): {
+            m: c.ratio(figures[str(n)][f"reference {m}"]["cpu_s"], figures[str(n)]["uvicorn"]["cpu_s"])
+            for m in ref_methods
+        }
+        for n in ns
+    }
+    print("\nreference / uvicorn, CPU (medians)")
+    print(c.table(["N", *ref_methods], [[n, *[cpu_ratios[str(n)][m] for m in ref_methods]] for n in ns]))
     targets: List[Tuple[str, float]] = [("fork", 0.3), ("spawn", 0.6), ("exec", 0.6)]
     if "8" in ratios:
         for m, limit in targets:
@@ -230,6 +254,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         "commands": {nm: argv_for(nm, 0, "EVENTS", 0) for nm in names},
         "figures": figures,
         "ratios_reference_over_uvicorn": ratios,
+        "cpu_ratios_reference_over_uvicorn": cpu_ratios,
         "runs": results,
     }
     print(f"results: {c.write_results(args.name, data)}")
