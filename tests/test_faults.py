@@ -1,0 +1,207 @@
+"""harness.faults against the real reference server: every fault, injected for real, and what the server did.
+
+The server runs under tests._refserver.RefServer (events on stdout, its own session); the fault gets a
+FaultContext whose callables read that event stream. Negative controls (heartbeat off, exit 0 after a failed
+lifespan) prove the verdicts can come out False.
+"""
+
+import os
+import sys
+import tempfile
+from typing import Any, Dict, Optional, Set, Tuple
+
+import pytest
+
+from harness import faults
+from harness.readiness import Target
+from harness.records import Scenario
+from tests._refserver import RefServer, assert_nothing_left, burst_until, stop_and_check
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
+
+
+def _alive_workers(server: RefServer) -> Set[int]:
+    server.pump(0)
+    alive: Set[int] = set()
+    for ev in server.events:
+        pid = ev.get("worker_pid")
+        if ev["event"] in ("worker-spawned", "worker-ready", "worker-restart") and isinstance(pid, int):
+            alive.add(pid)
+        elif ev["event"] == "worker-exit" and isinstance(pid, int):
+            alive.discard(pid)
+    return alive
+
+
+def _ready(server: RefServer, workers: int) -> Target:
+    bound = server.wait_for("bound")
+    ready = server.wait_for("ready")
+    target = Target(uds=bound["path"]) if bound.get("path") else Target(host="127.0.0.1", port=bound["port"])
+    key = bound["path"] if bound.get("path") else ("127.0.0.1", bound["port"])
+    seen = burst_until(key, ready["pids"])
+    assert set(ready["pids"]) <= set(seen), (ready, seen)
+    assert len(ready["pids"]) == workers
+    return target
+
+
+def _ctx(server: RefServer, target: Target, workers: int, recovery: Optional[float] = None) -> Any:
+    return faults.FaultContext(
+        master_pid=server.proc.pid,
+        workers=workers,
+        target=target,
+        worker_pids=lambda: _alive_workers(server),
+        alive=lambda: server.proc.poll() is None,
+        exit_code=server.proc.poll,
+        recovery_s=recovery,
+    )
+
+
+def _plan(name: str, tmp: str, app: str = "servers.apps:pid") -> faults.FaultPlan:
+    return faults.plan(Scenario(fault=name, app=app), tmp)
+
+
+@pytest.fixture
+def scratch() -> Any:
+    with tempfile.TemporaryDirectory(prefix="awh-f-", dir="/tmp") as d:  # short: AF_UNIX path limit
+        yield d
+
+
+# --- runtime faults --------------------------------------------------------------------------------------
+
+
+def test_kill_worker_is_replaced_and_all_answer_again(scratch: str) -> None:
+    with RefServer(["servers.apps:pid", "--workers", "2"]) as server:
+        target = _ready(server, 2)
+        out = _plan("kill-worker", scratch).inject(_ctx(server, target, 2))
+        assert out["handled"] is True, out
+        assert out["worker_replaced"] and out["new_pids"] and out["recovery_s"] is not None
+        assert out["server_exited"] is False and out["requests"] > 0
+        assert out["victim_pid"] not in _alive_workers(server)
+        assert server.named("worker-restart")[0]["old_pid"] == out["victim_pid"]
+        assert stop_and_check(server, port=target.port) == 0
+
+
+def test_stop_worker_is_timed_out_killed_and_replaced(scratch: str) -> None:
+    with RefServer(["servers.apps:pid", "--workers", "2", "--timeout", "1"]) as server:
+        target = _ready(server, 2)
+        out = _plan("stop-worker", scratch).inject(_ctx(server, target, 2))
+        assert out["handled"] is True, out
+        timeouts = server.named("worker-timeout")
+        assert [e["worker_pid"] for e in timeouts] == [out["victim_pid"]]
+        assert out["victim_alive"] is False
+        assert stop_and_check(server, port=target.port) == 0
+
+
+def test_stop_worker_without_heartbeat_is_not_handled(scratch: str) -> None:
+    # negative control: --timeout 0 turns the heartbeat check off, so nobody replaces the hung worker
+    with RefServer(["servers.apps:pid", "--workers", "2", "--timeout", "0"]) as server:
+        target = _ready(server, 2)
+        out = _plan("stop-worker", scratch).inject(_ctx(server, target, 2, recovery=2.0))
+        assert out["handled"] is False and out["worker_replaced"] is False, out
+        assert "not replaced" in out["why"]
+        assert out["victim_alive"] is True  # resumed, so the stop below can end it normally
+        assert not server.named("worker-timeout")
+        assert stop_and_check(server, port=target.port) == 0
+
+
+def test_kill_master_takes_the_workers_with_it(scratch: str) -> None:
+    with RefServer(["servers.apps:pid", "--workers", "2"]) as server:
+        target = _ready(server, 2)
+        server.tree()
+        out = _plan("kill-master", scratch).inject(_ctx(server, target, 2))
+        assert out["handled"] is True, out
+        assert out["workers_left"] == [] and out["server_exited"] is True and out["exit_code"] == -9
+        assert_nothing_left(server, port=target.port)
+
+
+def test_term_master_only_stops_cleanly(scratch: str) -> None:
+    with RefServer(["servers.apps:pid", "--workers", "2"]) as server:
+        target = _ready(server, 2)
+        server.tree()
+        out = _plan("term-master-only", scratch).inject(_ctx(server, target, 2))
+        assert out["handled"] is True, out
+        assert out["exit_code"] == 0 and out["workers_left"] == []
+        assert server.wait_exit() == 0
+        assert_nothing_left(server, port=target.port)
+
+
+# --- launch and app faults -------------------------------------------------------------------------------
+
+
+def _conclude(plan: faults.FaultPlan, server: RefServer) -> Dict[str, Any]:
+    code = server.wait_exit()
+    ready = bool(server.named("ready"))
+    return plan.conclude(
+        plan.inject(_ctx(server, Target(port=1), 1)), ready=ready, exit_code=code, stderr=server.stderr()
+    )
+
+
+def test_port_in_use_is_one_line_bind_failure(scratch: str) -> None:
+    with _plan("port-in-use", scratch) as plan, RefServer(
+        ["servers.apps:pid", "--workers", "2", "--port", str(plan.port)]
+    ) as server:
+        out = _conclude(plan, server)
+        assert out["handled"] is True, out
+        assert out["exit_code"] == 6 and out["stderr_lines"] == 1, server.stderr()
+        assert out["last_line"].startswith("servers: error:") and "Traceback" not in server.stderr()
+        assert server.named("error")[0]["kind"] == "bind-failure"
+    # the harness's own socket is released by close()
+    assert plan._holder is None
+
+
+def test_stale_uds_is_replaced_and_served(scratch: str) -> None:
+    plan = _plan("stale-uds", scratch)
+    assert plan.needs_uds and os.path.exists(plan.uds_path)  # the stale file is there before launch
+    with RefServer(["servers.apps:pid", "--workers", "2", "--uds", plan.uds_path]) as server:
+        target = _ready(server, 2)
+        assert target.uds == plan.uds_path
+        assert stop_and_check(server, uds=plan.uds_path) == 0
+        out = plan.conclude({}, ready=True, exit_code=0, stderr=server.stderr())
+        assert out["handled"] is True, out
+
+
+@pytest.mark.parametrize(("name", "code"), [("import-error", 4), ("lifespan-failure", 3)])
+def test_app_faults_exit_with_their_code(scratch: str, name: str, code: int) -> None:
+    plan = _plan(name, scratch)
+    with RefServer([plan.app, "--workers", "2"]) as server:
+        out = _conclude(plan, server)
+        assert out["handled"] is True and out["exit_code"] == code, (out, server.stderr())
+        assert not server.named("worker-restart")
+        assert_nothing_left(server)
+
+
+# --- verdict table (pure) --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("lifespan-failure", False, 0, "startup failed\n", False),  # uvicorn 0.50: stops but exits 0
+        ("lifespan-failure", False, None, "", False),  # hangs
+        ("lifespan-failure", True, None, "", False),  # served although startup failed
+        ("import-error", False, 1, "ModuleNotFoundError: x\n", True),
+        ("port-in-use", False, 1, "ERROR: [Errno 98] address already in use\n", True),
+        ("port-in-use", False, 1, "Traceback (most recent call last):\nOSError: [Errno 98] in use\n", False),
+        ("port-in-use", False, 1, "something else\n", False),
+        ("stale-uds", False, 6, "servers: error: in use\n", False),
+    ],
+)
+def test_conclude_table(scratch: str, case: Tuple[str, bool, Optional[int], str, bool]) -> None:
+    name, ready, code, stderr, handled = case
+    with _plan(name, scratch) as plan:
+        out = plan.conclude({}, ready=ready, exit_code=code, stderr=stderr)
+    assert out["handled"] is handled, out
+    assert out["fault"] == name and out["expected"] and out["why"]
+
+
+def test_unknown_fault_is_one_line(scratch: str) -> None:
+    with pytest.raises(faults.UnknownFault) as info:
+        _plan("kill-everything", scratch)
+    text = str(info.value)
+    assert "\n" not in text and "kill-everything" in text and "kill-worker" in text
+
+
+def test_no_fault_is_a_no_op(scratch: str) -> None:
+    plan = _plan("", scratch)
+    assert plan.app == "servers.apps:pid" and plan.port == 0 and not plan.needs_uds and not plan.runtime
+    assert plan.conclude({}, ready=True, exit_code=0, stderr="") == {}
+    assert faults.summary({}) == ""
