@@ -23,6 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 from .merge import PLATFORM_NAMES, column_of, mark_degraded, row_of, version_key
+from .perf import performance
 from .render import INCONCLUSIVE, OK_CLASSES, _env
 
 __all__ = ["DiffEntry", "ReleaseDiff", "Side", "diff", "identity", "render_release"]
@@ -188,10 +189,14 @@ def render_release(
     previous: str,
     *,
     generated_at: str = "",
+    records: Sequence[ResultRecord] = (),
 ) -> str:
-    """The release page: newly broken first (with signature and reproduction), then fixed, then the rest."""
+    """The release page: newly broken first (with signature and reproduction), then fixed, then the rest.
+
+    `records` (optional, both sides' runs): adds the performance comparison - ready time vs N per version."""
     template = _env().get_template("release.html")
     return template.render(
+        perf=performance(records) if records else None,
         d=release_diff,
         server=server,
         version=version,

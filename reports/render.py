@@ -32,6 +32,7 @@ from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 from . import svg
 from .merge import PLATFORM_NAMES, Cell, MergedView, merge, version_key
+from .perf import performance
 
 __all__ = [
     "CLASS_HELP",
@@ -437,6 +438,7 @@ def render(
     title: str = "ASGI multi-worker socket sharing: results",
     generated_at: Optional[str] = None,
     record_lists: Optional[Iterable[Iterable[ResultRecord]]] = None,
+    bench: Sequence[Tuple[str, Any]] = (),
 ) -> str:
     """The whole report as one HTML string. Pure: the same records give the same page.
 
@@ -444,10 +446,11 @@ def render(
     * title - page title
     * generated_at - shown in the header; default: the newest record's started_at (not the clock)
     * record_lists - alternatively, one list per source (machine / CI job); merged with `records`
+    * bench - (source name, decoded bench/results/<name>.json) pairs for the performance section
     """
-    lists: List[Iterable[ResultRecord]] = [list(records)]
+    lists: List[List[ResultRecord]] = [list(records)]
     if record_lists is not None:
-        lists.extend(record_lists)
+        lists.extend(list(rl) for rl in record_lists)
     view = merge(lists)
     all_records = view.records
     if generated_at is None:
@@ -467,6 +470,7 @@ def render(
         signatures=_signature_groups(view),
         column_failing=_column_failing(view),
         issues=known_issues(view.cells),
+        perf=performance([r for rl in lists for r in rl], bench),
         detail_groups=(
             (
                 "Failures, conflicts and inconclusive runs",
@@ -486,11 +490,12 @@ def write_report(
     *,
     title: str = "ASGI multi-worker socket sharing: results",
     generated_at: Optional[str] = None,
+    bench: Sequence[Tuple[str, Any]] = (),
 ) -> str:
     """Render and write the report to `path` (UTF-8); returns the absolute path."""
     if generated_at is None:
         generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    html = render(records, title=title, generated_at=generated_at)
+    html = render(records, title=title, generated_at=generated_at, bench=bench)
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:

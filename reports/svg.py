@@ -14,7 +14,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from markupsafe import Markup, escape
 
-__all__ = ["number", "timeline", "worker_bars"]
+__all__ = ["line_plot", "number", "timeline", "worker_bars"]
 
 #: (timings key, label, css class) of the master-level milestones, in the order they normally happen.
 MILESTONES: Tuple[Tuple[str, str, str], ...] = (
@@ -203,5 +203,104 @@ def worker_bars(
         f'<line class="even" x1="{even_x:.1f}" y1="1" x2="{even_x:.1f}" y2="{height - 3}">'
         f"<title>even share: {total / len(rows):.1f} requests each</title></line>"
     )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+#: series colours of line plots (fixed; never taken from a record)
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+
+
+def line_plot(
+    series: Sequence[Tuple[str, Sequence[Tuple[float, float]]]],
+    *,
+    title: str,
+    x_label: str = "workers",
+    y_label: str = "seconds",
+    width: int = 460,
+    y_format: str = "s",
+) -> Markup:
+    """Lines of (x, y) points, one per labelled series, x as ordered categories (1, 2, 4, 8 workers sit
+    evenly), y linear from 0; a legend under the plot. Empty Markup when no series has a point.
+    `y_format`: "s" (seconds, shown as ms below 1 s) or "ms"."""
+    clean: List[Tuple[str, List[Tuple[float, float]]]] = []
+    for label, points in series:
+        pts = []
+        for x_raw, y_raw in points:
+            x, y = number(x_raw), number(y_raw)
+            if x is not None and y is not None and y >= 0:
+                pts.append((x, y))
+        if pts:
+            clean.append((str(label), sorted(pts)))
+    if not clean:
+        return Markup("")
+    xs = sorted({x for _, pts in clean for x, _ in pts})
+    y_max = max(y for _, pts in clean for _, y in pts) or 1.0
+    step = _nice_step(y_max, 4)
+    y_top = math.ceil(y_max / step) * step if step > 0 else y_max
+    left, right, top, plot_h = 52.0, 14.0, 22.0, 150.0
+    plot_w = width - left - right
+    legend_h = 15
+    axis_y = top + plot_h
+    height = int(axis_y + 34 + legend_h * len(clean))
+
+    def fmt_y(v: float) -> str:
+        if y_format == "ms":
+            return f"{v:.0f}ms" if v >= 10 else f"{v:.1f}ms"
+        return _fmt_s(v) if v else "0"
+
+    def x_of(x: float) -> float:
+        if len(xs) == 1:
+            return left + plot_w / 2
+        return left + plot_w * xs.index(x) / (len(xs) - 1)
+
+    def y_of(y: float) -> float:
+        return axis_y - plot_h * (y / y_top if y_top > 0 else 0.0)
+
+    parts: List[str] = [
+        f'<svg class="chart lines" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text class="ptitle" x="{left:.1f}" y="13">{escape(title)}</text>',
+    ]
+    tick = 0.0
+    while step > 0 and tick <= y_top + step / 1000:
+        y = y_of(tick)
+        parts.append(
+            f'<line class="gridline" x1="{left:.1f}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}"/>'
+            f'<text class="ticklabel" x="{left - 5:.1f}" y="{y + 3.5:.1f}" text-anchor="end">'
+            f"{escape(fmt_y(tick))}</text>"
+        )
+        tick += step
+    for x in xs:
+        px = x_of(x)
+        parts.append(
+            f'<line class="tick" x1="{px:.1f}" y1="{axis_y:.1f}" x2="{px:.1f}" y2="{axis_y + 4:.1f}"/>'
+            f'<text class="ticklabel" x="{px:.1f}" y="{axis_y + 15:.1f}" text-anchor="middle">'
+            f"{escape(f'{x:g}')}</text>"
+        )
+    parts.append(
+        f'<line class="axis" x1="{left:.1f}" y1="{axis_y:.1f}" x2="{left + plot_w:.1f}" y2="{axis_y:.1f}"/>'
+        f'<text class="axislabel" x="{left + plot_w:.1f}" y="{axis_y + 27:.1f}" text-anchor="end">'
+        f"{escape(x_label)}</text>"
+        f'<text class="axislabel" x="4" y="{top - 6:.1f}">{escape(y_label)}</text>'
+    )
+    for i, (label, pts) in enumerate(clean):
+        colour = PALETTE[i % len(PALETTE)]
+        dash = "" if i < len(PALETTE) else ' stroke-dasharray="4 3"'
+        coords = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in pts)
+        parts.append(f'<polyline class="series" fill="none" stroke="{colour}"{dash} points="{coords}"/>')
+        for x, y in pts:
+            parts.append(
+                f'<circle class="pt" cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="3" fill="{colour}">'
+                f"<title>{escape(label)}: {escape(f'{x:g}')} {escape(x_label)} -> "
+                f"{escape(fmt_y(y))}</title></circle>"
+            )
+        ly = axis_y + 34 + i * legend_h
+        parts.append(
+            f'<line x1="{left:.1f}" y1="{ly - 4:.1f}" x2="{left + 18:.1f}" y2="{ly - 4:.1f}" '
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
+            f'<text class="legend" x="{left + 24:.1f}" y="{ly:.1f}">{escape(label)}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
