@@ -87,6 +87,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=_non_negative_int, default=d.requests)
     p.add_argument("--concurrency", type=_positive_int, default=d.concurrency)
     p.add_argument("--keepalive-requests", type=_non_negative_int, default=d.keepalive_requests)
+    p.add_argument("--fault", default="", choices=("", "kill-worker"), help="inject a fault once ready")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
 
 
@@ -233,6 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         requests=args.requests,
         concurrency=args.concurrency,
         keepalive_requests=args.keepalive_requests,
+        fault=args.fault,
         options=tuple(tuple(kv) for kv in _parse_options(args.option)),  # type: ignore[misc]
     )
     _validate_scenario(sc)

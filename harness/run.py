@@ -67,6 +67,8 @@ _FD_SHIM = (
 )
 
 VALID_STDIN = ("inherit", "devnull", "closed")
+#: faults the runner can inject: "kill-worker" - SIGKILL one worker that answered, once the server is ready
+VALID_FAULTS = ("", "kill-worker")
 VALID_STOP = ("group", "master")
 
 
@@ -104,6 +106,10 @@ def validate(scenario: Scenario) -> None:
         raise ValueError(f"stop must be one of {', '.join(VALID_STOP)}, not {scenario.stop!r}")
     if scenario.requests < 0 or scenario.concurrency < 1 or scenario.keepalive_requests < 0:
         raise ValueError("requests and keepalive_requests must be >= 0, concurrency >= 1")
+    if scenario.fault not in VALID_FAULTS:
+        raise ValueError(
+            f"fault must be one of {', '.join(f for f in VALID_FAULTS if f)}, not {scenario.fault!r}"
+        )
     if ":" not in scenario.app:
         raise ValueError(f"app must be MODULE:ATTR, not {scenario.app!r}")
 
@@ -216,6 +222,7 @@ class _RunState:
     stderr_tail: str = ""
     stdout_tail: str = ""
     exit_code: Optional[int] = None
+    fault: Dict[str, Any] = dataclasses.field(default_factory=dict)
     obs: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -259,6 +266,7 @@ def _record(state: _RunState, failure_class: str, signature: str, reason: str) -
         leaks=dict(state.leaks),
         worker_pids=sorted(state.worker_pids),
         events=list(state.events),
+        fault=dict(state.fault),
         command=list(state.command),
         env=dict(state.env_set),
         stderr_tail=state.stderr_tail,
@@ -581,9 +589,47 @@ def _serve(
         state.snapshots.append(_snapshot(hinspect, root_pid, "ready"))
         seen_pids: Set[int] = set(hinspect.tree_pids(root_pid)) | {root_pid}
         worker_pids()
+        ready = bool(rr.ready)
+
+        # fault: kill one worker that answered, then prove readiness again (the load runs after it, so
+        # the fault window is outside the load totals). After a fault, `ready` and `answered` describe
+        # the server as it is after the fault: did it get back to N serving workers?
+        if sc.fault and ready:
+            victim = min(answered & worker_pids() or answered)
+            t_fault = time.monotonic()
+            _kill(victim)
+            st["fault_sent"] = _rel(t_fault, t0)
+            rr2 = wait_ready(
+                target_fn,
+                sc.workers,
+                time.monotonic() + deadline_s,
+                alive=alive,
+                worker_pids=lambda: worker_pids() - {victim},
+                ready_event=lambda: None,
+            )
+            answered = {int(p) for p in (rr2.pid_first_seen or {})} - {victim}
+            ready = bool(rr2.ready)
+            exited_before_ready = bool(rr2.exited) or (not ready and proc.poll() is not None)
+            alive_at_deadline = not ready and proc.poll() is None
+            st["fault_recovered"] = _rel(rr2.all_workers, t0) if ready else None
+            state.fault = {
+                "fault": sc.fault,
+                "killed_pid": victim,
+                "recovered": ready,
+                "recovered_after_s": round(rr2.all_workers - t_fault, 4)
+                if ready and rr2.all_workers
+                else None,
+                "answered_after": sorted(answered),
+                "server_exited": proc.poll() is not None,
+                "exit_code": proc.poll(),
+            }
+            state.snapshots.append(_snapshot(hinspect, root_pid, "after-fault"))
+            seen_pids |= set(hinspect.tree_pids(root_pid))
+        elif sc.fault:
+            state.fault = {"fault": sc.fault, "skipped": "the server never became ready"}
 
         # load: only against a server that proved readiness or at least answered once
-        target = target_fn() if (rr.ready or answered) and proc.poll() is None else None
+        target = target_fn() if (ready or answered) and proc.poll() is None else None
         if target is not None:
             timeout_s = max(5.0, base_timeout / 2)
             state.load = dict(
@@ -639,7 +685,7 @@ def _serve(
             restarts = max(0, len(ever_workers) - sc.workers) if ever_workers else 0
             worker_exits = len(ever_workers - still_workers) if ever_workers else 0
         state.obs = {
-            "ready": bool(rr.ready),
+            "ready": ready,
             "answered_pids": tuple(sorted(answered)),
             "any_response": bool(answered) or rr.first_response is not None,
             "exited_before_ready": exited_before_ready,
@@ -658,6 +704,8 @@ def _serve(
             "stop_escalated": bool(stop.escalated),
             "stop_exit_code": stop.exit_code,
             "leaks": {k: list(v) for k, v in state.leaks.items()},
+            "fault": sc.fault,
+            "fault_outcome": dict(state.fault),
         }
         cls, sig, reason = _verdict(_observation(state))
         return _record(state, cls, sig, reason)
@@ -669,6 +717,14 @@ def _serve(
                 pass
             if not state.stderr_tail:
                 state.stderr_tail, state.stdout_tail = _tail_text(proc)
+
+
+def _kill(pid: int) -> None:
+    """The kill-worker fault: SIGKILL where it exists (POSIX), TerminateProcess on Windows (psutil)."""
+    try:
+        psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass
 
 
 def _settle_zombies(leaks: Dict[str, Any], run_pids: Set[int]) -> Dict[str, Any]:

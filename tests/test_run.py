@@ -147,3 +147,18 @@ def test_fifty_scenarios_two_at_a_time_do_not_collide(tmp_path: Any) -> None:
     assert len(uds) == len(set(uds)) == 10
     # resume: nothing left to do
     assert run_matrix(scenarios, results=results, jobs=2, resume=True) == []
+
+
+def test_kill_worker_fault_is_survived_by_the_reference_server(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", workers=2, fault="kill-worker")
+    assert record.fault["killed_pid"] and record.fault["recovered"] is True, record.fault
+    assert record.failure_class == "passed", record.reason
+    assert record.fault["killed_pid"] not in record.fault["answered_after"]
+    restarts = [e for e in record.events if e["event"] == "worker-restart"]
+    assert restarts and restarts[0]["old_pid"] == record.fault["killed_pid"]
+    assert [s["phase"] for s in record.snapshots] == ["ready", "after-fault", "after-load", "after-stop"]
+
+
+def test_unknown_fault_is_refused(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", fault="unplug-the-cable")
+    assert record.failure_class == "harness-error" and "fault must be one of" in record.signature
