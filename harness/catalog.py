@@ -15,6 +15,7 @@ file: `CatalogError: uvicorn-514.toml: [expect].failure_class 'boom' is not a fa
 * load_entry(path) -> Entry
 * Entry.scenarios() -> [(Scenario, Expectation)] - what the collector turns into tests
 * Entry.platform_skip(sys_platform) / Entry.python_skip(version) - "" or the reason to skip
+* case_skip(entry, scenario, expectation, sys_platform, python) - "" or why one case is skipped here
 
 Exceptions:
 
@@ -150,6 +151,24 @@ class Entry:
                 spec = ",".join(f"{o}{b}" for o, b in self.python)
                 return f"{self.id} needs Python {spec}; this is {version}"
         return ""
+
+
+def case_skip(
+    entry: Entry, scenario: Scenario, expectation: Expectation, sys_platform: str, python: str
+) -> str:
+    """ "" when this case of `entry` runs here, else the reason to skip it.
+
+    * sys_platform - where it would run; python - the version the harness runs under ("3.11.7"),
+      used when the scenario names no version of its own
+    An entry's `skip` skips every case; a platform outside `platforms` too; the entry's python range
+    applies to affected cases only (fixed/unaffected cases may deliberately sit outside it)."""
+    if entry.skip:
+        return f"{entry.id}: {entry.skip}"
+    reason = entry.platform_skip(sys_platform)
+    if reason or expectation.role != "affected":
+        return reason
+    own = scenario.python if scenario.python and scenario.python[0].isdigit() else ""
+    return entry.python_skip(own or python)
 
 
 def _version_tuple(text: str) -> Tuple[int, ...]:
@@ -349,6 +368,7 @@ __all__ = [
     "CatalogError",
     "Entry",
     "Expectation",
+    "case_skip",
     "entries",
     "load_entry",
     "parse_entry",

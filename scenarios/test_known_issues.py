@@ -20,7 +20,7 @@ from typing import Any, List, Tuple
 
 import pytest
 
-from harness.catalog import Entry, Expectation, entries
+from harness.catalog import Entry, Expectation, case_skip, entries
 from harness.plugin import failure_message
 from harness.records import Scenario
 
@@ -31,14 +31,7 @@ def _case_id(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
 
 
 def _skip_reason(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
-    if entry.skip:
-        return f"{entry.id}: {entry.skip}"
-    reason = entry.platform_skip(sys.platform)
-    if reason or expectation.role != "affected":
-        # the python range says where the bug reproduces; fixed/unaffected cases may sit outside it
-        return reason
-    python = scenario.python if scenario.python and scenario.python[0].isdigit() else ""
-    return entry.python_skip(python or platform.python_version())
+    return case_skip(entry, scenario, expectation, sys.platform, platform.python_version())
 
 
 def _params() -> List[Any]:
