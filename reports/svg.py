@@ -212,7 +212,7 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 
 def line_plot(
-    series: Sequence[Tuple[str, Sequence[Tuple[float, float]]]],
+    series: Sequence[Tuple[str, Sequence[Tuple[Any, Any]]]],
     *,
     title: str,
     x_label: str = "workers",

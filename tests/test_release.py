@@ -1,0 +1,149 @@
+"""Tests of harness/release.py: which scenarios a release check runs, the default previous version, and
+the exit status (the runs themselves are harness.matrix's, exercised for real in test_harness_cli)."""
+
+import dataclasses
+import io
+import sys
+from typing import Any, List, Sequence
+
+import pytest
+
+from harness import release
+from harness.catalog import entries, parse_entry
+from harness.errors import UsageError
+from harness.records import ResultRecord, Scenario
+
+from .test_reports import rec
+
+
+def test_previous_version_is_the_newest_older_final_release() -> None:
+    versions = ["0.9.0", "0.10.0", "0.53.0", "0.54.0rc1", "0.54.0", "0.55.0", "not-a-version"]
+    assert release.previous_version("0.55.0", versions) == "0.54.0"
+    assert release.previous_version("0.54.0", versions) == "0.53.0"
+    assert release.previous_version("0.56.0", versions) == "0.55.0"  # unreleased version: newest older
+    with pytest.raises(UsageError, match=r"no release older than 0\.9\.0"):
+        release.previous_version("0.9.0", versions)
+
+
+def test_pinned_replaces_the_distribution_and_keeps_extras() -> None:
+    assert release._pinned(["uvicorn[standard]==0.30.0", "httptools"], "uvicorn", "0.54.0") == (
+        "uvicorn[standard]==0.54.0",
+        "httptools",
+    )
+    assert release._pinned(["gunicorn==27.0.1", "Uvicorn_Worker==0.4.0"], "uvicorn-worker", "0.5.0") == (
+        "gunicorn==27.0.1",
+        "Uvicorn_Worker==0.5.0",
+    )
+    assert release._pinned([], "uvicorn", "1.0") == ("uvicorn==1.0",)
+
+
+def test_release_scenarios_are_the_matrix_and_the_servers_catalog_at_that_version() -> None:
+    scenarios = release.release_scenarios("uvicorn", "0.54.0", workers=(1, 2, 4))
+    matrix = [s for s in scenarios if not dict(s.options).get("known_issue")]
+    assert [(s.server, s.workers, s.requirements) for s in matrix] == [
+        ("uvicorn", n, ("uvicorn==0.54.0",)) for n in (1, 2, 4)
+    ]
+    issues = {dict(s.options)["known_issue"]: s for s in scenarios if dict(s.options).get("known_issue")}
+    # every catalog entry that concerns uvicorn and runs here, each at the new version
+    expected = {
+        e.id
+        for e in entries()
+        if not e.skip and not e.platform_skip(sys.platform) and release.concerns(e, "uvicorn", "uvicorn")
+    }
+    # entries that come down to the same scenario run once
+    unique = {
+        dataclasses.replace(s, options=()).scenario_id
+        for e in entries()
+        if e.id in expected
+        for s, _ in e.scenarios()[:1]
+    }
+    assert set(issues) <= expected and len(issues) <= len(unique)
+    assert issues, "the catalog has uvicorn entries; none was picked"
+    for sc in issues.values():
+        assert any(r.startswith("uvicorn==0.54.0") for r in sc.requirements), sc.requirements
+        assert not any(r.startswith("uvicorn==") and r != "uvicorn==0.54.0" for r in sc.requirements)
+    assert not any(s.server == "hypercorn" for s in scenarios)
+    # a gunicorn entry that pins uvicorn concerns a uvicorn release
+    if "uvicorn-worker-35" in issues:
+        assert issues["uvicorn-worker-35"].server == "gunicorn"
+        assert "uvicorn-worker==0.4.0" in issues["uvicorn-worker-35"].requirements  # the fixed case
+
+
+def _entry(**extra: Any) -> Any:
+    data = {
+        "id": "x-1",
+        "title": "t",
+        "links": ["https://example.invalid/1"],
+        "python": ">=3.12",
+        "scenario": {"server": "uvicorn", "workers": 2},
+        "expect": {"failure_class": "startup-failure"},
+        "affected": [{"requirements": ["uvicorn==0.1.0"]}],
+        **extra,
+    }
+    return parse_entry(data, "x-1.toml")
+
+
+def test_catalog_scenarios_respect_skip_platform_and_python_range() -> None:
+    entry = _entry()
+    sc = release.catalog_scenarios("uvicorn", "0.54.0", pythons=("3.11", "3.12"), entries=[entry])
+    assert [(s.python, s.requirements) for s in sc] == [("3.12", ("uvicorn==0.54.0",))]
+    assert release.catalog_scenarios("uvicorn", "0.54.0", entries=[_entry(skip="needs a fault")]) == []
+    windows_only = _entry(platforms=["win32"])
+    assert release.catalog_scenarios("uvicorn", "1", entries=[windows_only], sys_platform="linux") == []
+    assert release.catalog_scenarios("hypercorn", "1", entries=[entry]) == []
+
+
+def _fake_runs(monkeypatch: pytest.MonkeyPatch, broken_at: str) -> List[Sequence[Scenario]]:
+    """run_matrix replaced: each scenario 'runs' as a passed record, except at `broken_at`."""
+    calls: List[Sequence[Scenario]] = []
+
+    def run_matrix(scenarios: Sequence[Scenario], **kwargs: Any) -> List[ResultRecord]:
+        calls.append(scenarios)
+        out = []
+        for sc in scenarios:
+            version = sc.requirements[0].split("==")[1]
+            r = rec("uvicorn", version, "3.11", "linux", workers=sc.workers)
+            r = dataclasses.replace(r, scenario=sc.to_dict())
+            if version == broken_at and sc.workers == 2:
+                r = dataclasses.replace(r, failure_class="startup-failure", signature="OSError: boom")
+            out.append(r)
+        return out
+
+    monkeypatch.setattr(release, "run_matrix", run_matrix)
+    return calls
+
+
+def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    calls = _fake_runs(monkeypatch, broken_at="0.55.0")
+    out = io.StringIO()
+    page = tmp_path / "release.html"
+    code = release.run_release(
+        "uvicorn",
+        "0.55.0",
+        workers=(1, 2),
+        with_catalog=False,
+        results_dir=str(tmp_path),
+        output=str(page),
+        list_versions=lambda dist: ["0.53.0", "0.54.0", "0.55.0"],
+        out=out,
+    )
+    assert code == release.EXIT_NEWLY_BROKEN
+    assert [sorted({r for s in c for r in s.requirements}) for c in calls] == [
+        ["uvicorn==0.54.0"],
+        ["uvicorn==0.55.0"],
+    ]
+    text = out.getvalue()
+    assert "previous uvicorn release: 0.54.0" in text and "1 newly broken" in text
+    assert "OSError: boom" in page.read_text(encoding="utf-8")
+
+    _fake_runs(monkeypatch, broken_at="0.54.0")  # broken before, fixed now
+    code = release.run_release(
+        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
+        output=str(page), out=io.StringIO(),
+    )  # fmt: skip
+    assert code == 0 and 'Newly fixed <span class="count">1</span>' in page.read_text(encoding="utf-8")
+
+
+def test_run_release_refuses_servers_without_releases(tmp_path: Any) -> None:
+    with pytest.raises(UsageError, match="no released versions"):
+        release.run_release("reference", "1.0", "0.9", output=str(tmp_path / "x.html"), out=io.StringIO())
