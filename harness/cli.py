@@ -25,6 +25,7 @@ from harness import pythons
 from harness.adapters import get_adapter
 from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
+from harness.faults import FAULTS
 from harness.matrix import default_matrix, done_ids, run_matrix, summary
 from harness.records import ResultRecord, Scenario, read_records
 from harness.run import BASE_TIMEOUT_S, run_scenario, validate
@@ -87,7 +88,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=_non_negative_int, default=d.requests)
     p.add_argument("--concurrency", type=_positive_int, default=d.concurrency)
     p.add_argument("--keepalive-requests", type=_non_negative_int, default=d.keepalive_requests)
-    p.add_argument("--fault", default="", choices=("", "kill-worker"), help="inject a fault once ready")
+    p.add_argument("--fault", default="", choices=("", *FAULTS), help="inject a fault (see harness.faults)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 import psutil
 
 import harness
-from harness import envs, pythons
+from harness import envs, faults, pythons
 from harness import inspect as hinspect
 from harness.adapters import get_adapter
 from harness.capsule import write_capsule
@@ -67,8 +67,6 @@ _FD_SHIM = (
 )
 
 VALID_STDIN = ("inherit", "devnull", "closed")
-#: faults the runner can inject: "kill-worker" - SIGKILL one worker that answered, once the server is ready
-VALID_FAULTS = ("", "kill-worker")
 VALID_STOP = ("group", "master")
 
 
@@ -106,10 +104,7 @@ def validate(scenario: Scenario) -> None:
         raise ValueError(f"stop must be one of {', '.join(VALID_STOP)}, not {scenario.stop!r}")
     if scenario.requests < 0 or scenario.concurrency < 1 or scenario.keepalive_requests < 0:
         raise ValueError("requests and keepalive_requests must be >= 0, concurrency >= 1")
-    if scenario.fault not in VALID_FAULTS:
-        raise ValueError(
-            f"fault must be one of {', '.join(f for f in VALID_FAULTS if f)}, not {scenario.fault!r}"
-        )
+    faults.check(scenario.fault)  # UnknownFault is a ValueError
     if ":" not in scenario.app:
         raise ValueError(f"app must be MODULE:ATTR, not {scenario.app!r}")
 
@@ -415,13 +410,16 @@ def _prepared(
     }
     env_set.update({str(k): str(v) for k, v in envs.env_vars_for_server(env).items()})
 
-    # 3. bind
+    # 3. fault plan (launch faults spoil the port / UDS path; app faults swap the app), then bind
+    plan = faults.plan(sc, scratch)
     kind, fd_n = parse_bind(sc.bind)
+    if plan.needs_uds:
+        kind, fd_n = "uds", None
     uds_path = ""
     harness_sock: Optional[socket.socket] = None
-    asked: Dict[str, Any] = {"kind": kind, "host": "127.0.0.1", "port": 0}
+    asked: Dict[str, Any] = {"kind": kind, "host": "127.0.0.1", "port": plan.port}
     if kind == "uds":
-        uds_path = os.path.join(scratch, "s.sock")
+        uds_path = plan.uds_path or os.path.join(scratch, "s.sock")
         asked = {"kind": "uds", "path": uds_path}
     elif kind == "fd":
         # The harness owns the socket: bind port 0 and keep it (never "bind, close, hand the number over").
@@ -443,8 +441,10 @@ def _prepared(
             uds_path=uds_path,
             harness_sock=harness_sock,
             base_timeout=base_timeout,
+            plan=plan,
         )
     finally:
+        plan.close()
         if harness_sock is not None:
             harness_sock.close()
 
@@ -469,6 +469,7 @@ def _serve(
     uds_path: str,
     harness_sock: Optional[socket.socket],
     base_timeout: float,
+    plan: faults.FaultPlan,
 ) -> ResultRecord:
 
     sc = state.scenario
@@ -479,10 +480,10 @@ def _serve(
         python_version=interp.version,
         server_version=state.server_version if adapter.distribution else "",
         installed=dict(state.installed),
-        app=sc.app,
+        app=plan.app,
         workers=sc.workers,
         host="127.0.0.1",
-        port=0,
+        port=plan.port,
         uds=uds_path,
         fd=fd_n,
         strategy=sc.strategy,
@@ -591,42 +592,39 @@ def _serve(
         worker_pids()
         ready = bool(rr.ready)
 
-        # fault: kill one worker that answered, then prove readiness again (the load runs after it, so
-        # the fault window is outside the load totals). After a fault, `ready` and `answered` describe
-        # the server as it is after the fault: did it get back to N serving workers?
-        if sc.fault and ready:
-            victim = min(answered & worker_pids() or answered)
-            t_fault = time.monotonic()
-            _kill(victim)
-            st["fault_sent"] = _rel(t_fault, t0)
-            rr2 = wait_ready(
-                target_fn,
-                sc.workers,
-                time.monotonic() + deadline_s,
-                alive=alive,
-                worker_pids=lambda: worker_pids() - {victim},
-                ready_event=lambda: None,
+        # runtime fault (faults.py): injected once N workers answered, with its own load window (kept out
+        # of the load totals). Worker faults: readiness is proven again right after, so `ready` and
+        # `answered` describe the server as the fault left it (replaced? partial? gone?).
+        outcome: Dict[str, Any] = {}
+        if plan.runtime and ready:
+            st["fault_sent"] = _rel(time.monotonic(), t0)
+            outcome = plan.inject(
+                faults.FaultContext(
+                    master_pid=root_pid,
+                    workers=sc.workers,
+                    target=target_fn(),
+                    worker_pids=worker_pids,
+                    alive=alive,
+                    exit_code=proc.poll,
+                )
             )
-            answered = {int(p) for p in (rr2.pid_first_seen or {})} - {victim}
-            ready = bool(rr2.ready)
-            exited_before_ready = bool(rr2.exited) or (not ready and proc.poll() is not None)
-            alive_at_deadline = not ready and proc.poll() is None
-            st["fault_recovered"] = _rel(rr2.all_workers, t0) if ready else None
-            state.fault = {
-                "fault": sc.fault,
-                "killed_pid": victim,
-                "recovered": ready,
-                "recovered_after_s": round(rr2.all_workers - t_fault, 4)
-                if ready and rr2.all_workers
-                else None,
-                "answered_after": sorted(answered),
-                "server_exited": proc.poll() is not None,
-                "exit_code": proc.poll(),
-            }
+            st["fault_done"] = _rel(time.monotonic(), t0)
             state.snapshots.append(_snapshot(hinspect, root_pid, "after-fault"))
             seen_pids |= set(hinspect.tree_pids(root_pid))
-        elif sc.fault:
-            state.fault = {"fault": sc.fault, "skipped": "the server never became ready"}
+            if plan.name in ("kill-worker", "stop-worker"):
+                victim = int(outcome.get("victim_pid") or 0)
+                again = wait_ready(
+                    target_fn,
+                    sc.workers,
+                    # handled: it answers at once; not handled: a short look at who still answers
+                    time.monotonic() + (deadline_s if outcome.get("handled") else min(5.0, deadline_s)),
+                    alive=alive,
+                    worker_pids=lambda: worker_pids() - {victim},
+                )
+                ready = bool(again.ready)
+                answered = {int(p) for p in (again.pid_first_seen or {})} - {victim}
+                exited_before_ready = bool(again.exited) or (not ready and proc.poll() is not None)
+                alive_at_deadline = not ready and proc.poll() is None
 
         # load: only against a server that proved readiness or at least answered once
         target = target_fn() if (ready or answered) and proc.poll() is None else None
@@ -669,6 +667,7 @@ def _serve(
 
         state.events = events()
         state.stderr_tail, state.stdout_tail = _tail_text(proc)
+        state.fault = plan.conclude(outcome, ready=ready, exit_code=stop.exit_code, stderr=state.stderr_tail)
         state.worker_pids = sorted(p for p in answered if p != root_pid) if answered else []
         state.exit_code = stop.exit_code
         load = state.load
@@ -717,14 +716,6 @@ def _serve(
                 pass
             if not state.stderr_tail:
                 state.stderr_tail, state.stdout_tail = _tail_text(proc)
-
-
-def _kill(pid: int) -> None:
-    """The kill-worker fault: SIGKILL where it exists (POSIX), TerminateProcess on Windows (psutil)."""
-    try:
-        psutil.Process(pid).kill()
-    except psutil.NoSuchProcess:
-        pass
 
 
 def _settle_zombies(leaks: Dict[str, Any], run_pids: Set[int]) -> Dict[str, Any]:

@@ -151,14 +151,21 @@ def test_fifty_scenarios_two_at_a_time_do_not_collide(tmp_path: Any) -> None:
 
 def test_kill_worker_fault_is_survived_by_the_reference_server(tmp_path: Any) -> None:
     record = _run(tmp_path, server="reference", workers=2, fault="kill-worker")
-    assert record.fault["killed_pid"] and record.fault["recovered"] is True, record.fault
+    assert record.fault["handled"] is True, record.fault
     assert record.failure_class == "passed", record.reason
-    assert record.fault["killed_pid"] not in record.fault["answered_after"]
+    victim = record.fault["victim_pid"]
+    assert victim and victim not in record.worker_pids and record.fault["new_pids"]
     restarts = [e for e in record.events if e["event"] == "worker-restart"]
-    assert restarts and restarts[0]["old_pid"] == record.fault["killed_pid"]
+    assert restarts and restarts[0]["old_pid"] == victim
     assert [s["phase"] for s in record.snapshots] == ["ready", "after-fault", "after-load", "after-stop"]
+
+
+def test_app_fault_swaps_the_app_and_judges_the_ending(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="reference", workers=2, fault="import-error")
+    assert record.failure_class == "startup-failure"
+    assert record.fault["app"] == "servers.apps_broken:app" and record.fault["handled"] is True
 
 
 def test_unknown_fault_is_refused(tmp_path: Any) -> None:
     record = _run(tmp_path, server="reference", fault="unplug-the-cable")
-    assert record.failure_class == "harness-error" and "fault must be one of" in record.signature
+    assert record.failure_class == "harness-error" and "unknown fault" in record.signature
