@@ -4,12 +4,14 @@
     harness run ... --json                                                     -> the whole record (JSON)
     harness matrix [--config FILE] [--results FILE] [--report FILE.html] [-n JOBS] [--resume] ...
     harness report RESULTS.jsonl|DIR... -o report.html
-    harness release uvicorn 0.55.0 --previous 0.54.0 [-n 2] [-o release.html]   -> the release diff page
+    harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
+    harness catalog [IDS...] [--run]                                           -> the known-issue catalog
     harness pythons                                                            -> interpreters found here
     harness probe [--python V]                                                 -> reference strategies here
 
 Exit codes: 0 - the run completed, whatever the verdict; 1 - the harness could not do its job (a
-`harness-error` record, a crash); 2 - bad usage (one line on stderr); 130 - interrupted.
+`harness-error` record, a crash); 2 - bad usage (one line on stderr); 3 - `harness release` only: a
+cell that passed at --previous is broken at VERSION; 130 - interrupted.
 """
 
 import argparse
@@ -21,15 +23,16 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from harness import pythons
+from harness import catalog_cli, pythons
 from harness.adapters import get_adapter
 from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
 from harness.faults import FAULTS
 from harness.matrix import default_matrix, done_ids, run_matrix, summary
 from harness.records import ResultRecord, Scenario, read_records
-from harness.run import BASE_TIMEOUT_S, run_scenario, validate
-from reports import diff, render_release, write_report
+from harness.release import run_release
+from harness.run import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
+from reports import write_report
 from servers.adapters.reference import ProbeFailed, combinations, probe
 
 EXIT_OK = 0
@@ -135,13 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff")
     p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
     p.add_argument("version", help="the new version, e.g. 0.55.0")
-    p.add_argument("--previous", required=True, metavar="VERSION", help="the version to compare against")
+    p.add_argument("--previous", default="", metavar="VERSION", help="default: the release before VERSION")
     p.add_argument("--python", default="", metavar="LIST", help='comma-separated interpreters ("3.8,3.12")')
     p.add_argument("--workers", default="1,2,4", metavar="LIST", help="worker counts (default 1,2,4)")
+    p.add_argument("--bind", default="tcp", metavar="LIST", help="binds, comma-separated (default tcp)")
+    p.add_argument("--no-catalog", action="store_true", help="leave out the known-issue catalog entries")
     p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
     p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
     p.add_argument("-n", "--jobs", type=_positive_int, default=1)
     _common_run_args(p)
+
+    catalog_cli.add_parser(sub)
 
     sub.add_parser("pythons", help="list the interpreters found here")
 
@@ -393,50 +400,35 @@ def _int_list(text: str, what: str) -> List[int]:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    """Same scenarios at `--previous` and at `version`; the diff page says what broke and what got fixed."""
-    adapter = get_adapter(args.server)
-    if not adapter.distribution:
-        raise UsageError(f"server {args.server!r} has no released versions to compare")
-    workers = _int_list(args.workers, "--workers")
-    pythons = [p.strip() for p in args.python.split(",")] if args.python else [""]
-    for p in pythons:
+    """Delegates to harness.release.run_release (exit 3 when a cell newly broke)."""
+    binds = [b.strip() for b in args.bind.split(",") if b.strip()]
+    for bind in binds:
+        try:
+            parse_bind(bind)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    pythons_ = [p.strip() for p in args.python.split(",")] if args.python else [""]
+    for p in pythons_:
         if p:
             _python_path(p)
     _check_writable(args.output, "--output")
-    extra = [r for r in adapter.default_requirements if r.split("[")[0] != adapter.distribution]
-    sides: Dict[str, List[ResultRecord]] = {}
-    for version in (args.previous, args.version):
-        reqs = (f"{adapter.distribution}=={version}", *extra)
-        scenarios = [
-            Scenario(server=args.server, requirements=reqs, workers=n, bind=bind, python=py)
-            for py in pythons
-            for n in workers
-            for bind in ("tcp", "uds")
-        ]
-        results = os.path.join(args.results_dir, f"{args.server}-{version}.jsonl")
-        _check_writable(results, "--results-dir")
-        print(f"{args.server} {version}: {len(scenarios)} scenario(s) -> {results}", flush=True)
-        sides[version] = run_matrix(
-            scenarios,
-            results=results,
-            jobs=args.jobs,
-            work_dir=args.work_dir,
-            capsule_dir=args.capsule_dir or os.path.join(args.results_dir, "capsules"),
-            base_timeout=args.timeout,
-            progress=_ProgressPrinter(len(scenarios)),
-        )
-        print(summary(sides[version]), flush=True)
-    page = render_release(
-        diff(sides[args.previous], sides[args.version], server=adapter.distribution),
+    _check_writable(os.path.join(args.results_dir, "x.jsonl"), "--results-dir")
+    return run_release(
         args.server,
         args.version,
         args.previous,
-        generated_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        pythons=pythons_,
+        workers=_int_list(args.workers, "--workers"),
+        binds=binds,
+        with_catalog=not args.no_catalog,
+        results_dir=args.results_dir,
+        output=args.output,
+        jobs=args.jobs,
+        work_dir=args.work_dir,
+        capsule_dir=args.capsule_dir,
+        base_timeout=args.timeout,
+        progress=_ProgressPrinter,
     )
-    with open(args.output, "w", encoding="utf-8") as fh:
-        fh.write(page)
-    print(f"release page: {os.path.abspath(args.output)}")
-    return EXIT_OK
 
 
 def cmd_pythons(args: argparse.Namespace) -> int:
@@ -480,13 +472,18 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        return COMMANDS[args.command](args)
+        func = getattr(args, "func", None)  # sub-commands registered by their own module (catalog)
+        return int(func(args)) if func is not None else COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"harness: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except HarnessError as exc:
         print(f"harness: {_one_line(exc)}", file=sys.stderr)
         return EXIT_HARNESS
+    except BrokenPipeError:  # `harness catalog | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
