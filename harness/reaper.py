@@ -18,7 +18,11 @@ away is killed, by three layers (each covers what the one before cannot):
 * register(pid) / unregister(pid) / registered() -> [pid]
 * kill_session(pid) -> [pids killed]: the hard kill used by all three layers (descendants, session
   members, then the process group)
-* reap_all() -> [pids killed]: kill every registered session now (what atexit runs)
+* reap_all() -> [pids killed]: kill every registered session now (what atexit runs), then remove every
+  registered directory
+* register_dir(path) / unregister_dir(path): a run's private directory (HOME/TMP, the UDS) that must not
+  outlive the harness either; removed by all three layers after the kill
+* kill_session also unlinks the UDS files its victims listened on: a SIGKILLed server cannot remove them
 
 A pid-reuse caveat: the registry keeps each pid's create_time and skips a pid whose process changed.
 """
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import psutil
 
@@ -39,6 +45,7 @@ from harness import _platform
 
 _lock = threading.RLock()
 _registry: Dict[int, float] = {}  # pid -> create_time (0.0 when unknown)
+_dirs: Dict[str, None] = {}  # registered directories, in order
 
 
 class _State:
@@ -82,6 +89,7 @@ def kill_session(pid: int, create_time: float = 0.0) -> List[int]:
     order = list(reversed(list(victims.values())))
     if root is not None:
         order.append(root)
+    sockets = _uds_paths([p.pid for p in order])
     killed = []
     for proc in order:
         try:
@@ -91,7 +99,40 @@ def kill_session(pid: int, create_time: float = 0.0) -> List[int]:
             continue
     if root is not None or victims:
         _platform.kill_group(pid)
+    if sockets:
+        psutil.wait_procs(order, timeout=2.0)
+        for path in sockets:
+            _unlink_socket(path)
     return killed
+
+
+def _uds_paths(pids: List[int]) -> List[str]:
+    """Filesystem paths of the AF_UNIX sockets the processes listen on (best effort)."""
+    found = _platform.unix_listeners(pids)
+    if found is not None:
+        return sorted({path for _pid, path in found if path and not path.startswith("@")})
+    paths: Set[str] = set()
+    for pid in pids:
+        try:
+            for conn in psutil.Process(pid).net_connections(kind="unix"):
+                if isinstance(conn.laddr, str) and conn.laddr and not conn.laddr.startswith("@"):
+                    paths.add(conn.laddr)
+        except (psutil.Error, OSError):
+            continue
+    return sorted(paths)
+
+
+def _unlink_socket(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_dirs(paths: List[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def reap_all() -> List[int]:
@@ -102,6 +143,10 @@ def reap_all() -> List[int]:
     killed: List[int] = []
     for pid, ctime in items:
         killed.extend(kill_session(pid, ctime))
+    with _lock:
+        dirs = list(_dirs)
+        _dirs.clear()
+    _remove_dirs(dirs)
     return killed
 
 
@@ -136,7 +181,7 @@ def _tell_guardian(line: str) -> None:
     if g is None or g.stdin is None:
         return
     try:
-        g.stdin.write(line.encode() + b"\n")
+        g.stdin.write(line.encode("utf-8", "surrogateescape") + b"\n")
         g.stdin.flush()
     except (OSError, ValueError):
         pass
@@ -189,6 +234,23 @@ def unregister(pid: int) -> None:
     _tell_guardian(f"-{pid}")
 
 
+def register_dir(path: str) -> None:
+    """Record a run directory to remove if the harness dies before it does (the owner removes it normally,
+    then calls unregister_dir)."""
+    install()
+    path = os.path.abspath(path)
+    with _lock:
+        _dirs[path] = None
+    _tell_guardian(f"D+{path}")
+
+
+def unregister_dir(path: str) -> None:
+    path = os.path.abspath(path)
+    with _lock:
+        _dirs.pop(path, None)
+    _tell_guardian(f"D-{path}")
+
+
 def registered() -> List[int]:
     with _lock:
         return sorted(_registry)
@@ -204,8 +266,16 @@ def _guardian_main() -> int:
             except (OSError, ValueError):
                 pass
     live: Dict[int, float] = {}
+    dirs: Dict[str, None] = {}
     for raw in sys.stdin.buffer:
-        line = raw.decode("ascii", "replace").strip()
+        line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+        if line.startswith("D+"):
+            dirs[line[2:]] = None
+            continue
+        if line.startswith("D-"):
+            dirs.pop(line[2:], None)
+            continue
+        line = line.strip()
         try:
             if line.startswith("+"):
                 pid_s, _, ctime = line[1:].partition(" ")
@@ -216,10 +286,20 @@ def _guardian_main() -> int:
             continue
     for pid, ctime in live.items():
         kill_session(pid, ctime)
+    _remove_dirs(list(dirs))
     return 0
 
 
-__all__ = ["install", "kill_session", "reap_all", "register", "registered", "unregister"]
+__all__ = [
+    "install",
+    "kill_session",
+    "reap_all",
+    "register",
+    "register_dir",
+    "registered",
+    "unregister",
+    "unregister_dir",
+]
 
 if __name__ == "__main__" and sys.argv[1:] == ["--guardian"]:
     sys.exit(_guardian_main())

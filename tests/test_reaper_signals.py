@@ -1,0 +1,178 @@
+"""The reaper, for real: a pytest subprocess runs a slow scenario; we interrupt it mid-scenario (SIGINT,
+pytest-timeout with its signal and its thread method, SIGKILL) and check with psutil that nothing of it
+remains: no process, no listening socket, no UDS file.
+
+Every process of the inner run is recognised by a unique token in its environment (the server inherits
+the harness's environment), so nothing is missed because of its cmdline (spawned workers have none of ours).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Set, Tuple
+
+import psutil
+import pytest
+
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN_VAR = "AWH_REAPER_TEST_TOKEN"
+
+INNER = """
+import os
+import pytest
+from harness.records import Scenario
+from harness.run import run_scenario
+
+@pytest.mark.timeout({timeout}, method="{method}")
+def test_slow_scenario(tmp_path):
+    # every request waits 1 s: the load phase alone runs for minutes (base_timeout 600)
+    sc = Scenario(app="servers.apps:slow", workers=2, bind="{bind}", requests=5000, concurrency=4,
+                  keepalive_requests=0)
+    run_scenario(sc, work_dir=str(tmp_path), base_timeout=600)
+"""
+
+
+def _ours(token: str) -> List[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(TOKEN_VAR) == token:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _resources(procs: List[psutil.Process]) -> Tuple[Set[int], Set[str]]:
+    """(TCP ports, UDS paths) the processes listen on."""
+    ports: Set[int] = set()
+    paths: Set[str] = set()
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet") + proc.net_connections(kind="unix")
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN and c.laddr:
+                ports.add(c.laddr.port)
+            elif isinstance(c.laddr, str) and c.laddr:
+                paths.add(c.laddr)
+        if "--uds" in cmdline:
+            paths.add(cmdline[cmdline.index("--uds") + 1])
+    return ports, paths
+
+
+def _listening(ports: Set[int]) -> List[int]:
+    return sorted(
+        c.laddr.port
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports
+    )
+
+
+def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
+    token = uuid.uuid4().hex
+    method = "thread" if how == "timeout-thread" else "signal"
+    timeout = 12 if how.startswith("timeout") else 600
+    test = tmp_path / "test_inner.py"
+    test.write_text(textwrap.dedent(INNER.format(timeout=timeout, method=method, bind=bind)))
+    env: Dict[str, str] = dict(os.environ)
+    env[TOKEN_VAR] = token
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTEST_XDIST_WORKER", None)
+    out = tmp_path / "inner.out"
+    with open(out, "wb") as fh:
+        inner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(test),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+                "--rootdir",
+                str(tmp_path),
+                "-o",
+                "addopts=",
+            ],
+            cwd=str(tmp_path),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    ports: Set[int] = set()
+    paths: Set[str] = set()
+    try:
+        # mid-scenario: the server's master and both workers exist (and listen)
+        deadline = time.monotonic() + 90
+        seen: List[psutil.Process] = []
+        while time.monotonic() < deadline and inner.poll() is None:
+            seen = [p for p in _ours(token) if p.pid != inner.pid]
+            servers = [
+                p
+                for p in seen
+                if "servers" in " ".join(p.cmdline()) and "reaper" not in " ".join(p.cmdline())
+            ]
+            p_, u_ = _resources(seen)
+            ports |= p_
+            paths |= u_
+            if len(servers) >= 3 and (ports or paths):
+                break
+            time.sleep(0.1)  # polling a foreign process tree: there is no event to wait on
+        else:
+            pytest.fail(f"the inner run never got its server up:\n{out.read_text()[-3000:]}")
+        if how == "sigint":
+            os.killpg(inner.pid, signal.SIGINT)  # what Ctrl-C does to the foreground group
+        elif how == "sigkill":
+            os.killpg(inner.pid, signal.SIGKILL)
+        # timeout-*: pytest-timeout fires on its own
+        code = inner.wait(timeout=120)
+    finally:
+        if inner.poll() is None:
+            os.killpg(inner.pid, signal.SIGKILL)
+            inner.wait(10)
+    # the guardian (its own session) may need a moment after our EOF; everything must go within a deadline
+    left = _ours(token)
+    _gone, alive = psutil.wait_procs(left, timeout=15)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    text = out.read_text(errors="replace")
+    assert not alive, f"left behind after {how}: {[(p.pid, p.cmdline()) for p in alive]}\n{text[-2000:]}"
+    assert not _listening(ports), f"still listening after {how}: {ports}"
+    assert not [p for p in paths if os.path.exists(p)], f"UDS files left after {how}: {paths}"
+    assert ports or paths  # we did see what to check
+    return code, text
+
+
+@pytest.mark.parametrize(("how", "bind"), [("sigint", "uds"), ("timeout-signal", "tcp")])
+def test_interrupted_pytest_leaves_nothing(tmp_path: Path, how: str, bind: str) -> None:
+    code, text = _run_and_interrupt(tmp_path, how, bind)
+    if how == "sigint":
+        assert code == 2 and "KeyboardInterrupt" in text, text[-2000:]
+    else:
+        assert code == 1 and "Timeout" in text, text[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("how", "bind"), [("timeout-thread", "uds"), ("sigkill", "tcp")])
+def test_hard_killed_pytest_leaves_nothing(tmp_path: Path, how: str, bind: str) -> None:
+    # os._exit (pytest-timeout's thread method) and SIGKILL skip atexit: the guardian does the work
+    code, _text = _run_and_interrupt(tmp_path, how, bind)
+    assert code != 0
