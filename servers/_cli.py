@@ -53,7 +53,7 @@ def _parser() -> _Parser:
     p.add_argument("--lifespan", default="auto", choices=LIFESPAN_MODES)
     p.add_argument("--graceful-timeout", type=float, default=10.0)
     p.add_argument(
-        "--timeout", type=float, default=10.0, help="kill and replace a ready worker silent this long (0 = never)"
+        "--timeout", type=float, default=10.0, help="replace a ready worker silent this long (0 = never)"
     )
     return p
 

@@ -187,8 +187,9 @@ class Supervisor:
                     continue  # a heartbeat is waiting to be read (we were the slow one): not silent
                 slot.timed_out = True
                 silent = round(now - slot.last_seen, 3)
-                _stderr(f"worker {slot.index} (pid {slot.proc.pid}) sent no heartbeat for {silent:g} s: killed")
-                self.events.emit("worker-timeout", index=slot.index, worker_pid=slot.proc.pid, silent_s=silent)
+                pid = slot.proc.pid
+                _stderr(f"worker {slot.index} (pid {pid}) sent no heartbeat for {silent:g} s: killed")
+                self.events.emit("worker-timeout", index=slot.index, worker_pid=pid, silent_s=silent)
                 slot.proc.kill()  # the sentinel fires next: worker-exit, then a restart like any crash
 
     def _alive(self) -> bool:
