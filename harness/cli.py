@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--jobs", type=_positive_int, default=1)
     _common_run_args(p)
 
-    catalog_cli.add_parser(sub)
+    catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
 
     sub.add_parser("pythons", help="list the interpreters found here")
 

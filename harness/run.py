@@ -421,6 +421,10 @@ def _prepared(
     if kind == "uds":
         uds_path = plan.uds_path or os.path.join(scratch, "s.sock")
         asked = {"kind": "uds", "path": uds_path}
+    elif kind == "fd" and os.name != "posix":
+        # Windows has no fd numbers for sockets to hand over: a SOCKET is a handle (FACTS: inheritance
+        # there goes through STARTUPINFO handle lists, which `--fd N` cannot express).
+        return _record(state, "unsupported", "", "bind=fd:N needs POSIX file descriptors")
     elif kind == "fd":
         # The harness owns the socket: bind port 0 and keep it (never "bind, close, hand the number over").
         harness_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -529,7 +533,7 @@ def _serve(
 
         asked_target = Target(uds=uds_path) if uds_path else Target(host="127.0.0.1", port=0)
 
-        def target_fn() -> Optional[Any]:
+        def target_fn() -> Optional[Target]:
             if asked["kind"] == "fd":
                 return Target(host="127.0.0.1", port=int(asked["port"]))
             if events_file:
@@ -596,13 +600,14 @@ def _serve(
         # of the load totals). Worker faults: readiness is proven again right after, so `ready` and
         # `answered` describe the server as the fault left it (replaced? partial? gone?).
         outcome: Dict[str, Any] = {}
-        if plan.runtime and ready:
+        fault_target = target_fn() if plan.runtime and ready else None
+        if fault_target is not None:
             st["fault_sent"] = _rel(time.monotonic(), t0)
             outcome = plan.inject(
                 faults.FaultContext(
                     master_pid=root_pid,
                     workers=sc.workers,
-                    target=target_fn(),
+                    target=fault_target,
                     worker_pids=worker_pids,
                     alive=alive,
                     exit_code=proc.poll,
