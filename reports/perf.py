@@ -93,7 +93,7 @@ def _startup(records: Sequence[ResultRecord]) -> Tuple[List[Dict[str, Any]], Lis
             )
     out_plots = []
     for (server, method), series in sorted(plots.items()):
-        title = f"{server} · start method {method or 'default'}: all workers serving (s) vs N"
+        title = f"{server} · {method or 'default'} start: ready time vs N workers"
         out_plots.append(
             {
                 "server": server,

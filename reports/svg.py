@@ -222,7 +222,8 @@ def line_plot(
 ) -> Markup:
     """Lines of (x, y) points, one per labelled series, x as ordered categories (1, 2, 4, 8 workers sit
     evenly), y linear from 0; a legend under the plot. Empty Markup when no series has a point.
-    `y_format`: "s" (seconds, shown as ms below 1 s) or "ms"."""
+    `y_format`: "s" (seconds, shown as ms below 1 s) or "ms"; `y_label` goes into the SVG's accessible
+    label (the title should name the quantity)."""
     clean: List[Tuple[str, List[Tuple[float, float]]]] = []
     for label, points in series:
         pts = []
@@ -259,7 +260,7 @@ def line_plot(
 
     parts: List[str] = [
         f'<svg class="chart lines" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)} ({escape(y_label)})">',
         f"<title>{escape(title)}</title>",
         f'<text class="ptitle" x="{left:.1f}" y="13">{escape(title)}</text>',
     ]
@@ -283,7 +284,6 @@ def line_plot(
         f'<line class="axis" x1="{left:.1f}" y1="{axis_y:.1f}" x2="{left + plot_w:.1f}" y2="{axis_y:.1f}"/>'
         f'<text class="axislabel" x="{left + plot_w:.1f}" y="{axis_y + 27:.1f}" text-anchor="end">'
         f"{escape(x_label)}</text>"
-        f'<text class="axislabel" x="4" y="{top - 6:.1f}">{escape(y_label)}</text>'
     )
     for i, (label, pts) in enumerate(clean):
         colour = PALETTE[i % len(PALETTE)]
