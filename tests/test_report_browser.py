@@ -93,6 +93,7 @@ def test_report_dom_after_scripts(report: str, tmp_path: Any) -> None:
     assert '<table class="matrix">' in dom
     assert re.search(r'<section class="cell-detail [a-z-]+" id="cell-[0-9a-f]{16}"', dom)
     assert '<svg class="chart timeline"' in dom and '<svg class="chart bars"' in dom
+    assert '<section id="performance">' in dom and '<svg class="chart lines"' in dom  # ready time vs N
     # the script ran to its end: it marked <html>, revealed the filter bar and counted the rows
     assert re.search(r'<html lang="en" class="[^"]*\bjs\b', dom)
     assert '<div class="filters" id="filters">' in dom
@@ -151,11 +152,12 @@ def test_screenshots(report: str, tmp_path: Any) -> None:
     if conflict:
         targets.append(("report-conflict.png", conflict.group(1)))
     targets.append(("report-issues.png", "known-issues"))
+    targets.append(("report-performance.png", "performance"))
     for name, focus in targets:
         page = report
         if focus:
             hide = (
-                "header.page,#summary,#filters,#matrix,#signatures,#known-issues,#details,footer.legend,"
+                "header.page,#summary,#filters,#matrix,#signatures,#known-issues,#performance,#details,footer.legend,"
                 "section.cell-detail,h3.group{display:none!important}"
                 f"#details:has(#{focus}),#{focus}{{display:block!important}}"
             )
@@ -178,7 +180,10 @@ def test_screenshots(report: str, tmp_path: Any) -> None:
     # the release page too
     prev, cur = release_pair()
     page = tmp_path / "release.html"
-    page.write_text(render_release(diff(prev, cur), "uvicorn", "0.55.0", "0.54.0"), encoding="utf-8")
+    page.write_text(
+        render_release(diff(prev, cur), "uvicorn", "0.55.0", "0.54.0", records=[*prev, *cur]),
+        encoding="utf-8",
+    )
     path = os.path.join(ARTIFACTS, "release.png")
     _, stderr = chromium(
         file_url(str(page)),
