@@ -52,6 +52,11 @@ ENV_VARS_TO_UNSET: Tuple[str, ...] = ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUN
 _MAX_LINE = 400
 
 
+#: the oldest Python an env can be built for (the in-env helper scripts are 3.6-compatible; the reference
+#: server itself needs 3.8 and says so through its probe)
+MIN_PYTHON = (3, 6)
+
+
 class EnvError(Exception):
     """The env could not be built.
 
@@ -199,6 +204,9 @@ def ensure_env(
     An unpinned requirement ("h11") is resolved once, at build time: the env keeps that version until
     the cache entry is removed. Pin versions where the version matters.
     Raises EnvError (one line) when the env cannot be built; nothing half-made is left behind."""
+    if tuple(interpreter.version_tuple[:2]) < MIN_PYTHON:
+        want = ".".join(map(str, MIN_PYTHON))
+        raise EnvError(f"Python {interpreter.version} is too old: the harness needs >= {want}")
     reqs = tuple(sorted({normalize_requirement(r) for r in requirements}))
     root = os.path.abspath(cache_dir or default_cache_dir())
     key = env_key(interpreter, reqs)

@@ -18,6 +18,8 @@ from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PROBE_TIMEOUT_S = 60.0
+#: servers/ uses 3.8 syntax (positional-only parameters)
+MIN_PYTHON = (3, 8)
 _probe_cache: Dict[str, Dict[str, Any]] = {}
 
 
@@ -102,6 +104,9 @@ class ReferenceAdapter:
     default_requirements: Tuple[str, ...] = ("h11",)
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
+        version = tuple(int(p) for p in str(ctx.python_version).split(".")[:2] if p.isdigit())
+        if version and version < MIN_PYTHON:
+            raise Unsupported(f"the reference server needs Python >= 3.8, not {ctx.python_version}")
         try:
             data = probe(ctx.python)
         except ProbeFailed as exc:
