@@ -14,6 +14,8 @@
 Only passed (and degraded) runs count: a failing run's timings measure the failure, not the server.
 """
 
+import json
+import os
 import statistics
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -23,7 +25,7 @@ from harness.records import ResultRecord
 from . import svg
 from .merge import PLATFORM_NAMES, column_of, row_of, version_key
 
-__all__ = ["bench_tables", "performance"]
+__all__ = ["bench_tables", "performance", "read_bench"]
 
 OK = ("passed", "degraded")
 MAX_BENCH_ROWS = 300
@@ -177,7 +179,8 @@ def bench_tables(bench: Sequence[Tuple[str, Any]]) -> List[Dict[str, Any]]:
     for source, data in bench:
         table: Dict[str, Any]
         if not isinstance(data, Mapping):
-            table = {"name": str(source), "source": str(source), "error": "not a JSON object", "rows": []}
+            error = data if isinstance(data, str) else "not a JSON object"
+            table = {"name": str(source), "source": str(source), "error": error, "rows": []}
             table.update(settings=[], machine=[], truncated=False)
             tables.append(table)
             continue
@@ -217,3 +220,17 @@ def performance(records: Sequence[ResultRecord], bench: Sequence[Tuple[str, Any]
         "n_degraded": sum(1 for c in cells if c["degraded"] is not None),
         "empty": not (startup or cells or bench),
     }
+
+
+def read_bench(paths: Sequence[str]) -> List[Tuple[str, Any]]:
+    """I/O helper for the CLI (not part of the pure rendering): (file name, decoded JSON) per bench
+    results file; a file that is not JSON is kept as an error note rather than failing the report."""
+    out: List[Tuple[str, Any]] = []
+    for path in paths:
+        name = os.path.basename(path)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                out.append((name, json.load(fh)))
+        except ValueError as exc:
+            out.append((name, f"not JSON: {exc}"))
+    return out
