@@ -31,6 +31,7 @@ from harness.adapters import get_adapter
 from harness.config import expand
 from harness.errors import HarnessError, UsageError
 from harness.matrix import Progress, run_matrix, summary
+from harness.perf import mark_degraded
 from harness.records import ResultRecord, Scenario
 from harness.run import BASE_TIMEOUT_S
 from reports import ReleaseDiff, diff, render_release
@@ -262,7 +263,7 @@ def run_release(
             base_timeout=base_timeout,
             progress=progress(len(scenarios)) if progress else None,
         )
-        print(summary(sides[ver]), file=stream, flush=True)
+        print(summary(mark_degraded(sides[ver])), file=stream, flush=True)  # as the page judges them
     release_diff = diff(sides[previous], sides[version], server=dist)
     page = render_release(
         release_diff,
