@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import time
-from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 GOOD = "good"
 BAD = "bad"
@@ -208,7 +208,7 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     """Register `harness bisect`."""
     from harness.records import FAILURE_CLASSES, Scenario  # noqa: PLC0415
     from harness.run import BASE_TIMEOUT_S  # noqa: PLC0415

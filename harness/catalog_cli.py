@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from typing import IO, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from harness.catalog import Entry, Expectation, case_skip, entries
 from harness.records import ResultRecord, Scenario
@@ -136,7 +136,7 @@ def run_catalog(
     return done, skipped
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     """Register `harness catalog`."""
     p = subparsers.add_parser(
         "catalog", help="list the known-issue catalog with last verdicts; --run runs it"
