@@ -14,9 +14,13 @@ import zlib
 from html.parser import HTMLParser
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import pytest
+
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, read_records
 from reports import clean_text, diff, merge, render, render_release, write_report
 from reports.svg import timeline, worker_bars
+
+pytest_plugins = ("pytester",)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "records")
 
@@ -855,6 +859,38 @@ def test_every_failure_class_has_css() -> None:
         css = fh.read()
     for cls in (*FAILURE_CLASSES, "conflict"):
         assert re.search(r"^\." + re.escape(cls) + r" \{ --c:", css, re.M), cls
+
+
+# --- pytest-html (optional, never a dependency) --------------------------------------------------------
+
+
+def test_pytest_html_gets_each_record_as_an_extra(pytester: Any, monkeypatch: Any) -> None:
+    """With pytest-html installed, a test that ran a scenario carries its record (JSON) and verdict as
+    extras in pytest-html's report; under xdist too. Skips where pytest-html is not installed."""
+    pytest.importorskip("pytest_html")
+    from harness import envs  # noqa: PLC0415
+
+    # pytester gives the inner session its own HOME; keep using the real env cache (no rebuilds)
+    monkeypatch.setenv(
+        "HARNESS_CACHE", os.environ.get("HARNESS_CACHE") or os.path.dirname(envs.default_cache_dir())
+    )
+    pytester.makepyfile(
+        test_x="""
+from harness.records import Scenario
+
+def test_one(run_scenario):
+    run_scenario(Scenario(workers=1, strategy="inherit", start_method="fork", requests=20, concurrency=4,
+                          keepalive_requests=5))
+"""
+    )
+    html = pytester.path / "ph.html"
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "xdist", f"--html={html}", "--self-contained-html"
+    )
+    result.assert_outcomes(passed=1)
+    page = html.read_text(encoding="utf-8")
+    assert "harness record: reference-inherit-fork-w1" in page
+    assert "harness verdict: reference-inherit-fork-w1" in page
 
 
 if __name__ == "__main__":
