@@ -199,12 +199,15 @@ def _wait_exit(ctx: FaultContext, deadline: float) -> Optional[float]:
 
 
 def _wait_gone(pids: List[int], deadline: float) -> List[int]:
-    procs = [p for p in (_proc(pid) for pid in pids) if p is not None]
-    try:
-        _, alive = psutil.wait_procs(procs, timeout=max(0.0, deadline - time.monotonic()))
-    except psutil.Error:
-        alive = [p for p in procs if _running(p.pid)]
-    return sorted(p.pid for p in alive if _running(p.pid))
+    """Pids still running (zombies count as gone: an orphan's zombie waits for init, which may be slow)
+    at the deadline, or [] as soon as all are gone. Polled: these are not our children."""
+    left = [pid for pid in pids if _running(pid)]
+    delay = 0.005
+    while left and time.monotonic() < deadline:
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # bounded poll, not synchronisation
+        delay = min(delay * 2, 0.1)
+        left = [pid for pid in left if _running(pid)]
+    return sorted(left)
 
 
 # --- the plan ------------------------------------------------------------------------------------------
