@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import psutil
 
@@ -206,14 +206,14 @@ class Server:
         return self._port
 
     def stop(self, timeout: float = 15.0) -> Dict[str, Any]:
-        """SIGTERM the process group, SIGKILL what is left after `timeout`; every pid ever seen is checked.
+        """SIGTERM the process group, SIGKILL what is left after `timeout`.
 
-        Returns {escalated, leaked: [pids], exit_code}."""
-        try:
-            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            procs = []
-        for pid in self._known - {p.pid for p in procs}:
+        Waited for: the tree now, every pid seen before, and every process of the server's session (one
+        that left the tree, e.g. multiprocessing's resource_tracker once its parent exited). A zombie
+        counts as gone (it holds nothing; init reaps it). Returns {escalated, leaked: [pids], exit_code}."""
+        pids = self.tree() | self._known | set(_in_session(self.pid))
+        procs = []
+        for pid in sorted(pids):
             try:
                 procs.append(psutil.Process(pid))
             except psutil.NoSuchProcess:
@@ -223,7 +223,7 @@ class Server:
             os.killpg(self.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        alive = _wait_gone(self.proc, procs, time.monotonic() + timeout)
         if alive:
             escalated = True
             try:
@@ -235,13 +235,12 @@ class Server:
                     p.kill()
                 except psutil.NoSuchProcess:
                     pass
-            _gone, alive = psutil.wait_procs(alive, timeout=5.0)
+            alive = _wait_gone(self.proc, alive, time.monotonic() + 5.0)
         try:
             code: Optional[int] = self.proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
             code = None
-        leaked = {p.pid for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
-        leaked |= set(_in_session(self.pid))  # also whatever left the tree but kept the session
+        leaked = {p.pid for p in alive} | set(_in_session(self.pid))
         self._stopped = True
         self._out.close()
         self._err.close()
@@ -254,6 +253,30 @@ class Server:
     def __exit__(self, *exc: Any) -> None:
         if not self._stopped:
             self.stop()
+
+
+def _live(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_gone(
+    popen: "subprocess.Popen[bytes]", procs: List[psutil.Process], deadline: float
+) -> List[psutil.Process]:
+    """Poll (1 ms doubling to 10 ms) until the launched process is reaped and every one of procs is gone
+    or a zombie, or the deadline passes; returns those still live."""
+    interval = 0.001
+    while True:
+        popen.poll()
+        live = [p for p in procs if _live(p)]
+        if popen.returncode is not None and not live:
+            return []
+        if time.monotonic() >= deadline:
+            return live
+        time.sleep(interval)
+        interval = min(2 * interval, 0.01)
 
 
 def _in_session(sid: int) -> List[int]:
@@ -358,16 +381,41 @@ def probe_burst(host: str, port: int, k: int, timeout: float) -> Tuple[List[int]
 
 
 def wait_workers(server: Server, n: int, deadline: float, inflight: int = 0) -> Dict[str, Any]:
-    """Keep fresh connections in flight until n distinct pids of the server's tree answered.
+    """probe_workers() against a Server until n distinct pids of its tree answered.
+
+    Returns {all_workers: s since launch, first_response: s, pids, probes, errors}. BenchError on
+    deadline or exit. A pid outside the launched tree (another server on a recycled port) is an error."""
+
+    def gone() -> Optional[str]:
+        if server.proc.poll() is None:
+            return None
+        return f"server exited {server.proc.returncode}: {server.stderr_tail(300)!r}"
+
+    seen, first, probes, errs = probe_workers(server.port(deadline), n, deadline, gone, inflight)
+    stray = set(seen) - server.tree()
+    if stray:
+        raise BenchError(f"pids {sorted(stray)} answered but are not in the server's tree")
+    return {
+        "all_workers": max(seen.values()) - server.t0,
+        "first_response": (first or 0.0) - server.t0,
+        "pids": sorted(seen),
+        "probes": probes,
+        "errors": errs,
+    }
+
+
+def probe_workers(
+    port: int, n: int, deadline: float, gone: Callable[[], Optional[str]], inflight: int = 0
+) -> Tuple[Dict[int, float], Optional[float], int, Dict[str, int]]:
+    """Keep fresh connections in flight until n distinct x-worker-pid values answered.
 
     Each probe is one `GET /` with `Connection: close` on a new connection; a finished probe is replaced
     at once (min(32, max(4, 2n)) in flight), so a worker that is slow to win an accept keeps being offered
     connections. A refused connection is retried after POLL_S. Times are when the response arrived.
+    gone() -> None while the server runs, else why it is gone (then BenchError).
 
-    Returns {all_workers: s since launch, first_response: s, pids, probes, errors}. BenchError on
-    deadline or exit. A pid outside the launched tree (another server on a recycled port) is an error."""
+    Returns ({pid: first answer time}, first response time, probes, {error: n})."""
     want = inflight or min(32, max(4, 2 * n))
-    port = server.port(deadline)
     seen: Dict[int, float] = {}
     first: Optional[float] = None
     probes = 0
@@ -387,8 +435,9 @@ def wait_workers(server: Server, n: int, deadline: float, inflight: int = 0) -> 
             now = time.monotonic()
             if now > deadline:
                 raise BenchError(f"only {len(seen)}/{n} workers answered before the deadline")
-            if server.proc.poll() is not None:
-                raise BenchError(f"server exited {server.proc.returncode}: {server.stderr_tail(300)!r}")
+            why = gone()
+            if why is not None:
+                raise BenchError(why)
             while len(sel.get_map()) < want and now >= retry_at:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setblocking(False)
@@ -445,16 +494,7 @@ def wait_workers(server: Server, n: int, deadline: float, inflight: int = 0) -> 
         for key in list(sel.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
         sel.close()
-    stray = set(seen) - server.tree()
-    if stray:
-        raise BenchError(f"pids {sorted(stray)} answered but are not in the server's tree")
-    return {
-        "all_workers": max(seen.values()) - server.t0,
-        "first_response": (first or 0.0) - server.t0,
-        "pids": sorted(seen),
-        "probes": probes,
-        "errors": errs,
-    }
+    return seen, first, probes, errs
 
 
 def _diag(states: int) -> List[Tuple[int, int]]:

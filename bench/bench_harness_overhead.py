@@ -7,7 +7,7 @@ alternates), on the reference server with 2 workers, inherit/fork, app servers.a
 
 * harness - harness.run.run_scenario(Scenario(...)) -> ResultRecord (a passed record is required)
 * bare - the same argv and interpreter as the harness's record, its own session; port from the `bound`
-  event; readiness = bursts of fresh raw-socket connections until 2 distinct x-worker-pid; the same load
+  event; readiness = fresh raw-socket connections kept in flight until 2 distinct x-worker-pid; the same load
   with httpx (`requests` fresh connections, `concurrency` in flight, then `keepalive` requests over 4
   persistent connections); stop = SIGTERM to the group and psutil.wait_procs on every process of the tree
 
@@ -130,13 +130,10 @@ def run_bare(args: argparse.Namespace, argv: List[str], env: Dict[str, str]) -> 
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise c.BenchError("bare: the server did not bind")
                 time.sleep(0.001 if time.monotonic() - t0 < 0.05 else 0.005)
-        seen: set = set()
-        while len(seen) < WORKERS:
-            pids, _errors = c.probe_burst(c.HOST, port, 4, timeout=2.0)
-            seen.update(pids)
-            if time.monotonic() > deadline:
-                raise c.BenchError("bare: workers did not answer")
-        all_workers = time.monotonic()
+        seen, _first, _probes, _errors = c.probe_workers(
+            port, WORKERS, deadline, lambda: None if proc.poll() is None else "bare: the server exited"
+        )
+        all_workers = max(seen.values())
         load = asyncio.run(_load(port, args.requests, args.concurrency, args.keepalive))
         load_done = time.monotonic()
     finally:
