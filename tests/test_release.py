@@ -147,3 +147,36 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
 def test_run_release_refuses_servers_without_releases(tmp_path: Any) -> None:
     with pytest.raises(UsageError, match="no released versions"):
         release.run_release("reference", "1.0", "0.9", output=str(tmp_path / "x.html"), out=io.StringIO())
+
+
+def test_cli_release_usage_errors(tmp_path: Any, capsys: Any) -> None:
+    from harness.cli import main  # noqa: PLC0415
+
+    out = str(tmp_path / "r.html")
+    assert main(["release", "reference", "1.0", "--previous", "0.9", "-o", out]) == 2
+    assert "no released versions" in capsys.readouterr().err
+    assert main(["release", "uvicorn", "0.54.0", "--previous", "0.53.0", "--workers", "two", "-o", out]) == 2
+    assert main(["release", "uvicorn", "0.54.0", "--previous", "0.54.0", "-o", out, "--no-catalog"]) == 2
+
+
+@pytest.mark.slow
+def test_cli_release_for_real(tmp_path: Any, capsys: Any) -> None:
+    """Two real uvicorn releases, one worker count, no catalog: the page and both JSONL files exist, the
+    records carry per-worker keep-alive latency, and nothing newly broke (exit 0)."""
+    from harness.cli import main  # noqa: PLC0415
+    from harness.records import read_records  # noqa: PLC0415
+
+    page = tmp_path / "release.html"
+    argv = ["release", "uvicorn", "0.54.0", "--previous", "0.53.0", "--workers", "1", "--no-catalog"]
+    code = main([*argv, "--results-dir", str(tmp_path), "-o", str(page)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "uvicorn 0.53.0 -> 0.54.0: 0 newly broken, 0 newly fixed" in text
+    html = page.read_text(encoding="utf-8")
+    assert "uvicorn 0.54.0" in html and 'id="performance"' in html
+    for version in ("0.53.0", "0.54.0"):
+        (record,) = read_records([str(tmp_path / f"uvicorn-{version}.jsonl")])
+        assert record.server_version == version and record.failure_class == "passed"
+        by_worker = record.load["keepalive"]["by_worker"]
+        assert by_worker and set(by_worker) == set(record.load["keepalive"]["per_worker"])
+        assert all(v["p50"] > 0 and v["p99"] >= v["p50"] for v in by_worker.values())
