@@ -18,6 +18,7 @@ inconclusive (either side inconclusive), added / removed (only one side has the 
 
 import dataclasses
 import re
+import statistics
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
@@ -26,7 +27,16 @@ from .merge import PLATFORM_NAMES, column_of, mark_degraded, row_of, version_key
 from .perf import performance
 from .render import INCONCLUSIVE, OK_CLASSES, _env
 
-__all__ = ["DiffEntry", "ReleaseDiff", "Side", "diff", "identity", "render_release"]
+__all__ = [
+    "DiffEntry",
+    "ReleaseDiff",
+    "Side",
+    "StartupChange",
+    "diff",
+    "identity",
+    "render_release",
+    "startup_changes",
+]
 
 
 def _dist_name(requirement: str) -> Tuple[str, str]:
@@ -182,6 +192,52 @@ def diff(
     return ReleaseDiff(**{k: tuple(sorted(v, key=key)) for k, v in buckets.items()})
 
 
+#: a cell's ready time counts as a startup regression from this ratio on (and at least SLOWER_MIN_S slower)
+SLOWER_RATIO = 1.5
+SLOWER_MIN_S = 0.05
+
+
+def _ready_median(side: Optional[Side]) -> Optional[float]:
+    if side is None:
+        return None
+    values = []
+    for r in side.records:
+        t = r.timings.get("all_workers") if isinstance(r.timings, dict) else None
+        if r.failure_class in OK_CLASSES and isinstance(t, (int, float)) and not isinstance(t, bool):
+            values.append(float(t))
+    return statistics.median(values) if values else None
+
+
+@dataclasses.dataclass(frozen=True)
+class StartupChange:
+    """One matched cell's median ready time before and after; `slower` past both thresholds."""
+
+    entry: DiffEntry
+    before: float
+    after: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before
+
+    @property
+    def slower(self) -> bool:
+        return self.ratio >= SLOWER_RATIO and self.after - self.before >= SLOWER_MIN_S
+
+
+def startup_changes(release_diff: ReleaseDiff) -> List[StartupChange]:
+    """Per matched cell that served on both sides: median ready time (launch -> every worker answered)
+    before and after. Biggest slow-downs first."""
+    rows: List[StartupChange] = []
+    for bucket in (release_diff.unchanged, release_diff.newly_broken, release_diff.newly_fixed):
+        for e in bucket:
+            before, after = _ready_median(e.previous), _ready_median(e.current)
+            if before is not None and after is not None and before > 0:
+                rows.append(StartupChange(e, before, after))
+    rows.sort(key=lambda r: (-r.ratio, r.entry.label))
+    return rows
+
+
 def render_release(
     release_diff: ReleaseDiff,
     server: str,
@@ -197,6 +253,7 @@ def render_release(
     template = _env().get_template("release.html")
     return template.render(
         perf=performance(records) if records else None,
+        startup=startup_changes(release_diff),
         d=release_diff,
         server=server,
         version=version,

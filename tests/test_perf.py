@@ -122,3 +122,21 @@ def test_report_has_the_performance_section_and_escapes_bench_text() -> None:
     html = render([one, four], bench=[("x.json", {"bench": "<img src=x>", "figures": {"a": 1}})])
     assert 'id="performance"' in html and "Ready time vs workers" in html
     assert "<img src=x>" not in html and "&lt;img src=x&gt;" in html
+
+
+def test_release_startup_changes_flag_a_slower_release() -> None:
+    from reports import diff, render_release  # noqa: PLC0415
+    from reports.release import startup_changes  # noqa: PLC0415
+
+    prev = [_startup(rec("uvicorn", "0.53.0", "3.11", "linux", workers=n), 0.1 * n) for n in (1, 2)]
+    cur = [
+        _startup(rec("uvicorn", "0.54.0", "3.11", "linux", workers=1), 0.11),  # 1.1x: noise
+        _startup(rec("uvicorn", "0.54.0", "3.11", "linux", workers=2), 0.6),  # 3x and +0.4 s: slower
+    ]
+    changes = startup_changes(diff(prev, cur))
+    assert [(c.entry.label, round(c.ratio, 2), c.slower) for c in changes] == [
+        ("uvicorn · default · w2", 3.0, True),
+        ("uvicorn · default · w1", 1.1, False),
+    ]
+    page = render_release(diff(prev, cur), "uvicorn", "0.54.0", "0.53.0", records=[*prev, *cur])
+    assert '<tr class="slower">' in page and "1 slower by" in page
