@@ -6,6 +6,7 @@ Every process of the inner run is recognised by a unique token in its environmen
 the harness's environment), so nothing is missed because of its cmdline (spawned workers have none of ours).
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -176,3 +177,77 @@ def test_hard_killed_pytest_leaves_nothing(tmp_path: Path, how: str, bind: str) 
     # os._exit (pytest-timeout's thread method) and SIGKILL skip atexit: the guardian does the work
     code, _text = _run_and_interrupt(tmp_path, how, bind)
     assert code != 0
+
+
+MATRIX = """
+[defaults]
+requests = 5
+keepalive_requests = 0
+
+[[scenario]]
+server = "reference"
+app = "servers.apps:slow"
+workers = [1, 2, 3]
+bind = ["tcp", "uds"]
+"""
+
+
+def test_matrix_killed_midway_keeps_every_record_and_resumes(tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    config = tmp_path / "m.toml"
+    config.write_text(MATRIX)
+    results = tmp_path / "r.jsonl"
+    env: Dict[str, str] = dict(os.environ)
+    env[TOKEN_VAR] = token
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    argv = [sys.executable, "-m", "harness.cli", "matrix", "--config", str(config), "-n", "1"]
+    argv += ["--results", str(results)]
+    first = subprocess.Popen(
+        argv,
+        cwd=str(tmp_path),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and first.poll() is None:
+            if results.exists() and len(results.read_bytes().splitlines()) >= 2:
+                break
+            time.sleep(0.05)  # polling a file another process appends to
+        assert first.poll() is None, "the matrix finished before it could be killed midway"
+        os.killpg(first.pid, signal.SIGKILL)  # the harness crashes mid-matrix (its children too)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(10)
+    before = results.read_bytes()
+    lines = before.splitlines()
+    assert 2 <= len(lines) < 6
+    ids = [json.loads(line)["scenario"] for line in lines]  # every finished record is whole
+    # nothing of the killed run survives (the guardians of the killed children did their job)
+    _gone, alive = psutil.wait_procs(_ours(token), timeout=15)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    again = subprocess.run(
+        [*argv, "--resume"],
+        cwd=str(tmp_path),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert f"--resume: {len(lines)} scenario(s) already in" in again.stdout + again.stderr, again.stdout
+    after = results.read_bytes()
+    assert after.startswith(before)  # the records written before the crash are untouched
+    records = [json.loads(line) for line in after.splitlines()]
+    from harness.records import Scenario  # noqa: PLC0415
+
+    sids = [Scenario.from_dict(r["scenario"]).scenario_id for r in records]
+    assert len(sids) == len(set(sids)) == 6, sids  # each scenario exactly once: skipped, not re-run
+    assert ids == [r["scenario"] for r in records[: len(ids)]]
