@@ -162,6 +162,10 @@ def _all_workers_died(obs: Observation) -> bool:
     )
 
 
+def _fault_unhandled(obs: Observation) -> bool:
+    return bool(obs.fault) and (obs.fault_outcome or {}).get("handled") is False
+
+
 def _distinct_answered(obs: Observation) -> int:
     return len(set(obs.answered_pids))
 
@@ -229,6 +233,16 @@ RULES: Tuple[Rule, ...] = (
         "serving, but fewer distinct worker pids answered than asked for",
     ),
     Rule(
+        "fault-hung-worker-kept",
+        # stop-worker (harness.faults): the fault's own verdict; nobody replaced the hung worker, so N-1
+        # workers served until the harness resumed it (after that everything looks fine again)
+        lambda o: (
+            o.fault == "stop-worker" and _fault_unhandled(o) and not o.fault_outcome.get("server_exited")
+        ),
+        "partial-workers",
+        "a hung worker was never replaced: only N-1 workers served while it hung",
+    ),
+    Rule(
         "respawn-while-serving",
         _looping_while_serving,
         "respawn-loop",
@@ -245,6 +259,12 @@ RULES: Tuple[Rule, ...] = (
         lambda o: o.stop_escalated,
         "shutdown-hang",
         "the stop signal was not enough; the tree was killed at the deadline",
+    ),
+    Rule(
+        "fault-orphans",
+        lambda o: o.fault == "kill-master" and bool(o.fault_outcome.get("workers_left")),
+        "leak",
+        "workers outlived their killed master (orphans); the harness's stop ended them, not the server",
     ),
     Rule(
         "leaked",
@@ -306,6 +326,10 @@ def _last_line(text: str) -> str:
 def _synthetic(rule: Rule, obs: Observation) -> str:
     cls = rule.failure_class
     named = bool(obs.events)
+    if rule.name == "fault-orphans":
+        return f"leak: {len(obs.fault_outcome.get('workers_left') or ())} workers outlived the killed master"
+    if rule.name == "fault-hung-worker-kept":
+        return "partial-workers: hung worker not replaced"
     if cls == "wrong-listener":
         wrong = wrong_listeners(obs)
         asked = (obs.asked or {}).get("kind", "tcp")
@@ -341,6 +365,8 @@ def _signature(rule: Rule, obs: Observation) -> str:
     if cls == "harness-error":
         line = decisive_line(obs.harness_error) or _last_line(obs.harness_error)
         return normalize(line, obs.platform) or "harness-error"
+    if rule.name.startswith("fault-"):  # what the fault measured, not whatever the server logged
+        return _synthetic(rule, obs)
     return signature_for(obs.stderr, obs.platform) or _synthetic(rule, obs)
 
 
@@ -360,6 +386,12 @@ def _reason(rule: Rule, obs: Observation) -> str:
     elif cls == "wrong-listener":
         wrong = ", ".join(_describe(lst) for lst in wrong_listeners(obs)[:3])
         text = f"The server listened on {wrong}, not where it was asked ({(obs.asked or {}).get('kind')})"
+    elif rule.name == "fault-orphans":
+        left = obs.fault_outcome.get("workers_left") or ()
+        pids = ", ".join(map(str, left))
+        text = f"After the master was killed, {len(left)} worker(s) kept running (pids {pids})"
+    elif rule.name == "fault-hung-worker-kept":
+        text = f"A hung (stopped) worker was never replaced: {obs.fault_outcome.get('why', '')}"
     elif cls == "respawn-loop":
         text = f"Workers kept exiting and being replaced ({obs.worker_restarts} restarts, {got}/{n} answered)"
         if rule.name == "crash-loop-exit":

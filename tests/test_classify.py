@@ -84,9 +84,17 @@ CASES = {
         "not-serving",
     ),
     "fewer-pids": (_ok(ready=False, answered_pids=(101,), alive_at_deadline=True), "partial-workers"),
+    "fault-hung-worker-kept": (
+        _ok(fault="stop-worker", fault_outcome={"handled": False, "server_exited": False}),
+        "partial-workers",
+    ),
     "respawn-while-serving": (_ok(worker_restarts=4, worker_exits=4), "respawn-loop"),
     "load-errors": (_ok(load_errors=3), "request-errors"),
     "stop-escalated": (_ok(stop_escalated=True, stop_exit_code=-9), "shutdown-hang"),
+    "fault-orphans": (
+        _ok(fault="kill-master", fault_outcome={"handled": False, "workers_left": [101]}),
+        "leak",
+    ),
     "leaked": (_ok(leaks={"processes": [{"pid": 102}], "listeners": [], "uds": []}), "leak"),
     "passed": (_ok(), "passed"),
 }
