@@ -359,7 +359,8 @@ class FaultPlan:
         out["workers_gone_s"] = round(time.monotonic() - t0, 3) if not left else None
         if self.name == "kill-master":
             if left:
-                out.update(handled=False, why=f"{len(left)} worker(s) outlived the killed master")
+                why = f"{len(left)} worker(s) still ran {deadline - t0:g} s after the master died"
+                out.update(handled=False, why=why)
             else:
                 out.update(handled=True, why=f"all workers exited {out['workers_gone_s']} s after the master")
         elif exit_s is None:
