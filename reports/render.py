@@ -31,6 +31,7 @@ from markupsafe import Markup
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 from . import svg
+from .faults import fault_table
 from .merge import PLATFORM_NAMES, Cell, MergedView, merge, version_key
 from .perf import performance
 
@@ -470,6 +471,7 @@ def render(
         signatures=_signature_groups(view),
         column_failing=_column_failing(view),
         issues=known_issues(view.cells),
+        faults=fault_table(all_records),
         perf=performance([r for rl in lists for r in rl], bench),
         detail_groups=(
             (

@@ -205,3 +205,51 @@ def test_no_fault_is_a_no_op(scratch: str) -> None:
     assert plan.app == "servers.apps:pid" and plan.port == 0 and not plan.needs_uds and not plan.runtime
     assert plan.conclude({}, ready=True, exit_code=0, stderr="") == {}
     assert faults.summary({}) == ""
+
+
+# --- the report's faults table (pure) ----------------------------------------------------------------
+
+
+def _fault_record(server: str, fault: str, handled: Any, why: str, **extra: Any) -> Any:
+    from harness.records import ResultRecord  # noqa: PLC0415
+
+    outcome = {
+        "fault": fault,
+        "handled": handled,
+        "why": why,
+        "expected": "a good supervisor does X",
+        **extra,
+    }
+    return ResultRecord(
+        scenario=Scenario(server=server, fault=fault).to_dict(),
+        failure_class="passed" if handled else "leak",
+        server_version="" if server == "reference" else "1.0",
+        fault=outcome,
+        platform={"sys_platform": "linux"},
+        python={"version": "3.11.7"},
+        started_at="2026-11-24T06:00:00+00:00",
+    )
+
+
+def test_fault_table_puts_servers_side_by_side_and_escapes() -> None:
+    from reports.faults import fault_table  # noqa: PLC0415
+    from reports.render import render  # noqa: PLC0415
+
+    records = [
+        _fault_record("reference", "kill-master", True, "all workers exited 0.01 s after the master"),
+        _fault_record("uvicorn", "kill-master", False, "<script>alert(1)</script> 2 worker(s) still ran"),
+        _fault_record("reference", "kill-worker", True, "replaced", recovery_s=0.2, failed_requests=3),
+        _fault_record("reference", "kill-worker", False, "not replaced", failed_requests=4),
+    ]
+    table = fault_table(records)
+    assert table["faults"] == ["kill-worker", "kill-master"]
+    assert table["columns"] == ["reference", "uvicorn 1.0"]
+    cell = table["cells"][("kill-worker", "reference")]
+    assert (cell["runs"], cell["handled"], cell["css"], cell["failed_requests"]) == (2, 1, "mixed", 7)
+    assert cell["recovery_s"] == 0.2
+    assert table["cells"][("kill-master", "uvicorn 1.0")]["css"] == "not-handled"
+    assert ("kill-worker", "uvicorn 1.0") not in table["cells"]
+    html = render(records)
+    assert 'id="faults"' in html and "NOT handled" in html
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+    assert fault_table([_fault_record("reference", "", None, "")]) == {}
