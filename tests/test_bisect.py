@@ -21,6 +21,7 @@ from harness.bisect import (
     run,
     search,
 )
+from harness.errors import UsageError
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -201,3 +202,27 @@ def test_real_bisect_finds_the_uds_fix(tmp_path: "os.PathLike[str]") -> None:
     assert by_version["0.13.4"] == "wrong-listener" and by_version["0.14.0"] == "wrong-listener"
     assert by_version["0.15.0"] == "passed"
     assert 3 <= len(rows) <= 4  # both ends + at most two middles, each version run once
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["uvicorn", "--good", "1", "--bad", "2", "--bad-signature", "x"],
+            "--bad-signature needs --bad-class",
+        ),
+        (
+            ["uvicorn", "--good", "1", "--bad", "2", "--bad-class", "leak", "--bad-signature", "("],
+            "not a valid regex",
+        ),
+        (["reference", "--good", "1", "--bad", "2"], "has no released versions"),
+        (["uvicorn", "--good", "1", "--bad", "2", "--python", "2.1"], "no Python 2.1"),
+        (["uvicorn", "--good", "1", "--bad", "2", "--bind", "nope"], "bad bind"),
+        (["uvicorn", "--good", "1", "--bad", "2", "--option", "=x"], "KEY=VALUE"),
+    ],
+)
+def test_usage_errors_before_any_run(argv: List[str], message: str, tmp_path: "os.PathLike[str]") -> None:
+    results = os.path.join(str(tmp_path), "r.jsonl")
+    with pytest.raises(UsageError, match=message):
+        run(_parse([*argv, "--results", results]), out=io.StringIO())
+    assert not os.path.exists(results)
