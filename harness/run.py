@@ -47,12 +47,6 @@ BASE_TIMEOUT_S = 20.0
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: multiprocessing helper processes: children of a server that are not workers
-_HELPER_MARKERS = (
-    "multiprocessing.resource_tracker",
-    "multiprocessing.semaphore_tracker",
-    "multiprocessing.forkserver",
-)
 
 #: exec shim that moves an inherited fd to the number the scenario asked for (`bind = "fd:N"`), then
 #: becomes the server (same pid). Runs in the server's interpreter: keep it Python 3.6-compatible.
@@ -149,7 +143,7 @@ def read_events(path: str) -> List[Dict[str, Any]]:
 
 def _helper(cmdline: List[str]) -> bool:
     text = " ".join(cmdline)
-    return any(marker in text for marker in _HELPER_MARKERS)
+    return any(marker in text for marker in hinspect.HELPER_MARKERS)
 
 
 def _psutil_workers(root_pid: int) -> Set[int]:
