@@ -1,9 +1,10 @@
 """run_scenario: one Scenario in, one ResultRecord out. The harness's data flow, in order:
 
-    resolve interpreter -> ensure env -> adapter.build -> run dir (private HOME/TMP/XDG) -> bind
-    -> ServerProcess.start -> readiness (N worker pids answer) -> snapshot "ready" -> load
-    -> snapshot "after-load" -> stop -> snapshot "after-stop" + leaks -> Observation -> classify
-    -> ResultRecord -> capsule (non-passing) -> append_record
+    resolve interpreter -> ensure env -> run dir (private HOME/XDG; TMP + UDS in a short scratch dir)
+    -> fault plan (harness.faults) -> bind -> adapter.build -> ServerProcess.start
+    -> readiness (N worker pids answer) -> snapshot "ready" -> [runtime fault + readiness again,
+    snapshot "after-fault"] -> load -> snapshot "after-load" -> stop -> snapshot "after-stop" + leaks
+    -> Observation -> classify -> ResultRecord -> capsule (non-passing) -> append_record
 
 This function is a process boundary: whatever goes wrong inside becomes a record (`env-error`,
 `unsupported` or `harness-error`), never an exception, so a matrix run never loses a cell.
