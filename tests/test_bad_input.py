@@ -423,3 +423,29 @@ def test_fuzz_10000(server: Any, request: Any) -> None:
     count = _fuzz(server, 10000)
     print(f"fuzz: {count} generated requests, no worker exit")
     assert count >= 10000
+
+
+# --- security --------------------------------------------------------------------------------------------
+
+
+def test_no_shell_with_strings_anywhere() -> None:
+    """No subprocess with shell=True, os.system or os.popen: user-supplied strings (requirements, apps,
+    paths) only ever reach an argv list."""
+    import re  # noqa: PLC0415
+
+    pattern = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(")
+    offenders = []
+    for top in ("harness", "servers", "reports", "bench", "scenarios", "tests"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path.name == "test_bad_input.py":
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_reference_server_binds_loopback_by_default() -> None:
+    from servers._cli import parse  # noqa: PLC0415
+
+    assert parse(["servers.apps:pid"]).bind.host == "127.0.0.1"
