@@ -10,7 +10,9 @@ optional --bad-signature regex), so the search finds where THAT failure starts/s
 "good" (said so in the step line when it is not `passed`). A version whose env cannot be built
 (`env-error`), that the adapter cannot drive (`unsupported`), or where the harness failed
 (`harness-error`) is a "skip": neither good nor bad; the search probes a neighbour instead. Versions
-whose Requires-Python excludes the interpreter are skipped without building (and said so).
+whose Requires-Python excludes the interpreter are skipped without building, and so are envs that the
+--results file already records as env-error under the same Python (--retry-env-errors rebuilds them);
+each skip is said so. Envs are cached (harness.envs), so a second bisect over a range is mostly runs.
 
 The search itself is pure and unit-tested with fake oracles:
 
@@ -245,6 +247,11 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
     p.add_argument("--work-dir", default="")
     p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
+    p.add_argument(
+        "--retry-env-errors",
+        action="store_true",
+        help="rebuild envs that --results already records as env-error (default: skip them again)",
+    )
     p.set_defaults(func=run)
 
 
@@ -259,6 +266,29 @@ def _requirements(dist: str, pinned: Sequence[str], default: Sequence[str], vers
     base = list(pinned) if pinned else list(default)
     kept = [r for r in base if name(r) != canonical_name(dist)]
     return (*kept, f"{dist}=={version}")
+
+
+#: env-errors that say nothing about the env itself: never reused, always retried
+_TRANSIENT_ENV_ERRORS = ("could not reach PyPI", "another process is still building", "timed out", "HTTP")
+
+
+def _recorded_env_errors(path: str, python_version: str) -> "Dict[str, Any]":
+    """{scenario id: the last env-error record} in `path` under this Python version, so a second
+    bisect over the same range does not rebuild envs that cannot be built (a later record of another
+    class for the same scenario clears it; transient errors are never reused)."""
+    from harness.records import read_records  # noqa: PLC0415
+
+    found: Dict[str, Any] = {}
+    if not path or not os.path.exists(path):
+        return found
+    for record in read_records([path]):
+        if str(record.python.get("version", "")) != python_version:
+            continue
+        if record.failure_class != "env-error":
+            found.pop(record.scenario_id, None)
+        elif not any(t in record.signature for t in _TRANSIENT_ENV_ERRORS):
+            found[record.scenario_id] = record
+    return found
 
 
 def _record_line(path: str, run_id: str) -> int:
@@ -345,6 +375,7 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         say(f"bad = {judge.describe()}")
     records: Dict[int, ResultRecord] = {}
     why_skipped: Dict[int, str] = {}
+    failed_envs = {} if args.retry_env_errors else _recorded_env_errors(args.results, interp.version)
     step = [0]
     builds: List[Tuple[str, float]] = []
 
@@ -359,6 +390,11 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         sc = dataclasses.replace(
             base, requirements=_requirements(dist, args.requirement, adapter.default_requirements, version)
         )
+        earlier = failed_envs.get(sc.scenario_id)
+        if earlier is not None:
+            why_skipped[i] = f"env-error: {earlier.signature} (recorded by run {earlier.run_id}; not rebuilt)"
+            say(f"{label} -> skip ({why_skipped[i]})")
+            return SKIP
         t = time.monotonic()
         record = run_scenario(
             sc,

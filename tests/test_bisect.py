@@ -15,6 +15,7 @@ from harness.bisect import (
     SKIP,
     BisectError,
     Judge,
+    _recorded_env_errors,
     _requirements,
     add_parser,
     orient,
@@ -22,6 +23,7 @@ from harness.bisect import (
     search,
 )
 from harness.errors import UsageError
+from harness.records import ResultRecord, Scenario, append_record
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -226,3 +228,24 @@ def test_usage_errors_before_any_run(argv: List[str], message: str, tmp_path: "o
     with pytest.raises(UsageError, match=message):
         run(_parse([*argv, "--results", results]), out=io.StringIO())
     assert not os.path.exists(results)
+
+
+def test_recorded_env_errors_are_reused_unless_transient_or_cleared(tmp_path: "os.PathLike[str]") -> None:
+    path = os.path.join(str(tmp_path), "r.jsonl")
+    a = Scenario(server="uvicorn", requirements=("uvicorn==0.11.0",), python="3.11")
+    b = Scenario(server="uvicorn", requirements=("uvicorn==0.11.1",), python="3.11")
+    c = Scenario(server="uvicorn", requirements=("uvicorn==0.11.2",), python="3.11")
+
+    def rec(sc: Scenario, cls: str, sig: str, version: str = "3.11.7") -> ResultRecord:
+        return ResultRecord(
+            scenario=sc.to_dict(), failure_class=cls, signature=sig, python={"version": version}
+        )
+
+    append_record(path, rec(a, "env-error", "Failed to build `httptools==0.0.13`: longintrepr.h"))
+    append_record(path, rec(b, "env-error", "could not reach PyPI for uvicorn: timed out"))
+    append_record(path, rec(c, "env-error", "Failed to build"))
+    append_record(path, rec(c, "passed", ""))  # built later (e.g. --retry-env-errors): no longer failed
+    append_record(path, rec(b, "env-error", "Failed to build", version="3.8.18"))
+    assert set(_recorded_env_errors(path, "3.11.7")) == {a.scenario_id}
+    assert set(_recorded_env_errors(path, "3.8.18")) == {b.scenario_id}
+    assert _recorded_env_errors(os.path.join(str(tmp_path), "missing.jsonl"), "3.11.7") == {}
