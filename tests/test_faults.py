@@ -59,6 +59,38 @@ def _plan(name: str, tmp: str, app: str = "servers.apps:pid") -> faults.FaultPla
     return faults.plan(Scenario(fault=name, app=app), tmp)
 
 
+class _IgnoreTermAdapter:
+    """Test-only adapter (`tests.test_faults:IGNORE_TERM`): tests/_mpserver.py, master and workers ignoring
+    SIGTERM, so the harness's stop has to escalate."""
+
+    name = "ignore-term"
+    distribution = ""
+    default_requirements: Tuple[str, ...] = ()
+
+    def build(self, ctx: Any) -> Any:
+        from servers.adapters import LaunchSpec  # noqa: PLC0415
+
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mpserver.py")
+        argv = [ctx.python, script, "--workers", str(ctx.workers), "--ignore-term"]
+        argv += ["--uds", ctx.uds] if ctx.uds else ["--host", ctx.host, "--port", str(ctx.port)]
+        return LaunchSpec(argv=tuple(argv))
+
+
+IGNORE_TERM = _IgnoreTermAdapter()
+
+
+def test_server_ignoring_sigterm_is_escalated_and_recorded_shutdown_hang(tmp_path: Any) -> None:
+    from harness.run import run_scenario  # noqa: PLC0415
+
+    sc = Scenario(server="tests.test_faults:IGNORE_TERM", workers=2, requests=10, keepalive_requests=0)
+    record = run_scenario(sc, work_dir=str(tmp_path), base_timeout=4)
+    assert record.failure_class == "shutdown-hang", (record.failure_class, record.reason)
+    assert record.signature == "shutdown-hang" and "killed at the deadline" in record.reason
+    assert record.exit_code == -9  # SIGKILLed by the escalation, not stopped
+    assert not any(record.leaks.values()), record.leaks  # the escalation left nothing behind
+    assert len(record.worker_pids) == 2
+
+
 @pytest.fixture
 def scratch() -> Any:
     with tempfile.TemporaryDirectory(prefix="awh-f-", dir="/tmp") as d:  # short: AF_UNIX path limit
