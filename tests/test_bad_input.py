@@ -16,9 +16,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Set, Tuple
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from harness.records import ResultRecord, Scenario
 from harness.run import run_scenario
@@ -316,7 +318,7 @@ def test_slowloris_is_dropped_after_the_header_timeout_while_others_are_served(s
         for s in slow:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
         t0 = time.monotonic()
-        dropped = set()
+        dropped: Set[int] = set()
         deadline = t0 + 30  # the header timeout is 5 s (Limits.keepalive_timeout); generous bound
         served_meanwhile = 0
         while len(dropped) < len(slow) and time.monotonic() < deadline:
@@ -353,8 +355,6 @@ def _request_ok(addr: Tuple[str, int]) -> Tuple[int, int, bytes]:
 
 
 def _fuzz(server: Any, examples: int) -> int:
-    hypothesis = pytest.importorskip("hypothesis")
-    st = hypothesis.strategies
     srv, addr, pids = server
     token = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=0, max_size=12)
     raw_bytes = st.binary(max_size=64)
