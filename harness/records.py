@@ -132,13 +132,16 @@ class ResultRecord:
     * failure_class - one of FAILURE_CLASSES; signature - the normalized decisive line ("" when passed)
     * reason - one human sentence saying why this class was chosen
     * exit_code / exit_name - the server master's exit code and (reference server) its name
-    * platform - {system, release, machine, sys_platform}; python - {requested, executable, version, implementation}
+    * platform - {system, release, machine, sys_platform}
+    * python - {requested, executable, version, implementation}
     * installed - {distribution: version} read back from the env; server_version - the server's version
     * timings - seconds since launch: {first_response, all_workers, load_done, stop_sent, stopped,
       worker_ready: {pid: s}, ready_event: s}
     * load - {requests, ok, errors: {class: n}, status: {code: n}, per_worker: {pid: n}, max_share, jain,
-      latency_ms: {p50, p90, p99, max}, rate, keepalive: {requests, ok, per_worker, latency_ms: {...}, by_worker: {pid: {p50, p99}}}}
-    * snapshots - [{phase, processes: [{pid, ppid, name, cmdline, role}], listeners: [{pid, family, address, port, path}]}]
+      latency_ms: {p50, p90, p99, max}, rate,
+      keepalive: {requests, ok, per_worker, latency_ms: {...}, by_worker: {pid: {p50, p99}}}}
+    * snapshots - [{phase, processes: [{pid, ppid, name, cmdline, role}],
+      listeners: [{pid, family, address, port, path}]}]
     * leaks - {processes: [...], listeners: [...], uds: [...]}
     * worker_pids - pids that answered requests
     * events - the reference server's events (or []), fault - what the fault did
@@ -232,8 +235,8 @@ def read_records(paths: Iterable[str]) -> Iterator[ResultRecord]:
     """Read records from JSONL files; a torn last line (a crash mid-write) is skipped, not fatal."""
     for path in paths:
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
+            for raw in fh:
+                line = raw.strip()
                 if not line:
                     continue
                 try:

@@ -53,7 +53,7 @@ class EventWriter:
 
     def __init__(self, path: Optional[str] = None) -> None:
         self._own = path is not None
-        self._fh: IO[str] = open(path, "a", encoding="utf-8") if path is not None else sys.stdout  # noqa: SIM115
+        self._fh: IO[str] = open(path, "a", encoding="utf-8") if path is not None else sys.stdout
 
     def emit(self, event: str, **fields: Any) -> Dict[str, Any]:
         assert event in EVENT_NAMES, event

@@ -10,13 +10,7 @@ express a scenario it raises Unsupported with the reason; the harness records `u
 """
 
 import dataclasses
-import sys
-from typing import Dict, Optional, Tuple
-
-if sys.version_info >= (3, 8):
-    from typing import Protocol
-else:  # pragma: no cover - adapters run in the harness, which needs 3.8+
-    Protocol = object
+from typing import Dict, Optional, Protocol, Tuple
 
 
 class Unsupported(Exception):
