@@ -14,6 +14,10 @@ whose Requires-Python excludes the interpreter are skipped without building, and
 --results file already records as env-error under the same Python (--retry-env-errors rebuilds them);
 each skip is said so. Envs are cached (harness.envs), so a second bisect over a range is mostly runs.
 
+Old releases resolve their unpinned dependencies to today's versions: uvicorn 0.11.x on Python 3.8 gets
+uvloop 0.23, whose get_event_loop() raises in a spawned worker, so every worker dies before the 2020
+behaviour can show. Pin such dependencies with --requirement (uvloop==0.14.0); they stay pinned.
+
 The search itself is pure and unit-tested with fake oracles:
 
 * search(n, test) -> SearchResult - indices 0..n-1 ordered from the good end to the bad end;
@@ -444,7 +448,7 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         return f"{rec.verdict}  [{loc}, run_id {rec.run_id}{extra}]"
 
     say("")
-    for i in result.skipped:
+    for i in sorted(result.skipped, key=lambda k: every.index(ordered[k])):
         say(f"skipped {dist}=={ordered[i]}: {why_skipped.get(i, '')}")
     good_v, bad_v = ordered[result.last_good], ordered[result.first_bad]
     if direction == "regression":
@@ -453,6 +457,12 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     else:
         say(f"first good (first fixed release): {dist}=={good_v}  {where(result.last_good)}")
         say(f"last bad:   {dist}=={bad_v}  {where(result.first_bad)}")
+    good_rec = records.get(result.last_good)
+    if good_rec is not None and good_rec.failure_class != "passed":
+        say(
+            f"note: {dist}=={good_v} is good only in that it lacks the bad verdict; it fails otherwise "
+            f"({good_rec.failure_class}): bisect that failure with --bad {good_v} if it matters"
+        )
     if not result.exact:
         between = ", ".join(ordered[i] for i in result.untested_between)
         say(f"not exact: {between} could not be tested; the change is in one of them or at the ends above")
