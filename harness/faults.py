@@ -226,6 +226,8 @@ class FaultPlan:
         self.needs_uds = name == "stale-uds"
         self.uds_path = os.path.join(scratch, "s.sock") if self.needs_uds else ""
         self._holder: Optional[socket.socket] = None
+        #: non-empty: this fault cannot be expressed here (the runner records `unsupported` with it)
+        self.unsupported = ""
         if name == "import-error":
             self.app = BROKEN_APP
         elif name == "lifespan-failure":
@@ -236,6 +238,8 @@ class FaultPlan:
             self._holder.bind(("127.0.0.1", 0))
             self._holder.listen(1)
             self.port = int(self._holder.getsockname()[1])
+        elif name == "stale-uds" and not hasattr(socket, "AF_UNIX"):
+            self.unsupported = "stale-uds needs AF_UNIX sockets, which this Python has not"
         elif name == "stale-uds":
             # A socket file whose socket is gone: bound, never listening, closed without unlink.
             stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # type: ignore[attr-defined,unused-ignore]
