@@ -249,3 +249,20 @@ def test_recorded_env_errors_are_reused_unless_transient_or_cleared(tmp_path: "o
     assert set(_recorded_env_errors(path, "3.11.7")) == {a.scenario_id}
     assert set(_recorded_env_errors(path, "3.8.18")) == {b.scenario_id}
     assert _recorded_env_errors(os.path.join(str(tmp_path), "missing.jsonl"), "3.11.7") == {}
+
+
+@pytest.mark.slow
+def test_real_dependency_bisect_keeps_the_other_pins(tmp_path: "os.PathLike[str]") -> None:
+    """--dependency: uvicorn-worker 0.3.0 -> 0.4.0 under pinned gunicorn 23.0.0 + uvicorn 0.36.0."""
+    results = os.path.join(str(tmp_path), "bisect.jsonl")
+    argv = "gunicorn --requirement gunicorn==23.0.0 --requirement uvicorn==0.36.0 --dependency uvicorn-worker"
+    argv += " --bad 0.3.0 --good 0.4.0 --python 3.11 --requests 40 --keepalive-requests 10"
+    out = io.StringIO()
+    assert run(_parse([*argv.split(), "--results", results]), out=out) == 0, out.getvalue()
+    assert "first good (first fixed release): uvicorn-worker==0.4.0" in out.getvalue()
+    with open(results, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    assert [(r["installed"]["gunicorn"], r["installed"]["uvicorn"]) for r in rows] == [
+        ("23.0.0", "0.36.0")
+    ] * 2
+    assert "setup_event_loop" in rows[0]["signature"] and rows[1]["failure_class"] == "passed"
