@@ -30,7 +30,12 @@ answered 19-82 ms after the server's own "ready" event with >= N in flight, 6-21
 The only waits without an event are the retry interval after a refused connect
 or an unknown target (1 ms doubling to 5 ms) - a server that is not listening yet has nothing to select on.
 target_fn and worker_pids may be psutil-backed (ms per call): each is re-asked no sooner than 2-3 times
-its own last cost, so the harness never takes more than about a third of a core from a starting server.
+its own last CPU cost (thread time, capped at _ASK_MAX_GAP), so the harness never takes more than about a
+third of a core from a starting server. CPU time, not wall time: on a loaded machine a call can take
+100+ ms of wall time while costing 0.1 ms (the harness was descheduled, measured at load ~9 on 2 cores), and
+a wall-time back-off turned one such stall into 3x the stall before asking again (the suspected cause of a
+reference server `ready` at 0.69 s recorded not-serving with only NoTarget errors). At the deadline, a run
+whose N pids have answered is always checked once more: the rate limit never decides a verdict.
 """
 
 from __future__ import annotations
@@ -41,12 +46,14 @@ import ipaddress
 import selectors
 import socket
 import time
-from typing import Callable, Dict, Optional, Set
+from typing import Callable, Dict, Optional, Set, TypeVar
 
 __all__ = ["NonLoopbackTarget", "ReadyResult", "Target", "wait_ready"]
 
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, getattr(errno, "WSAEWOULDBLOCK", -1)}
 _RETRY_MIN, _RETRY_MAX = 0.001, 0.005
+_T = TypeVar("_T")
+_ASK_MAX_GAP = 0.25  # the longest wait before target_fn / worker_pids are asked again, whatever they cost
 _PROBE_TIMEOUT = 2.0  # one probe; a hanging accept queue shows up as ReadTimeout/ConnectTimeout counts
 _MAX_HEADER = 65536
 
@@ -115,6 +122,12 @@ class ReadyResult:
     responses: int = 0
     status: Dict[int, int] = dataclasses.field(default_factory=dict)
     ready_event: Optional[float] = None
+
+
+def _timed(fn: Callable[[], _T]) -> tuple[_T, float]:
+    """fn() and the CPU time it cost this thread (a deschedule on a loaded machine is not a cost)."""
+    started = time.thread_time()
+    return fn(), time.thread_time() - started
 
 
 def _error_name(code: int) -> str:
@@ -191,14 +204,14 @@ def wait_ready(
         retry_at = now + retry
         retry = min(retry * 2, _RETRY_MAX)
 
-    def enough(now: float) -> Optional[float]:
+    def enough(now: float, force: bool = False) -> Optional[float]:
         """The time the N-th still-current worker first answered, or None."""
         nonlocal next_workers_check
-        if len(seen) < expected_workers or now < next_workers_check:
+        if len(seen) < expected_workers or (now < next_workers_check and not force):
             return None
-        current = worker_pids()
-        # a psutil-backed callback costs ms: never spend more than a third of the time in it
-        next_workers_check = now + max(0.005, 2 * (time.monotonic() - now))
+        current, cost = _timed(worker_pids)
+        # a psutil-backed callback costs ms: never spend more than a third of the CPU in it
+        next_workers_check = now + min(_ASK_MAX_GAP, max(0.005, 2 * cost))
         times = sorted(t for pid, t in seen.items() if not current or pid in current)
         return times[expected_workers - 1] if len(times) >= expected_workers else None
 
@@ -216,11 +229,11 @@ def wait_ready(
             if all_workers is not None:
                 break
             if now >= deadline:
+                all_workers = enough(now, force=True)  # N answered: the rate limit must not decide
                 break
             if not target_confirmed and now >= target_at:
                 asked_at = time.monotonic()
-                new_target = target_fn()
-                cost = time.monotonic() - asked_at
+                new_target, cost = _timed(target_fn)
                 if new_target != target:
                     target = new_target
                     if target is not None:
@@ -233,7 +246,7 @@ def wait_ready(
                     err("NoTarget")
                     backoff(now)
                 # discovery through psutil costs ms per call: keep it under a third of the CPU
-                target_at = asked_at + max(3 * cost, retry)
+                target_at = asked_at + min(_ASK_MAX_GAP, max(3 * cost, retry))
             missing = max(1, expected_workers - len(seen))
             want = min(32, max(4, 2 * missing, expected_workers))
             while target is not None and now >= retry_at and len(inflight) < want:

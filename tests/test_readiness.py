@@ -130,3 +130,48 @@ def test_exit_stops_the_wait_early(tmp_path):
 def test_unknown_target_counts_no_target(tmp_path):
     result = wait_ready(lambda: None, 1, time.monotonic() + 0.2, alive=lambda: True, worker_pids=set)
     assert not result.ready and result.errors.get("NoTarget", 0) >= 1 and result.probes == 0
+
+
+def _stalled_once(stall: float, answer, then):
+    """A callback whose first call is descheduled for `stall` s of wall time (about no CPU), as a loaded
+    machine does to the harness; later calls answer at once."""
+    calls = []
+
+    def fn():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(stall)  # the simulated deschedule itself, not synchronisation
+            return answer
+        return then()
+
+    return fn, calls
+
+
+def test_a_stalled_target_call_does_not_starve_the_wait(tmp_path):
+    # Regression: the back-off after asking target_fn was 3x its WALL time, so one 1 s stall (no target
+    # yet) meant no new ask for 3 s: a server serving since the start of the wait came out not-ready
+    # with only NoTarget errors. The rate limit is on CPU time now, capped.
+    with _start(tmp_path, "--workers", "2") as server:
+        info = _mpserver.read_info(str(tmp_path / "info.json"))
+        target = Target("127.0.0.1", info["port"])
+        target_fn, calls = _stalled_once(1.0, None, lambda: target)
+        t0 = time.monotonic()
+        result = wait_ready(target_fn, 2, t0 + 2.9, alive=server.alive, worker_pids=_workers(server))
+        assert result.ready, result
+        assert result.errors.get("NoTarget") == 1, result.errors
+        assert len(calls) >= 2 and calls[1] - calls[0] < 1.5, calls
+
+
+def test_a_stalled_worker_pids_call_does_not_decide_the_verdict(tmp_path):
+    # Regression: after a worker_pids() call the next one waited 2x its wall time; when that stalled
+    # (first answer: a snapshot from before the workers registered) past the deadline, every worker had
+    # answered and the result still said not ready. Now CPU-timed, and checked once more at the deadline.
+    with _start(tmp_path, "--workers", "2") as server:
+        info = _mpserver.read_info(str(tmp_path / "info.json"))
+        target = Target("127.0.0.1", info["port"])
+        worker_pids, calls = _stalled_once(1.0, {-1}, _workers(server))
+        deadline = time.monotonic() + 1.9
+        result = wait_ready(lambda: target, 2, deadline, alive=server.alive, worker_pids=worker_pids)
+        assert result.ready, result
+        assert set(result.pid_first_seen) == set(info["workers"])
+        assert len(calls) >= 2, calls
