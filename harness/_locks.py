@@ -5,6 +5,10 @@ processes, threads) never build it twice at once. The lock is held on an open fi
 threads of one process that each open the lock file exclude each other too. The OS drops the lock when
 the holder dies: a crashed builder never leaves a stale lock behind.
 
+port_lock(port) is the same lock, machine-wide, for a fixed TCP port: every test that can make a server
+bind that port (uvicorn <=0.14 binds 127.0.0.1:8000 with --uds/--fd whatever it is told) holds it, so
+xdist workers and parallel pytest runs take turns instead of failing each other with EADDRINUSE.
+
 Exceptions:
 
     LockTimeout (TimeoutError) - the lock was not acquired before the deadline
@@ -12,6 +16,7 @@ Exceptions:
 
 import os
 import sys
+import tempfile
 import time
 from types import TracebackType
 from typing import Optional, Type
@@ -103,4 +108,10 @@ class FileLock:
         self.release()
 
 
-__all__ = ["FileLock", "LockTimeout"]
+def port_lock(port: int, timeout: float = 600.0) -> FileLock:
+    """The machine-wide lock for TCP `port` (a file in /tmp, the same for every process and TMPDIR)."""
+    base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    return FileLock(os.path.join(base, f"asgi-workers-harness-port-{int(port)}.lock"), timeout=timeout)
+
+
+__all__ = ["FileLock", "LockTimeout", "port_lock"]

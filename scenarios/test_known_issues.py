@@ -7,6 +7,7 @@
 * an affected release must fail with exactly the entry's failure class, its signature regex must match
   the record's signature, and the exit code must match when the entry names one
 * the first fixed release must pass (or show the class the entry names for it)
+* a case that can bind a fixed port (see _fixed_ports) is marked fixed_port: it holds that port's lock
 * an entry for another platform is skipped with a reason naming the platforms; so is an affected case
   whose Python is outside the entry's range, and an entry with a `skip` reason (e.g. a fault the runner
   lacks)
@@ -15,6 +16,7 @@ A malformed entry is a collection error with one line naming the file (harness.c
 """
 
 import platform
+import re
 import sys
 from typing import Any, List, Tuple
 
@@ -30,6 +32,18 @@ def _case_id(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
     return f"{entry.id}-{expectation.role}-{reqs}"
 
 
+def _fixed_ports(scenario: Scenario) -> Tuple[int, ...]:
+    """Ports the case's server may bind whatever it is told: uvicorn <=0.14's multi-worker path ignores
+    --uds / --fd and binds 127.0.0.1:8000 (https://github.com/Kludex/uvicorn/pull/1009)."""
+    if scenario.server != "uvicorn" or scenario.bind == "tcp":
+        return ()
+    for req in scenario.requirements:
+        m = re.fullmatch(r"uvicorn==(\d+)\.(\d+)(?:\.\d+)*", req.strip())
+        if m and (int(m.group(1)), int(m.group(2))) < (0, 15):
+            return (8000,)
+    return ()
+
+
 def _skip_reason(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
     return case_skip(entry, scenario, expectation, sys.platform, platform.python_version())
 
@@ -40,6 +54,9 @@ def _params() -> List[Any]:
         for scenario, expectation in entry.scenarios():
             marks = [pytest.mark.known_issue(entry.id), pytest.mark.workers(scenario.workers)]
             marks.append(pytest.mark.slow)
+            ports = _fixed_ports(scenario)
+            if ports:
+                marks.append(pytest.mark.fixed_port(*ports))
             reason = _skip_reason(entry, scenario, expectation)
             if reason:
                 marks.append(pytest.mark.skip(reason=reason))

@@ -187,6 +187,7 @@ def _parse(argv: List[str]) -> argparse.Namespace:
 
 
 @pytest.mark.slow
+@pytest.mark.fixed_port(8000)  # 0.13.4 / 0.14.0 bind 127.0.0.1:8000 whatever --uds says
 def test_real_bisect_finds_the_uds_fix(tmp_path: "os.PathLike[str]") -> None:
     """Regression for https://github.com/Kludex/uvicorn/pull/1009: a real bisect over 0.13.4..0.16.0
     (4 releases, real envs and servers) names 0.15.0 as the first release where --uds is honoured."""
