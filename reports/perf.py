@@ -8,8 +8,8 @@
   - cells: per cell (row x column): throughput (fresh connections, req/s), latency p50/p99, keep-alive
     p50/p99 and the per-worker keep-alive p50 range (load.keepalive.by_worker), fairness (max_share,
     Jain's index), and the `degraded` verdict (harness.perf, the same function the CLI uses)
-  - bench: bench/results/<name>.json files (any shape: {bench, settings, figures, machine_*}), figures
-    flattened to rows; a summary leaf is {median, min, max, n}
+  - bench: bench/results/<name>.json files, figures flattened to rows (a summary leaf is {median, min,
+    max, n}); {bench, settings, figures, machine_*} files show `figures`, other shapes every scalar
 
 Only passed (and degraded) runs count: a failing run's timings measure the failure, not the server.
 """
@@ -29,6 +29,8 @@ __all__ = ["bench_tables", "performance", "read_bench"]
 
 OK = ("passed", "degraded")
 MAX_BENCH_ROWS = 300
+#: keys of a bench file that are metadata or raw runs, not figures
+_NOT_FIGURES = ("bench", "settings", "machine", "machine_before", "machine_after", "command", "runs", "env")
 
 
 def _median(values: Iterable[Optional[float]]) -> Optional[float]:
@@ -185,7 +187,10 @@ def bench_tables(bench: Sequence[Tuple[str, Any]]) -> List[Dict[str, Any]]:
             tables.append(table)
             continue
         rows: List[Dict[str, Any]] = []
-        _flatten(data.get("figures", {}), (), rows)
+        if isinstance(data.get("figures"), Mapping):
+            _flatten(data["figures"], (), rows)
+        else:  # another shape (e.g. bench/flaky.py): every scalar, raw per-run data left out
+            _flatten({k: v for k, v in data.items() if k not in _NOT_FIGURES}, (), rows)
         settings = data.get("settings")
         machine = data.get("machine_before") or data.get("machine")
         table = {

@@ -140,3 +140,11 @@ def test_release_startup_changes_flag_a_slower_release() -> None:
     ]
     page = render_release(diff(prev, cur), "uvicorn", "0.54.0", "0.53.0", records=[*prev, *cur])
     assert '<tr class="slower">' in page and "1 slower by" in page
+
+
+def test_bench_tables_other_shapes_show_their_scalars() -> None:
+    flaky = {"repeats": 10, "classes": {"passed": 35}, "exit_codes": [0, 0], "runs": {"x": 1}}
+    (table,) = bench_tables([("flaky.json", flaky)])
+    assert [(r["name"], r["value"]) for r in table["rows"]] == [("classes / passed", 35.0), ("repeats", 10.0)]
+    html = render([], bench=[("flaky.json", flaky)])
+    assert "Benchmark: flaky.json" in html and ">35<" in html
