@@ -52,6 +52,8 @@ def scenarios() -> Iterator[Scenario]:
             bind = "uds" if (n + i) % 3 == 0 and strategy != "reuseport" else "tcp"
             if fault == "stale-uds" and strategy == "reuseport":  # SO_REUSEPORT has no AF_UNIX (EOPNOTSUPP)
                 strategy, method = next(p for p in pairs if p[0] != "reuseport")
+            if fault == "port-in-use":  # a TCP fault: the harness holds the TCP port it gives the server
+                bind = "tcp"
             if fault in ("kill-worker", "stop-worker") and workers == 1:
                 workers = 2
             yield Scenario(
@@ -119,6 +121,7 @@ def main(argv: "List[str] | None" = None) -> int:
     ap.add_argument("-n", "--jobs", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=18, help="scenarios per run_matrix call")
     ap.add_argument("--out", default="", help="write the figures here as JSON")
+    ap.add_argument("--keep", default="", help="copy the records (JSONL) here")
     args = ap.parse_args(argv)
 
     token = uuid.uuid4().hex
@@ -179,12 +182,28 @@ def main(argv: "List[str] | None" = None) -> int:
         "scratch_dirs": scratch_left,
         "scratch_dirs_checked": len(scratch),
         "run_dirs_left": run_dirs_left,
+        "class_samples": {
+            cls: [
+                (
+                    r.scenario_id,
+                    r.signature,
+                    r.reason[:200],
+                    {k: len(v or []) for k, v in (r.leaks or {}).items()},
+                )
+                for r in records
+                if r.failure_class == cls
+            ][:5]
+            for cls in sorted(classes)
+            if cls != "passed"
+        },
         "not_handled_samples": [
             (r.scenario_id, (r.fault or {}).get("why"))
             for r in records
             if r.scenario.get("fault") and (r.fault or {}).get("handled") is not True
         ][:10],
     }
+    if args.keep:
+        shutil.copyfile(results, args.keep)
     shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(figures, indent=2)
     print(text)
