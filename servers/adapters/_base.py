@@ -10,7 +10,15 @@ express a scenario it raises Unsupported with the reason; the harness records `u
 """
 
 import dataclasses
-from typing import Dict, Optional, Protocol, Tuple
+import sys
+from typing import Dict, Optional, Tuple
+
+# The adapters package is imported by servers.adapters._launcher, which runs under the server's own
+# interpreter - Python 3.7 included (uvicorn 0.10 era): typing.Protocol is 3.8+.
+if sys.version_info >= (3, 8):  # noqa: UP036 - see above: not the harness's own minimum
+    from typing import Protocol
+else:  # pragma: no cover - exercised by tests/test_adapters.py's launcher test under 3.7
+    Protocol = object
 
 
 class Unsupported(Exception):
