@@ -130,7 +130,12 @@ def wrong_listeners(obs: Observation) -> List[Dict[str, Any]]:
 
 def _leak_kinds(obs: Observation) -> List[str]:
     names = {"processes": "process", "listeners": "listener", "uds": "uds"}
-    return [names.get(k, k) for k, v in sorted((obs.leaks or {}).items()) if v]
+    leaks = dict(obs.leaks or {})
+    if obs.fault == "kill-master":
+        # a SIGKILLed master cannot unlink its socket file: the fault leaves it, not the server (the next
+        # start has to cope with it, which is the stale-uds fault). Still kept in the record's leaks.
+        leaks.pop("uds", None)
+    return [names.get(k, k) for k, v in sorted(leaks.items()) if v]
 
 
 def _crash_loop_exit(obs: Observation) -> bool:

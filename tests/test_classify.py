@@ -325,3 +325,11 @@ def _listener(
 )
 def test_wrong_listeners(asked: Dict[str, Any], listeners: List[Dict[str, Any]], wrong: int) -> None:
     assert len(wrong_listeners(Observation(asked=asked, listeners=tuple(listeners)))) == wrong
+
+
+def test_kill_master_leaves_a_socket_file_that_is_not_the_servers_leak() -> None:
+    uds_left = {"processes": [], "listeners": [], "uds": ["/tmp/x/s.sock"]}
+    assert classify(_ok(fault="kill-master", leaks=uds_left)).failure_class == "passed"
+    assert classify(_ok(leaks=uds_left)).failure_class == "leak"
+    procs_left = {"processes": [{"pid": 7}], "listeners": [], "uds": ["/tmp/x/s.sock"]}
+    assert classify(_ok(fault="kill-master", leaks=procs_left)).signature == "leak: process"
