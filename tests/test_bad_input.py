@@ -181,6 +181,21 @@ def test_requirement_that_does_not_install_is_an_env_error(
     _check_record(record, "env-error", needle)
 
 
+@pytest.mark.parametrize(
+    ("fields", "cls", "needle"),
+    [
+        ({"server": "nginx"}, "harness-error", "unknown server 'nginx'"),
+        ({"strategy": "teleport"}, "unsupported", "no strategy 'teleport'"),
+        ({"start_method": "vfork"}, "unsupported", "no start method 'vfork'"),
+    ],
+    ids=["server", "strategy", "start-method"],
+)
+def test_unknown_names_via_the_api_are_recorded_in_one_line(
+    tmp_path: Path, fields: Dict[str, str], cls: str, needle: str
+) -> None:
+    _check_record(_record(tmp_path, **fields), cls, needle)
+
+
 def test_unknown_fault_via_the_api_is_a_one_line_harness_error(tmp_path: Path) -> None:
     _check_record(_record(tmp_path, fault="unplug-the-cable"), "harness-error", "unknown fault")
 
