@@ -56,6 +56,14 @@ def _ours(token: str) -> List[psutil.Process]:
     return found
 
 
+def _cmd(proc: psutil.Process) -> str:
+    """Its command line; "" once it exited (a worker can turn zombie between _ours() and this call)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _resources(procs: List[psutil.Process]) -> Tuple[Set[int], Set[str]]:
     """(TCP ports, UDS paths) the processes listen on."""
     ports: Set[int] = set()
@@ -130,7 +138,7 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
             servers = [
                 p
                 for p in seen
-                if "servers" in " ".join(p.cmdline()) and "reaper" not in " ".join(p.cmdline())
+                if "servers" in _cmd(p) and "reaper" not in _cmd(p)
             ]
             p_, u_ = _resources(seen)
             ports |= p_
