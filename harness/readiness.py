@@ -36,6 +36,10 @@ third of a core from a starting server. CPU time, not wall time: on a loaded mac
 a wall-time back-off turned one such stall into 3x the stall before asking again (the suspected cause of a
 reference server `ready` at 0.69 s recorded not-serving with only NoTarget errors). At the deadline, a run
 whose N pids have answered is always checked once more: the rate limit never decides a verdict.
+A probe is never cut mid-answer: once its head is read the rest is read to EOF, and when the wait ends
+the probes already sent are drained for up to _DRAIN_S (never past the deadline). Cutting them made the
+server's body write fail (EPIPE), and that traceback in its stderr became a record's signature
+(tests/test_faults.py's shutdown-hang case came out `BrokenPipeError: [EPIPE] Broken pipe` 2 runs in 3).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ _RETRY_MIN, _RETRY_MAX = 0.001, 0.005
 _T = TypeVar("_T")
 _ASK_MAX_GAP = 0.25  # the longest wait before target_fn / worker_pids are asked again, whatever they cost
 _PROBE_TIMEOUT = 2.0  # one probe; a hanging accept queue shows up as ReadTimeout/ConnectTimeout counts
+_DRAIN_S = 1.0  # at most this long after the wait: probes already sent get their answers read to the end
 _MAX_HEADER = 65536
 
 
@@ -135,13 +140,41 @@ def _error_name(code: int) -> str:
 
 
 class _Probe:
-    __slots__ = ("buf", "connected", "sock", "started")
+    __slots__ = ("buf", "connected", "done", "sock", "started")
 
     def __init__(self, sock: socket.socket, started: float, connected: bool) -> None:
         self.sock = sock
         self.started = started
         self.connected = connected
+        self.done = False  # its head was read: the rest is drained, never cut (see _drain)
         self.buf = b""
+
+
+def _drain(
+    sel: selectors.BaseSelector,
+    inflight: Dict[socket.socket, _Probe],
+    close: Callable[[_Probe], None],
+    until: float,
+) -> None:
+    """Read every probe whose request was sent to its EOF (answers are no longer counted), until `until`.
+
+    Probes still connecting are closed at once: their request never reached the server."""
+    for probe in [p for p in inflight.values() if not p.connected]:
+        close(probe)
+    while inflight:
+        timeout = until - time.monotonic()
+        if timeout <= 0:
+            return
+        for key, _mask in sel.select(timeout):
+            probe = key.data
+            try:
+                chunk = probe.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                close(probe)
 
 
 def _parse_head(head: bytes) -> tuple[int, Optional[int]]:
@@ -249,7 +282,8 @@ def wait_ready(
                 target_at = asked_at + min(_ASK_MAX_GAP, max(3 * cost, retry))
             missing = max(1, expected_workers - len(seen))
             want = min(32, max(4, 2 * missing, expected_workers))
-            while target is not None and now >= retry_at and len(inflight) < want:
+            active = sum(1 for p in inflight.values() if not p.done)
+            while target is not None and now >= retry_at and active < want:
                 sock = socket.socket(target.family(), socket.SOCK_STREAM)
                 sock.setblocking(False)
                 probes += 1
@@ -258,12 +292,14 @@ def wait_ready(
                 if code == 0 or (code in _IN_PROGRESS and not (target.uds and code == errno.EAGAIN)):
                     probe = _Probe(sock, now, connected=code == 0)
                     inflight[sock] = probe
+                    active += 1
                     if probe.connected:
                         try:
                             sock.send(request)
                         except OSError as exc:
                             err(type(exc).__name__)
                             inflight.pop(sock, None)
+                            active -= 1
                             sock.close()
                             continue
                         sel.register(sock, selectors.EVENT_READ, probe)
@@ -306,8 +342,13 @@ def wait_ready(
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError as exc:
-                    err(type(exc).__name__)
+                    if not probe.done:
+                        err(type(exc).__name__)
                     close(probe)
+                    continue
+                if probe.done:  # the rest of an answer already counted: read to EOF, then close
+                    if not chunk:
+                        close(probe)
                     continue
                 probe.buf += chunk
                 end = probe.buf.find(b"\r\n\r\n")
@@ -317,12 +358,18 @@ def wait_ready(
                         close(probe)
                     continue
                 t = time.monotonic()
-                close(probe)
                 try:
                     status, pid = _parse_head(probe.buf[:end])
                 except ValueError:
                     err("RemoteProtocolError")
+                    close(probe)
                     continue
+                # Cutting the connection now would make the server's body write fail (EPIPE/ECONNRESET),
+                # and a traceback in its stderr can become a record's signature: read it to the end.
+                probe.done = True
+                probe.buf = b""
+                if not chunk:
+                    close(probe)
                 responses += 1
                 status_counts[status] = status_counts.get(status, 0) + 1
                 target_confirmed = True
@@ -336,8 +383,10 @@ def wait_ready(
                     next_workers_check = 0.0
             now = time.monotonic()
             for probe in [p for p in inflight.values() if now - p.started > _PROBE_TIMEOUT]:
-                err("ReadTimeout" if probe.connected else "ConnectTimeout")
+                if not probe.done:
+                    err("ReadTimeout" if probe.connected else "ConnectTimeout")
                 close(probe)
+        _drain(sel, inflight, close, min(time.monotonic() + _DRAIN_S, max(deadline, time.monotonic())))
     finally:
         for probe in list(inflight.values()):
             close(probe)
