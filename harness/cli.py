@@ -6,6 +6,7 @@
     harness report RESULTS.jsonl|DIR... -o report.html
     harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
     harness catalog [IDS...] [--run]                                           -> the known-issue catalog
+    harness bisect uvicorn --bad 0.14.0 --good 0.15.0 [--dependency D]         -> first bad / last good
     harness pythons                                                            -> interpreters found here
     harness probe [--python V]                                                 -> reference strategies here
 
@@ -23,7 +24,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from harness import catalog_cli, pythons
+from harness import bisect, catalog_cli, pythons
 from harness.adapters import get_adapter
 from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_run_args(p)
 
     catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
+    bisect.add_parser(sub)
 
     sub.add_parser("pythons", help="list the interpreters found here")
 
