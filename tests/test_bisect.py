@@ -267,3 +267,10 @@ def test_real_dependency_bisect_keeps_the_other_pins(tmp_path: "os.PathLike[str]
         ("23.0.0", "0.36.0")
     ] * 2
     assert "setup_event_loop" in rows[0]["signature"] and rows[1]["failure_class"] == "passed"
+
+
+def test_registered_in_the_harness_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main  # noqa: PLC0415 - the CLI module only for this test
+
+    assert main(["bisect", "uvicorn", "--good", "1", "--bad", "2", "--bad-signature", "x"]) == 2
+    assert "--bad-signature needs --bad-class" in capsys.readouterr().err
