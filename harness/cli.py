@@ -3,7 +3,7 @@
     harness run --server uvicorn --requirement uvicorn==0.30.0 --workers 2    -> "<failure-class> <signature>"
     harness run ... --json                                                     -> the whole record (JSON)
     harness matrix [--config FILE] [--results FILE] [--report FILE.html] [-n JOBS] [--resume] ...
-    harness report RESULTS.jsonl|DIR... -o report.html
+    harness report RESULTS.jsonl|DIR... -o report.html [--bench bench/results/*.json]
     harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
     harness catalog [IDS...] [--run]                                           -> the known-issue catalog
     harness bisect uvicorn --bad 0.14.0 --good 0.15.0 [--dependency D]         -> first bad / last good
@@ -34,6 +34,7 @@ from harness.records import ResultRecord, Scenario, read_records
 from harness.release import run_release
 from harness.run import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
 from reports import write_report
+from reports.perf import read_bench
 from servers.adapters.reference import ProbeFailed, combinations, probe
 
 EXIT_OK = 0
@@ -135,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the HTML report of JSONL results")
     p.add_argument("inputs", nargs="+", metavar="RESULTS", help="JSONL files or directories of them")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE.html")
+    p.add_argument(
+        "--bench",
+        nargs="*",
+        default=[],
+        metavar="FILE.json",
+        help="bench results for the performance section",
+    )
 
     p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff")
     p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
@@ -386,7 +394,10 @@ def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
 def cmd_report(args: argparse.Namespace) -> int:
     _check_writable(args.output, "--output")
     records = list(read_records(_jsonl_inputs(args.inputs)))
-    path = _write_report(records, args.output)
+    for item in args.bench:
+        if not os.path.isfile(item):
+            raise UsageError(f"no such bench results file: {item}")
+    path = str(write_report(records, args.output, bench=read_bench(args.bench)))
     print(f"{len(records)} record(s) -> {path}")
     return EXIT_OK
 

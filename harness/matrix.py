@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from harness.config import ProbeFn, expand
+from harness.perf import mark_degraded
 from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, read_records
 from harness.run import BASE_TIMEOUT_S, run_scenario, scaled_timeout
 
@@ -171,7 +172,9 @@ def run_matrix(
 
 
 def summary(records: Sequence[ResultRecord]) -> str:
-    """Class counts, then one row per non-passing scenario: class, id, signature."""
+    """Class counts, then one row per non-passing scenario: class, id, signature. `degraded` is judged
+    as the report judges it (harness.perf.mark_degraded; the JSONL records are never rewritten)."""
+    records = mark_degraded(records)
     counts: Dict[str, int] = {}
     for r in records:
         counts[r.failure_class] = counts.get(r.failure_class, 0) + 1

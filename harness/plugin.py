@@ -10,6 +10,8 @@ Built like pytest-xdist / pytest-html:
   ResultRecord. Each call gets a fresh run directory under the test's own tmp_path (xdist-safe).
 * `assert_passed(record)` - fails the test with a JUnit-friendly message (class, signature, reason,
   stderr tail) unless the record passed
+* with pytest-html installed (and enabled), every test that ran scenarios gets each record as an extra
+  (JSON) plus its verdict line, attached to the test's report in pytest_runtest_makereport
 * the HTML report is written only on the controller (`not hasattr(config, "workerinput")`) at session
   end, from the records appended during this session; its path is printed in the terminal summary
 
@@ -31,6 +33,8 @@ from harness.run import BASE_TIMEOUT_S
 from harness.run import run_scenario as _run
 
 _RESULTS_KEY = "asgi_workers_harness_results"
+#: the records a test's run_scenario calls produced, for the pytest-html extras
+_RECORDS = pytest.StashKey[List[ResultRecord]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -184,6 +188,25 @@ class HarnessReporter:
             terminalreporter.write_line(f"harness report NOT written: {self.error}", red=True)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """pytest-html, when installed and enabled: each record of the test as an extra (JSON + verdict)."""
+    outcome = yield
+    records = item.stash.get(_RECORDS, [])
+    if not records or call.when != "call" or not item.config.pluginmanager.hasplugin("html"):
+        return
+    try:
+        from pytest_html import extras as html_extras  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+    except ImportError:
+        return
+    report = outcome.get_result()
+    extras = list(getattr(report, "extras", None) or [])
+    for record in records:
+        extras.append(html_extras.text(record.verdict, name=f"harness verdict: {record.scenario_id}"))
+        extras.append(html_extras.json(record.to_dict(), name=f"harness record: {record.scenario_id}"))
+    report.extras = extras
+
+
 def failure_message(record: ResultRecord, tail_lines: int = 25) -> str:
     """One JUnit-friendly message: class, signature, reason, where, then the stderr tail."""
     lines = [
@@ -234,6 +257,7 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[...,
             capsule_dir=str(config.getoption("harness_capsule_dir") or "") or None,
             base_timeout=config.getoption("harness_timeout") or BASE_TIMEOUT_S,
         )
+        request.node.stash.setdefault(_RECORDS, []).append(record)
         request.node.user_properties.append(("harness_scenario", sc.scenario_id))
         request.node.user_properties.append(("harness_verdict", record.verdict))
         return record
