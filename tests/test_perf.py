@@ -148,3 +148,13 @@ def test_bench_tables_other_shapes_show_their_scalars() -> None:
     assert [(r["name"], r["value"]) for r in table["rows"]] == [("classes / passed", 35.0), ("repeats", 10.0)]
     html = render([], bench=[("flaky.json", flaky)])
     assert "Benchmark: flaky.json" in html and ">35<" in html
+
+
+def test_cli_summary_judges_degraded_like_the_report() -> None:
+    from harness.matrix import summary  # noqa: PLC0415
+
+    one = _ka(rec("uvicorn", "0.54.0", "3.11", "linux", workers=1), 3.5)
+    slow = _ka(rec("uvicorn", "0.54.0", "3.11", "linux", workers=2), 44.0)
+    text = summary([one, slow])
+    assert text.startswith("2 scenario(s): 1 passed, 1 degraded")
+    assert "keep-alive p50 44.0 ms = 13x the 1-worker 3.5 ms" in text
