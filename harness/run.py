@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 import psutil
 
 import harness
-from harness import envs, faults, pythons
+from harness import envs, faults, pythons, reaper
 from harness import inspect as hinspect
 from harness.adapters import get_adapter
 from harness.capsule import write_capsule
@@ -300,6 +300,7 @@ def run_scenario(
         base = work_dir or os.path.join(tempfile.gettempdir(), "asgi-workers-harness", "runs")
         os.makedirs(base, exist_ok=True)
         run_dir = tempfile.mkdtemp(prefix=f"{scenario.server}-{run_id}-", dir=base)
+        reaper.register_dir(run_dir)  # a run that dies before its record (SIGINT, SIGKILL) leaves no dir
         record = _run(state, run_dir, base_timeout, env_cache_dir)
     except Exception as exc:  # process boundary: a harness failure becomes a record
         tb = traceback.format_exc()
@@ -311,6 +312,8 @@ def run_scenario(
         record = _with_capsule(record, capsule_dir)
     if results:
         append_record(results, record)
+    if run_dir:
+        reaper.unregister_dir(run_dir)  # it has a record now: kept as evidence unless it passed
     if run_dir and record.failure_class == "passed" and not keep_run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     return record
@@ -364,6 +367,7 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
 
     # 2. run dir with a private HOME / XDG, and a private TMP in a short scratch dir (+ the UDS path)
     scratch = _short_scratch_dir()
+    reaper.register_dir(scratch)  # removed by the reaper if the harness dies mid-run
     try:
         return _prepared(
             state,
@@ -376,6 +380,7 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        reaper.unregister_dir(scratch)
 
 
 def _prepared(
@@ -407,6 +412,9 @@ def _prepared(
 
     # 3. fault plan (launch faults spoil the port / UDS path; app faults swap the app), then bind
     plan = faults.plan(sc, scratch)
+    if plan.unsupported:  # e.g. stale-uds where Python has no AF_UNIX
+        plan.close()
+        return _record(state, "unsupported", "", plan.unsupported)
     kind, fd_n = parse_bind(sc.bind)
     if plan.needs_uds:
         kind, fd_n = "uds", None

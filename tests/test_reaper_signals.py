@@ -84,6 +84,22 @@ def _resources(procs: List[psutil.Process]) -> Tuple[Set[int], Set[str]]:
     return ports, paths
 
 
+def _run_dirs(procs: List[psutil.Process]) -> Set[str]:
+    """The private directories harness.run made for the server (its scratch TMP dir and its run dir with
+    HOME), read from the server processes' environment (run.py sets XDG_RUNTIME_DIR = TMPDIR)."""
+    dirs: Set[str] = set()
+    for proc in procs:
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        tmp = env.get("TMPDIR", "")
+        if tmp and env.get("XDG_RUNTIME_DIR") == tmp and env.get("HOME"):
+            dirs.add(os.path.dirname(tmp))
+            dirs.add(os.path.dirname(env["HOME"]))
+    return dirs
+
+
 def _listening(ports: Set[int]) -> List[int]:
     return sorted(
         c.laddr.port
@@ -129,20 +145,18 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
         )
     ports: Set[int] = set()
     paths: Set[str] = set()
+    dirs: Set[str] = set()
     try:
         # mid-scenario: the server's master and both workers exist (and listen)
         deadline = time.monotonic() + 90
         seen: List[psutil.Process] = []
         while time.monotonic() < deadline and inner.poll() is None:
             seen = [p for p in _ours(token) if p.pid != inner.pid]
-            servers = [
-                p
-                for p in seen
-                if "servers" in _cmd(p) and "reaper" not in _cmd(p)
-            ]
+            servers = [p for p in seen if "servers" in _cmd(p) and "reaper" not in _cmd(p)]
             p_, u_ = _resources(seen)
             ports |= p_
             paths |= u_
+            dirs |= _run_dirs(seen)
             if len(servers) >= 3 and (ports or paths):
                 break
             time.sleep(0.1)  # polling a foreign process tree: there is no event to wait on
@@ -166,6 +180,8 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
     assert not alive, f"left behind after {how}: {[(p.pid, p.cmdline()) for p in alive]}\n{text[-2000:]}"
     assert not _listening(ports), f"still listening after {how}: {ports}"
     assert not [p for p in paths if os.path.exists(p)], f"UDS files left after {how}: {paths}"
+    # the run's private HOME/TMP go too (atexit, SIGTERM handler or the guardian: harness.reaper)
+    assert dirs and not [d for d in dirs if os.path.exists(d)], f"run dirs left after {how}: {dirs}"
     assert ports or paths  # we did see what to check
     return code, text
 
