@@ -29,6 +29,7 @@ from harness.adapters import get_adapter
 from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
 from harness.faults import FAULTS
+from harness.faults import summary as fault_summary
 from harness.matrix import default_matrix, done_ids, run_matrix, summary
 from harness.records import ResultRecord, Scenario, read_records
 from harness.release import run_release
@@ -273,6 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(record.verdict)
         if record.failure_class != "passed" and record.reason:
             print(f"  {record.reason}", file=sys.stderr)
+        if record.fault:
+            print(f"  fault {fault_summary(record.fault)}", file=sys.stderr)
         if record.capsule:
             print(f"  capsule: {record.capsule}", file=sys.stderr)
     return EXIT_HARNESS if record.failure_class == "harness-error" else EXIT_OK
