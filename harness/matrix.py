@@ -1,7 +1,8 @@
 """Matrix execution: many Scenarios, N at a time, each in its own harness subprocess.
 
 * default_matrix(pythons, servers, requirements, probe_fn) - the README matrix: the reference server x every
-  strategy available here x its start methods x workers {1, 2, 4}, + latest uvicorn with 2 and 4 workers
+  strategy available here x its start methods x workers {1, 2, 4}, + the latest uvicorn, hypercorn,
+  gunicorn (+ uvicorn-worker) and granian with 1, 2 and 4 workers (1 is the twin that `degraded` compares to)
 * run_matrix(scenarios, *, results, jobs, resume, ...) -> [ResultRecord] - runs them; every record is
   appended to `results` by this (the parent) process, the only writer
 * summary(records) -> str - class counts + the non-passing rows with their signatures
@@ -31,7 +32,10 @@ from harness.run import BASE_TIMEOUT_S, run_scenario, scaled_timeout
 Progress = Callable[[int, int, ResultRecord], None]
 
 DEFAULT_WORKERS = (1, 2, 4)
-UVICORN_WORKERS = (2, 4)
+#: upstream servers in the default matrix, each at its latest release that installs here
+UPSTREAM_SERVERS = ("uvicorn", "hypercorn", "gunicorn", "granian")
+#: 1 worker is the single-worker twin a multi-worker cell's keep-alive latency is judged against (degraded)
+UPSTREAM_WORKERS = (1, 2, 4)
 
 
 def default_matrix(
@@ -40,15 +44,15 @@ def default_matrix(
     requirements: Sequence[str] = (),
     probe_fn: Optional[ProbeFn] = None,
 ) -> List[Scenario]:
-    """The README's matrix. `servers` filters it; `requirements` replaces the uvicorn requirement set."""
+    """The README's matrix. `servers` filters it; `requirements` replaces the upstream requirement set."""
     entries: List[Dict[str, Any]] = []
-    want = set(servers) if servers else {"reference", "uvicorn"}
+    want = set(servers) if servers else {"reference", *UPSTREAM_SERVERS}
     if "reference" in want:
         entries.append(
             {"server": "reference", "strategy": "*", "start_method": "*", "workers": list(DEFAULT_WORKERS)}
         )
     for server in sorted(want - {"reference"}):
-        entry: Dict[str, Any] = {"server": server, "workers": list(UVICORN_WORKERS)}
+        entry: Dict[str, Any] = {"server": server, "workers": list(UPSTREAM_WORKERS)}
         if requirements:
             entry["requirements"] = list(requirements)
         entries.append(entry)
