@@ -103,6 +103,10 @@ class _ExecWorker(WorkerProcess):
 
 def _launch_mp(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Channel]:
     ctx = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        # The fork server imports the worker (asyncio, h11, the HTTP core) once; every worker forked from it
+        # starts with them loaded. Effective only before the fork server starts, harmless after.
+        ctx.set_forkserver_preload(["servers._worker"])  # type: ignore[attr-defined]
     ours, theirs = ctx.Pipe(duplex=True)
     _control.parent_only(ours)
     process = ctx.Process(  # type: ignore[attr-defined]
