@@ -221,7 +221,8 @@ def _observation(state: _RunState, **override: Any) -> Observation:
     fields.update(override)
     fields.setdefault("platform", sys.platform)
     fields.setdefault("expected_workers", state.scenario.workers)
-    fields.setdefault("stderr", state.stderr_tail)
+    # stderr first, then stdout: some servers (granian) log their fatal lines on stdout
+    fields.setdefault("stderr", "\n".join(t for t in (state.stderr_tail, state.stdout_tail) if t))
     fields.setdefault("events", tuple(state.events))
     return Observation(**fields)
 
@@ -674,6 +675,10 @@ def _serve(
         state.leaks = _settle_zombies(dict(leaks), seen_pids)
 
         state.events = events()
+        if st.get("ready_event") is None:
+            # the harness can prove readiness before the server has written its `ready` line
+            late = next((float(e["t"]) for e in state.events if e.get("event") == "ready" and "t" in e), None)
+            st["ready_event"] = _rel(late, t0)
         state.stderr_tail, state.stdout_tail = _tail_text(proc)
         state.fault = plan.conclude(outcome, ready=ready, exit_code=stop.exit_code, stderr=state.stderr_tail)
         state.worker_pids = sorted(p for p in answered if p != root_pid) if answered else []

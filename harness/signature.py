@@ -309,6 +309,8 @@ _BRACKET_NUM = re.compile(r"\[\d{2,}\]")
 _PAREN_PID = re.compile(r"\(\d{3,}\)")
 _PORT = re.compile(r"\b(port)(\s*[:=]?\s*)\d+\b", re.IGNORECASE)
 _FD = re.compile(r"\bfd(\s*[:=]\s*)\d+\b")
+# worker numbers vary with which worker a fault hit or died first (granian: "Unexpected exit from worker-2")
+_WORKER_NO = re.compile(r"\b(worker)([-_ #]?)\d+\b", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
@@ -362,6 +364,7 @@ def normalize(line: str, platform: str) -> str:
     s = _LINE_NO.sub("line <n>", s)
     s = _PID.sub(lambda m: f"{m.group(1)}{m.group(2)}<pid>", s)
     s = _FD.sub(lambda m: f"fd{m.group(1)}<fd>", s)
+    s = _WORKER_NO.sub(lambda m: f"{m.group(1)}{m.group(2)}<n>", s)
     s = _PORT.sub(lambda m: f"{m.group(1)}{m.group(2)}<port>", s)
     s = _BRACKET_NUM.sub("[<pid>]", s)
     s = _PAREN_PID.sub("(<pid>)", s)
