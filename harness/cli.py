@@ -316,7 +316,11 @@ class _ProgressPrinter:
 
 
 def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
+    missing: Dict[str, str] = {}
+
     def probe_fn(python: str) -> Dict[str, Any]:
+        if python in missing:
+            return {}
         try:
             return probe(_python_path(python))
         except ProbeFailed as exc:
@@ -325,7 +329,12 @@ def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
     pythons = [p.strip() for p in args.python.split(",")] if args.python else [""]
     for p in pythons:
         if p:
-            _python_path(p)
+            try:
+                _python_path(p)
+            except UsageError as exc:
+                # a cell per server that records env-error with this reason: the matrix still runs the rest
+                missing[p] = str(exc)
+                print(f"harness matrix: {exc}: its cells will be env-error", file=sys.stderr)
     if args.config:
         scenarios = load_matrix_file(args.config, probe_fn)
         if args.python:

@@ -125,6 +125,10 @@ def _strategy_pairs(fields: Dict[str, Any], probe_fn: Optional[ProbeFn]) -> Iter
     if probe_fn is None:
         raise ConfigError('"*" needs the reference server probe')
     data = probe_fn(fields.get("python", ""))
+    if not data:
+        # no probe (the interpreter is missing): one cell with the server's defaults, which the run
+        # records as env-error with the reason, rather than a matrix that silently lacks that Python
+        return [("", "")]
     pairs: List[Tuple[str, str]] = []
     for name, info in (data.get("strategies") or {}).items():
         if strategy not in ("*", name) or not info.get("available"):
