@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from harness import bisect, catalog_cli, pythons
+from harness import bisect, catalog_cli, envs, pythons
 from harness.adapters import get_adapter
 from harness.config import load_matrix_file
 from harness.errors import HarnessError, UsageError
@@ -262,9 +262,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         sc,
         results=args.results or None,
         work_dir=args.work_dir or None,
+        # a non-passing run always gets its reproduction capsule: beside --results, else in the user cache
         capsule_dir=args.capsule_dir
         or (
-            os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules") if args.results else None
+            os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
+            if args.results
+            else os.path.join(os.path.dirname(envs.default_cache_dir()), "capsules")
         ),
         base_timeout=args.timeout,
     )
