@@ -20,14 +20,16 @@ controller only reads that file after the last test. When --harness-report is gi
 the controller picks a session file and hands its path to xdist workers through `workerinput`.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
+from harness._locks import port_lock
 from harness.records import ResultRecord, Scenario
 from harness.run import BASE_TIMEOUT_S
 from harness.run import run_scenario as _run
@@ -106,9 +108,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "known_issue(id): the test reproduces a catalogued upstream issue (scenarios/known_issues)"
     )
     config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+    config.addinivalue_line(
+        "markers", "fixed_port(*ports): the test can bind these fixed TCP ports; it holds a lock on each"
+    )
     if not hasattr(config, "workerinput"):
         reporter = HarnessReporter(config)
         config.pluginmanager.register(reporter, "asgi-workers-harness-reporter")
+
+
+@pytest.fixture(autouse=True)
+def _fixed_port_locks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """`@pytest.mark.fixed_port(8000)`: a test that can make a server bind a fixed TCP port (uvicorn <=0.14
+    binds 127.0.0.1:8000 whatever it is told in some modes) holds the machine-wide lock on it while it runs
+    (harness._locks.port_lock), so parallel tests take turns, with or without xdist."""
+    ports = sorted({int(p) for mark in request.node.iter_markers("fixed_port") for p in mark.args})
+    with contextlib.ExitStack() as stack:
+        for port in ports:  # always in the same order: two tests never wait for each other's second lock
+            stack.enter_context(port_lock(port))
+        yield
 
 
 def results_path(config: pytest.Config) -> str:

@@ -3,40 +3,21 @@
 The `scenario` argument is filled from the reference server's probe (run under --python's interpreter)
 and the plugin's selection options (--server, --workers, --strategy). Ids are scenario ids, so
 `-k uvicorn`, `-k forkserver` or `-k w4` select what they say, and every id contains "workers".
-
-`@pytest.mark.fixed_port(8000)`: a test that can make a server bind a fixed TCP port (the known-issue
-catalog's uvicorn <=0.14 --uds/--fd cases bind 127.0.0.1:8000) holds the machine-wide lock on it while it
-runs (harness._locks.port_lock), so parallel tests take turns, with or without xdist.
+The `fixed_port(N)` marker (the catalog's uvicorn <=0.14 --uds/--fd cases bind 127.0.0.1:8000) comes from
+the plugin (harness.plugin).
 """
 
-import contextlib
 import dataclasses
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import pytest
 
 from harness import pythons
-from harness._locks import port_lock
 from harness.records import Scenario
 from servers.adapters.reference import ProbeFailed, combinations, probe
 
 REFERENCE_WORKERS = (1, 2, 4)
 UPSTREAM = (("uvicorn", (2, 4)),)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "fixed_port(*ports): the test can bind these fixed TCP ports; it holds a lock on each"
-    )
-
-
-@pytest.fixture(autouse=True)
-def _fixed_port_locks(request: pytest.FixtureRequest) -> Iterator[None]:
-    ports = sorted({int(p) for mark in request.node.iter_markers("fixed_port") for p in mark.args})
-    with contextlib.ExitStack() as stack:
-        for port in ports:  # always in the same order: two tests never wait for each other's second lock
-            stack.enter_context(port_lock(port))
-        yield
 
 
 def _worker_counts(config: pytest.Config, default: Sequence[int]) -> Tuple[int, ...]:

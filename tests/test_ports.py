@@ -1,6 +1,6 @@
-"""Fixed-port serialization: harness._locks.port_lock and the fixed_port marker (tests/conftest.py,
-scenarios/conftest.py). uvicorn <=0.14 binds 127.0.0.1:8000 whatever --uds/--fd say: two such tests in
-two xdist workers must take turns, not fail each other with EADDRINUSE."""
+"""Fixed-port serialization: harness._locks.port_lock and the fixed_port marker (harness.plugin; the
+catalog marks its cases in scenarios/test_known_issues.py). uvicorn <=0.14 binds 127.0.0.1:8000 whatever
+--uds/--fd say: two such tests in two xdist workers must take turns, not fail each other with EADDRINUSE."""
 
 import importlib.util
 import os
