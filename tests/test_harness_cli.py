@@ -156,7 +156,10 @@ def test_default_matrix_shape() -> None:
     scenarios = matrix.default_matrix(probe_fn=lambda python: FAKE_PROBE)
     ref = [s for s in scenarios if s.server == "reference"]
     assert len(ref) == 2 * 3  # inherit x {fork, spawn} x {1, 2, 4}
-    assert sorted(s.workers for s in scenarios if s.server == "uvicorn") == [2, 4]
+    for server in ("uvicorn", "hypercorn", "gunicorn", "granian"):
+        # 1 worker is the twin that a multi-worker cell's keep-alive latency is judged against (degraded)
+        assert sorted(s.workers for s in scenarios if s.server == server) == [1, 2, 4], server
+    assert {s.server for s in scenarios} == {"reference", "uvicorn", "hypercorn", "gunicorn", "granian"}
 
 
 def test_summary_and_resume_ids(tmp_path: Any) -> None:
