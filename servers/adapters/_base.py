@@ -71,6 +71,16 @@ class LaunchSpec:
     events_path: str = ""  # non-empty: the server writes servers.events lines there
 
 
+def bind_value(ctx: LaunchContext) -> str:
+    """The `--bind` value gunicorn and hypercorn share: `unix:PATH`, `fd://N` or `HOST:PORT` ([v6]:port)."""
+    if ctx.uds:
+        return f"unix:{ctx.uds}"
+    if ctx.fd is not None:
+        return f"fd://{ctx.fd}"
+    host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
+    return f"{host}:{ctx.port}"
+
+
 class Adapter(Protocol):
     #: the --server name
     name: str
@@ -84,4 +94,4 @@ class Adapter(Protocol):
         ...
 
 
-__all__ = ["Adapter", "LaunchContext", "LaunchSpec", "Unsupported"]
+__all__ = ["Adapter", "LaunchContext", "LaunchSpec", "Unsupported", "bind_value"]

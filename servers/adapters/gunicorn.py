@@ -18,7 +18,7 @@ still runs when asked). Options: `log_level` (default info), `worker_class`.
 
 from typing import List
 
-from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported
+from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_value
 from servers.adapters._launcher import command
 from servers.adapters._versions import at_least
 
@@ -54,13 +54,7 @@ class GunicornAdapter:
         if not at_least(version, MIN_VERSION):
             raise Unsupported(f"gunicorn {version} has no `python -m gunicorn` entry point (added in 20.0)")
         options = dict(ctx.options)
-        if ctx.uds:
-            bind = f"unix:{ctx.uds}"
-        elif ctx.fd is not None:
-            bind = f"fd://{ctx.fd}"
-        else:
-            host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
-            bind = f"{host}:{ctx.port}"
+        bind = bind_value(ctx)
         args: List[str] = [
             "--workers", str(ctx.workers),
             "--worker-class", worker_class(ctx),

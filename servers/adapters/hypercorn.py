@@ -14,7 +14,7 @@ Options: `log_level` (default info), `worker_class` (asyncio|uvloop|trio; omitte
 
 from typing import List
 
-from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported
+from servers.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_value
 from servers.adapters._launcher import command
 from servers.adapters._versions import at_least
 
@@ -33,13 +33,7 @@ class HypercornAdapter:
         if not at_least(version, MIN_VERSION):
             raise Unsupported(f"hypercorn {version} is older than {MIN_VERSION}, the oldest release read")
         options = dict(ctx.options)
-        if ctx.uds:
-            bind = f"unix:{ctx.uds}"
-        elif ctx.fd is not None:
-            bind = f"fd://{ctx.fd}"
-        else:
-            host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
-            bind = f"{host}:{ctx.port}"
+        bind = bind_value(ctx)
         args: List[str] = ["--workers", str(ctx.workers), "--bind", bind]
         if at_least(version, LOG_LEVEL_SINCE):
             args += ["--log-level", options.get("log_level", "info"), "--error-logfile", "-"]
