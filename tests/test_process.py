@@ -67,11 +67,22 @@ def test_start_and_graceful_stop(tmp_path, mode):
     assert server.pid not in reaper.registered()
 
 
+def _members_at_least(server: ServerProcess, n: int, timeout: float = TIMEOUT) -> List[int]:
+    """Poll the tree (no event crosses these processes): the info file is written once the workers are
+    forked, and each worker forks its grandchild after that."""
+    deadline = time.monotonic() + timeout
+    members = server.members()
+    while len(members) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+        members = server.members()
+    return members
+
+
 @posix_only
 def test_escalation_when_sigterm_is_ignored(tmp_path):
     server = _server(tmp_path, "--workers", "2", "--ignore-term", "--grandchild").start()
     info = _mpserver.read_info(str(tmp_path / "info.json"))
-    members = server.members()
+    members = _members_at_least(server, 4)
     assert len(members) == 4  # 2 workers + 2 grandchildren
     result = server.stop("group", timeout=0.5)
     assert result.escalated
