@@ -474,17 +474,10 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m harness.bisect ...` (the same as `harness bisect ...`)."""
-    from harness.errors import HarnessError  # noqa: PLC0415
+    """`python -m harness.bisect ...` (the same as `harness bisect ...`, and handled by it)."""
+    from harness import cli  # noqa: PLC0415 - cli imports this module
 
-    parser = argparse.ArgumentParser(prog="harness")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bisect", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run(args)
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    return cli.main(["bisect", *(sys.argv[1:] if argv is None else argv)])
 
 
 __all__ = [

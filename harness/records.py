@@ -231,20 +231,28 @@ def append_record(path: str, record: ResultRecord) -> None:
         os.close(fd)
 
 
+def iter_json_objects(path: str) -> Iterator[Dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, in order; blank lines, a torn last line (a crash or a writer
+    mid-line) and non-object lines are skipped, not fatal. Undecodable bytes are replaced."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for raw in fh:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                yield data
+
+
 def read_records(paths: Iterable[str]) -> Iterator[ResultRecord]:
     """Read records from JSONL files; a torn last line (a crash mid-write) is skipped, not fatal."""
     for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            for raw in fh:
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(data, dict) and "failure_class" in data:
-                    yield ResultRecord.from_dict(data)
+        for data in iter_json_objects(path):
+            if "failure_class" in data:
+                yield ResultRecord.from_dict(data)
 
 
 __all__ = [
@@ -253,5 +261,6 @@ __all__ = [
     "ResultRecord",
     "Scenario",
     "append_record",
+    "iter_json_objects",
     "read_records",
 ]

@@ -39,7 +39,7 @@ from harness.load import run_load
 from harness.observation import Observation
 from harness.process import ServerProcess
 from harness.readiness import Target, wait_ready
-from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record
+from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, iter_json_objects
 from servers import exitcodes
 from servers.adapters import LaunchContext, Unsupported
 
@@ -127,19 +127,7 @@ def read_events(path: str) -> List[Dict[str, Any]]:
     """The reference server's events so far; a torn last line is skipped."""
     if not path or not os.path.exists(path):
         return []
-    out: List[Dict[str, Any]] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for raw in fh:
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict) and "event" in ev:
-                out.append(ev)
-    return out
+    return [ev for ev in iter_json_objects(path) if "event" in ev]
 
 
 def _helper(cmdline: List[str]) -> bool:
