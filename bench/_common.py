@@ -1,7 +1,7 @@
 """What every benchmark shares: the peers' venv, launching and reaping servers, probing workers, figures.
 
 * ROOT / VENV - the project root; the peers' venv (~/.cache/asgi-workers-harness/bench-venv)
-* ensure_venv() -> python path: creates the venv with uv and installs the peers when missing
+* ensure_venv() -> python path: creates the venv with uv and installs the peers that are missing
 * precompile(python) - writes .pyc files for servers/ and the venv (this machine sets
   PYTHONDONTWRITEBYTECODE=1, so nothing would otherwise be cached and every launch would recompile)
 * server_env(home) - the environment servers run with: project root on PYTHONPATH, bytecode writes
@@ -38,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 VENV = os.path.join(os.path.expanduser("~"), ".cache", "asgi-workers-harness", "bench-venv")
 #: what the peers' venv holds (unpinned: the installed versions are written into every result file)
-PEERS = ("gunicorn", "uvicorn-worker", "uvicorn", "httptools", "h11")
+PEERS = ("gunicorn", "uvicorn-worker", "uvicorn", "httptools", "h11", "hypercorn", "granian")
 #: interval of readiness polls (connection refused -> try again); a poll, not a synchronisation sleep
 POLL_S = 0.005
 HOST = "127.0.0.1"
@@ -55,12 +55,15 @@ def venv_python() -> str:
 def ensure_venv() -> str:
     """The peers' venv python, created with `uv venv` + `uv pip install` when missing."""
     py = venv_python()
-    if not os.path.exists(py):
+    fresh = not os.path.exists(py)
+    missing = list(PEERS) if fresh else [p for p in PEERS if p not in installed_versions(py)]
+    if missing:
         uv = shutil.which("uv")
         if uv is None:
             raise BenchError("uv is not on PATH (pip install uv)")
-        subprocess.run([uv, "venv", "-q", "-p", sys.executable, VENV], check=True, timeout=120)
-        subprocess.run([uv, "pip", "install", "-q", "--python", py, *PEERS], check=True, timeout=600)
+        if fresh:
+            subprocess.run([uv, "venv", "-q", "-p", sys.executable, VENV], check=True, timeout=120)
+        subprocess.run([uv, "pip", "install", "-q", "--python", py, *missing], check=True, timeout=600)
     return py
 
 
