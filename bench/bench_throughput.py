@@ -1,4 +1,4 @@
-"""Keep-alive throughput of 2 workers: the reference server vs gunicorn + uvicorn-worker vs uvicorn.
+"""Keep-alive throughput of 2 workers: reference server vs gunicorn, uvicorn, hypercorn and granian.
 
     python bench/bench_throughput.py [--rounds 5] [--duration 5] [--no-reuseport] [--name throughput]
 
@@ -13,8 +13,14 @@ and stopped (process group reaped and checked). Prints medians (min-max) over th
 reference/gunicorn (target >= 1.0), the load average at every run, and writes bench/results/<name>.json.
 
 Every server runs from the peers' venv python with the project root on PYTHONPATH and the app
-servers.apps:pid; access logs are off everywhere (uvicorn --no-access-log; gunicorn logs no access by
-default; the reference server has none).
+servers.apps:pid; access logs are off everywhere (uvicorn and granian --no-access-log; gunicorn and
+hypercorn log no access by default; the reference server has none). Contenders: the reference server
+(inherit/fork, reuseport/fork), gunicorn -k uvicorn_worker.UvicornH11Worker, hypercorn --workers 2
+(asyncio worker class, h11; workers are multiprocessing spawn children), granian --interface asgi
+--workers 2 (GRANIAN_SETTINGS: HTTP/1.1 only, asyncio loop, 1 runtime thread; each worker is a process
+with Rust threads inside, which share its fd table), uvicorn --workers 2 --http h11 / httptools. Every
+server binds port 0 on 127.0.0.1; the port is read from the listening socket of the launched tree (the
+reference server's comes from its `bound` event).
 """
 
 import argparse
@@ -38,11 +44,17 @@ APP = "servers.apps:pid"
 WORKERS = 2
 CONNECTIONS = 16
 READY_TIMEOUT_S = 60.0
+#: granian's settings besides interface/workers/host/port, chosen to match the Python servers: HTTP/1.1
+#: only, the stdlib asyncio loop (uvloop is not installed, so every other contender runs on asyncio too),
+#: one runtime thread per worker (its default), access log off (its default, made explicit)
+GRANIAN_SETTINGS = ("--http", "1", "--loop", "asyncio", "--runtime-threads", "1", "--no-access-log")
 
 
 def _contenders(py: str, reuseport: bool, h11_worker: str) -> List[Tuple[str, List[str], bool]]:
     """(name, argv with EVENTS placeholder, is_reference)."""
     gunicorn = os.path.join(c.VENV, "bin", "gunicorn")
+    hypercorn = os.path.join(c.VENV, "bin", "hypercorn")
+    granian = os.path.join(c.VENV, "bin", "granian")
     out = [
         (
             "reference inherit/fork",
@@ -97,6 +109,31 @@ def _contenders(py: str, reuseport: bool, h11_worker: str) -> List[Tuple[str, Li
                 f"{c.HOST}:0",
                 "--graceful-timeout",
                 "5",
+                APP,
+            ],
+            False,
+        ),
+    ]
+    out += [
+        (
+            "hypercorn",
+            # hypercorn writes no access log unless --access-logfile is given; asyncio worker class, h11
+            [hypercorn, "--workers", str(WORKERS), "--bind", f"{c.HOST}:0", APP],
+            False,
+        ),
+        (
+            "granian",
+            [
+                granian,
+                "--interface",
+                "asgi",
+                "--workers",
+                str(WORKERS),
+                "--host",
+                c.HOST,
+                "--port",
+                "0",
+                *GRANIAN_SETTINGS,
                 APP,
             ],
             False,
@@ -330,6 +367,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             "app": APP,
             "wrk": "wrk -t1 --latency --timeout 2s",
             "gunicorn_worker_class": worker_class,
+            "hypercorn": "defaults: asyncio worker class, h11, no access log, backlog 100",
+            "granian": " ".join(GRANIAN_SETTINGS)
+            + " (access log is off by default; no uvloop/rloop in the venv, so loop auto would be asyncio"
+            " as well; blocking threads 1, the ASGI default)",
+            "port": "every server binds 127.0.0.1:0; the port is read from the tree's listening socket",
             "precompile": compiled,
         },
         "versions": versions,
