@@ -1,4 +1,4 @@
-"""Startup: time from launch until all N workers have answered, reference server vs uvicorn --workers N.
+"""Startup: time until all N workers have answered, reference server vs uvicorn, granian, hypercorn.
 
     python bench/bench_startup.py [--rounds 5] [--workers 1,2,4,8,16] [--name startup]
 
@@ -11,12 +11,17 @@ on PYTHONPATH and app servers.apps:pid:
 * reference fork / spawn / forkserver / exec - `python -m servers --start-method M` (its natural
   strategy: inherit for fork/exec, pickle for spawn/forkserver)
 * uvicorn - `python -m uvicorn --workers N` (uvicorn always uses spawn)
+* granian - `granian --interface asgi --workers N --http 1 --loop asyncio` (worker processes started by
+  multiprocessing with the platform's default method, fork on Linux, each running Rust threads)
+* hypercorn - `hypercorn --workers N` (multiprocessing spawn children)
 * floor fork / floor spawn - the bare floor: a parent that starts N multiprocessing children which
   `import asyncio` and report their pid over a TCP connection (no HTTP): what any server pays at least
 
 Before timing: `python -m compileall -q servers <venv site-packages>` (this machine sets
 PYTHONDONTWRITEBYTECODE=1; it is unset for the launched servers) and one untimed launch of each contender.
-Targets at N=8: reference fork <= 0.3x uvicorn, spawn and exec <= 0.6x.
+Targets at N=8: reference fork <= 0.3x uvicorn, spawn and exec <= 0.6x. Printed: medians (min-max), the
+ratios of every contender to uvicorn and to granian, CPU seconds, and how the time grows with N: the
+least-squares line through the medians (slope ms/worker, intercept, R^2) and t(N_max)/t(N_max/2).
 
 This file is also the floor's own program (`--floor METHOD N PORT`): under spawn its children re-import it
 as __mp_main__, so its top level imports nothing but os, socket and sys.
@@ -51,7 +56,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     import resource  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
     import time  # noqa: PLC0415
-    from typing import Any, Dict, List, Tuple  # noqa: PLC0415
+    from typing import Any, Dict, List, Optional, Tuple  # noqa: PLC0415
 
     if __package__ in (None, ""):
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,7 +75,9 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     compiled = c.precompile(py)
     me = os.path.abspath(__file__)
     ref_methods = ("fork", "spawn", "forkserver", "exec")
-    names = [f"reference {m}" for m in ref_methods] + ["uvicorn", "floor fork", "floor spawn"]
+    peers = ("uvicorn", "granian", "hypercorn")
+    names = [f"reference {m}" for m in ref_methods] + [*peers, "floor fork", "floor spawn"]
+    bindir = os.path.dirname(py)
 
     def argv_for(name: str, n: int, events: str, port: int) -> List[str]:
         if name.startswith("reference "):
@@ -98,6 +105,32 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
                 c.HOST,
                 "--port",
                 "0",
+            ]
+        if name == "granian":
+            return [
+                os.path.join(bindir, "granian"),
+                "--interface",
+                "asgi",
+                "--workers",
+                str(n),
+                "--host",
+                c.HOST,
+                "--port",
+                "0",
+                "--http",
+                "1",
+                "--loop",
+                "asyncio",
+                "servers.apps:pid",
+            ]
+        if name == "hypercorn":
+            return [
+                os.path.join(bindir, "hypercorn"),
+                "--workers",
+                str(n),
+                "--bind",
+                f"{c.HOST}:0",
+                "servers.apps:pid",
             ]
         return [py, me, "--floor", name.split()[1], str(n), str(port)]
 
@@ -171,6 +204,29 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
             raise c.BenchError(f"processes left after stop: {stop['leaked']} ({name}, N={n})")
         return out
 
+    def _growth(ns: List[int], medians: List[Optional[float]]) -> Dict[str, Optional[float]]:
+        """Least-squares line ms = slope * N + intercept through (N, median seconds); R^2; t(last)/t(prev)."""
+        pts = [(float(n), m * 1000.0) for n, m in zip(ns, medians) if m is not None]
+        out: Dict[str, Optional[float]] = {
+            "slope_ms_per_worker": None,
+            "intercept_ms": None,
+            "r2": None,
+            "ratio_last_two": None,
+        }
+        if len(pts) >= 2:
+            mx = sum(x for x, _ in pts) / len(pts)
+            my = sum(y for _, y in pts) / len(pts)
+            sxx = sum((x - mx) ** 2 for x, _ in pts)
+            sxy = sum((x - mx) * (y - my) for x, y in pts)
+            syy = sum((y - my) ** 2 for _, y in pts)
+            slope = sxy / sxx if sxx else 0.0
+            out["slope_ms_per_worker"] = round(slope, 2)
+            out["intercept_ms"] = round(my - slope * mx, 1)
+            out["r2"] = round(sxy * sxy / (sxx * syy), 3) if sxx and syy else None
+            if pts[-2][1]:
+                out["ratio_last_two"] = round(pts[-1][1] / pts[-2][1], 3)
+        return out
+
     before = c.machine()
     print(
         f"# startup: time until N workers answered, {args.rounds} rounds, N={ns}; load {before['loadavg']} "
@@ -209,29 +265,44 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         rows.append([n, *[c.fmt(figures[str(n)][nm]["all_workers"], 1000) for nm in names]])
     print("\ntime until all N workers answered, ms: median (min-max)")
     print(c.table(headers, rows))
-    ratio_rows: List[List[Any]] = []
-    ratios: Dict[str, Dict[str, Any]] = {}
-    for n in ns:
-        uv = figures[str(n)]["uvicorn"]["all_workers"]
-        ratios[str(n)] = {
-            m: c.ratio(figures[str(n)][f"reference {m}"]["all_workers"], uv) for m in ref_methods
+
+    def short(nm: str) -> str:
+        return nm.replace("reference ", "ref ")
+
+    def ratio_table(base: str, key: str) -> Dict[str, Dict[str, Any]]:
+        """{N: {contender: median / base's median}} for every contender but base and the floors."""
+        others = [nm for nm in names if nm != base and not nm.startswith("floor")]
+        out = {
+            str(n): {nm: c.ratio(figures[str(n)][nm][key], figures[str(n)][base][key]) for nm in others}
+            for n in ns
         }
-        ratio_rows.append([n, *[ratios[str(n)][m] for m in ref_methods]])
-    print("\nreference / uvicorn (medians)")
-    print(c.table(["N", *ref_methods], ratio_rows))
+        print(c.table(["N", *[short(nm) for nm in others]], [[n, *out[str(n)].values()] for n in ns]))
+        return out
+
+    print("\nx uvicorn (medians; the target column)")
+    over_uvicorn = ratio_table("uvicorn", "all_workers")
+    print("\nx granian (medians)")
+    over_granian = ratio_table("granian", "all_workers")
+    ratios = {str(n): {m: over_uvicorn[str(n)][f"reference {m}"] for m in ref_methods} for n in ns}
+    growth = {nm: _growth(ns, [figures[str(n)][nm]["all_workers"]["median"] for n in ns]) for nm in names}
+    last_col = f"t({ns[-1]})/t({ns[-2]})" if len(ns) > 1 else "t(N)/t(N/2)"
+    print(f"\ngrowth with N: least-squares line through the medians, and {last_col}")
+    print(
+        c.table(
+            ["contender", "slope ms/worker", "intercept ms", "R^2", last_col],
+            [
+                [nm, g["slope_ms_per_worker"], g["intercept_ms"], g["r2"], g["ratio_last_two"]]
+                for nm, g in growth.items()
+            ],
+        )
+    )
     cpu_rows = [[n, *[c.fmt(figures[str(n)][nm]["cpu_s"], 1000) for nm in names]] for n in ns]
     print("\nCPU ms (user+sys) the process tree had used when all N had answered (floor: until it exited)")
     print("- less sensitive to the machine's load than wall time")
     print(c.table(headers, cpu_rows))
-    cpu_ratios = {
-        str(n): {
-            m: c.ratio(figures[str(n)][f"reference {m}"]["cpu_s"], figures[str(n)]["uvicorn"]["cpu_s"])
-            for m in ref_methods
-        }
-        for n in ns
-    }
-    print("\nreference / uvicorn, CPU (medians)")
-    print(c.table(["N", *ref_methods], [[n, *[cpu_ratios[str(n)][m] for m in ref_methods]] for n in ns]))
+    print("\nCPU x uvicorn (medians)")
+    cpu_over_uvicorn = ratio_table("uvicorn", "cpu_s")
+    cpu_ratios = {str(n): {m: cpu_over_uvicorn[str(n)][f"reference {m}"] for m in ref_methods} for n in ns}
     targets: List[Tuple[str, float]] = [("fork", 0.3), ("spawn", 0.6), ("exec", 0.6)]
     if "8" in ratios:
         for m, limit in targets:
@@ -247,6 +318,11 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
             "app": "servers.apps:pid",
             "precompile": compiled,
             "probe": "min(32, max(4, 2N)) fresh connections kept in flight, each replaced when it finishes",
+            "granian": "--interface asgi --http 1 --loop asyncio (access log off by default; no uvloop/rloop"
+            " in the venv, so loop auto would be asyncio too)",
+            "hypercorn": "defaults: asyncio worker class, h11, no access log",
+            "growth": "least-squares line through the per-N medians of all_workers (ms against N); "
+            "ratio_last_two = median t(N_max) / median t(previous N)",
         },
         "versions": versions,
         "machine_before": before,
@@ -254,7 +330,11 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         "commands": {nm: argv_for(nm, 0, "EVENTS", 0) for nm in names},
         "figures": figures,
         "ratios_reference_over_uvicorn": ratios,
+        "ratios_over_uvicorn": over_uvicorn,
+        "ratios_over_granian": over_granian,
+        "growth": growth,
         "cpu_ratios_reference_over_uvicorn": cpu_ratios,
+        "cpu_ratios_over_uvicorn": cpu_over_uvicorn,
         "runs": results,
     }
     print(f"results: {c.write_results(args.name, data)}")
