@@ -1,6 +1,7 @@
 """Entry point of an exec'd worker: `python -m servers._child --control FD --spec JSON`.
 
-FD is the worker's end of the control channel (a socket: an fd on POSIX, a handle on Windows); JSON is
+FD is the worker's end of the control channel (a socket: an fd on POSIX, a handle on Windows; spoken to
+through servers._control.SocketChannel, the supervisor's end is a multiprocessing Connection); JSON is
 the worker spec (see servers._worker.run). Exits with the worker's code; a malformed command line exits
 USAGE with one line on stderr.
 """
@@ -8,11 +9,12 @@ USAGE with one line on stderr.
 import json
 import os
 import signal
+import socket
 import sys
-from multiprocessing.connection import Connection
 from typing import List, Optional
 
 from servers import exitcodes
+from servers._control import SocketChannel
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -29,7 +31,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exitcodes.USAGE
     from servers import _worker  # noqa: PLC0415 - imported once SIGINT is ignored
 
-    return _worker.run(spec, None, Connection(control))
+    try:
+        channel = SocketChannel(socket.socket(fileno=control))
+    except OSError as exc:
+        print(f"servers._child: error: --control {control} is not a socket: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    return _worker.run(spec, None, channel)
 
 
 __all__ = ["main"]

@@ -19,6 +19,11 @@ supervisor -> worker
 
 The channel doubles as the worker's lifeline: EOF on it means the supervisor is gone.
 
+SocketChannel(sock) is the exec'd worker's end: the same framing as multiprocessing's Connection (a
+4-byte big-endian signed length, -1 + an 8-byte length for messages over 2 GiB), over the socket the
+supervisor holds a Connection to. It spares the exec'd worker the import of multiprocessing.connection
+(tempfile, random, hashlib: about 6 ms per worker on this machine).
+
 Fork hygiene: a forked worker inherits the supervisor's ends of *other* workers' channels, and EOF never
 comes while any copy stays open. Supervisor-side objects are registered with `parent_only()`; a worker
 calls `close_parent_only()` first thing (a no-op in spawned and exec'd workers, where the registry is
@@ -26,6 +31,9 @@ empty).
 """
 
 import json
+import selectors
+import socket
+import struct
 import time
 from typing import Any, Dict, List, Optional, Protocol, TypeVar
 
@@ -54,6 +62,49 @@ class Channel(Protocol):
     def fileno(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+class SocketChannel:
+    """A Channel over a connected stream socket, framed like multiprocessing.connection.Connection."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        self._sock = sock
+
+    def send_bytes(self, buf: bytes) -> None:
+        n = len(buf)
+        header = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!iQ", -1, n)
+        self._sock.sendall(header + buf)
+
+    def _recv_exact(self, n: int, started: bool) -> bytes:
+        chunks: List[bytes] = []
+        missing = n
+        while missing:
+            chunk = self._sock.recv(min(missing, 1 << 20))
+            if not chunk:
+                if started or chunks:
+                    raise EOFError("end of file in the middle of a control message")
+                raise EOFError("the control channel was closed")
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
+
+    def recv_bytes(self) -> bytes:
+        (size,) = struct.unpack("!i", self._recv_exact(4, False))
+        if size == -1:
+            (size,) = struct.unpack("!Q", self._recv_exact(8, True))
+        return self._recv_exact(size, True) if size else b""
+
+    def poll(self, timeout: Optional[float] = 0.0) -> bool:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            return bool(selector.select(timeout))
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def send(conn: Channel, kind: str, /, **fields: Any) -> None:
@@ -141,6 +192,7 @@ __all__ = [
     "STOP",
     "STOPPING",
     "Channel",
+    "SocketChannel",
     "StopRequested",
     "close_parent_only",
     "forget",

@@ -14,8 +14,8 @@ Contract with the supervisor (see servers._control for the messages):
   from the loop, not a thread, so a hung loop goes silent and the supervisor replaces the worker
 
 * run(spec, obj, conn) -> exit code; spec = {index, app, strategy, start_method, lifespan,
-  graceful_timeout, heartbeat, payload}
-* mp_entry(spec, obj, conn) - the multiprocessing target
+  graceful_timeout, heartbeat, payload}; servers._entry.mp_entry is the multiprocessing target that
+  calls it, servers._child the exec'd one
 """
 
 import asyncio
@@ -226,9 +226,4 @@ def run(spec: Dict[str, Any], obj: Any, conn: Channel) -> int:
         loop.close()
 
 
-def mp_entry(spec: Dict[str, Any], obj: Any, conn: Channel) -> None:
-    """multiprocessing target: run() and exit with its code."""
-    sys.exit(run(spec, obj, conn))
-
-
-__all__ = ["mp_entry", "run"]
+__all__ = ["run"]

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Dict, List, Optional, Tuple
 
-from servers import _control, _worker  # the target must be importable by name under spawn
+from servers import _control, _entry
 from servers._control import Channel
 from servers.strategies._protocol import Handoff
 
@@ -103,14 +103,19 @@ class _ExecWorker(WorkerProcess):
 
 def _launch_mp(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tuple[WorkerProcess, Channel]:
     ctx = multiprocessing.get_context(start_method)
-    if start_method == "forkserver":
+    if start_method == "fork":
+        # A forked worker starts with what the supervisor has imported: import the worker's chain (asyncio,
+        # h11, the HTTP core) once here instead of once in every worker. Spawned and exec'd workers import
+        # it themselves, so the supervisor leaves it alone for them.
+        import servers._worker  # noqa: F401, PLC0415
+    elif start_method == "forkserver":
         # The fork server imports the worker (asyncio, h11, the HTTP core) once; every worker forked from it
         # starts with them loaded. Effective only before the fork server starts, harmless after.
         ctx.set_forkserver_preload(["servers._worker"])  # type: ignore[attr-defined]
     ours, theirs = ctx.Pipe(duplex=True)
     _control.parent_only(ours)
     process = ctx.Process(  # type: ignore[attr-defined]
-        target=_worker.mp_entry,
+        target=_entry.mp_entry,
         args=(spec, handoff.obj, theirs),
         name="servers-worker-{}".format(spec["index"]),
         daemon=True,

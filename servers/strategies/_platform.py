@@ -10,18 +10,21 @@
 * stop_signals() - signals that mean "stop gracefully" to the supervisor and workers
 """
 
-import asyncio
-import multiprocessing
 import signal
 import socket
 import sys
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+if TYPE_CHECKING:
+    import asyncio
 
 START_METHODS = ("fork", "spawn", "forkserver", "exec")
 
 
 def available_start_methods() -> Dict[str, Optional[str]]:
     """Start method -> None (usable here) or the one-line reason it is not."""
+    import multiprocessing  # noqa: PLC0415 - asked by the supervisor only; a worker does not need it
+
     usable = set(multiprocessing.get_all_start_methods())
     result: Dict[str, Optional[str]] = {}
     for method in START_METHODS:
@@ -36,6 +39,8 @@ def available_start_methods() -> Dict[str, Optional[str]]:
 
 def default_start_method() -> str:
     """What multiprocessing would use here (respects an earlier multiprocessing.set_start_method)."""
+    import multiprocessing  # noqa: PLC0415
+
     method = multiprocessing.get_start_method(allow_none=True)
     if method is None:
         method = multiprocessing.get_context().get_start_method()
@@ -60,8 +65,10 @@ def set_reuse_address(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A fresh event loop for a worker."""
+def new_event_loop() -> "asyncio.AbstractEventLoop":
+    """A fresh event loop for a worker (asyncio is imported here: the supervisor never needs it)."""
+    import asyncio  # noqa: PLC0415
+
     if sys.platform == "win32":
         # The Proactor loop registers the shared socket with an I/O completion port and fails with
         # WinError 87 (uvicorn #1317, https://github.com/encode/uvicorn/issues/1317): use the selector loop.

@@ -8,7 +8,6 @@ multiprocessing.reduction.sendfds/recvfds do the same.
 
 import socket
 import sys
-from multiprocessing import reduction
 from typing import Any, Dict, List, Optional, Tuple
 
 from servers._control import Channel
@@ -47,6 +46,8 @@ def _send_fds(chan: socket.socket, fds: List[int]) -> None:
         if sys.version_info >= (3, 9):
             socket.send_fds(chan, [b"L"], fds)
         else:
+            from multiprocessing import reduction  # noqa: PLC0415 - 3.8 only: not on every import path
+
             reduction.sendfds(chan, fds)
 
 
@@ -55,6 +56,8 @@ def _recv_fd(chan: socket.socket) -> int:
         if sys.version_info >= (3, 9):
             _msg, fds, _flags, _addr = socket.recv_fds(chan, 16, 1)
         else:
+            from multiprocessing import reduction  # noqa: PLC0415
+
             fds = reduction.recvfds(chan, 1)
         if not fds:
             raise HandoffError("scm-rights: the supervisor closed the channel without sending an fd")

@@ -1,0 +1,21 @@
+"""The multiprocessing target of a worker, in a module of its own that imports nothing heavy.
+
+spawn and forkserver pickle the target by reference, and pickling a function imports its module in the
+supervisor. Were the target servers._worker.mp_entry, every supervisor would import the worker's whole
+chain (asyncio, h11, the HTTP core) even when its workers are spawned and import it themselves.
+
+* mp_entry(spec, obj, conn) - run servers._worker.run(spec, obj, conn) and exit with its code
+"""
+
+import sys
+from typing import Any, Dict
+
+
+def mp_entry(spec: Dict[str, Any], obj: Any, conn: Any) -> None:
+    """multiprocessing target: the worker's run() and exit with its code."""
+    from servers import _worker  # noqa: PLC0415 - imported in the worker, not in the supervisor
+
+    sys.exit(_worker.run(spec, obj, conn))
+
+
+__all__ = ["mp_entry"]
