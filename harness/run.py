@@ -45,6 +45,15 @@ from servers.adapters import LaunchContext, Unsupported
 
 #: seconds; readiness for one worker on an idle machine takes well under a second (FACTS: 0.13 s)
 BASE_TIMEOUT_S = 20.0
+#: upstream servers: a master whose workers are all gone, none replaced for this long, will not serve;
+#: the readiness wait ends there instead of at its deadline (uvicorn <= 0.29 after a failed lifespan
+#: startup waits forever). Respawning servers replace a worker well within it (uvicorn 0.30-0.49 about
+#: twice a second); a zombie worker does not count as alive.
+NO_WORKER_GRACE_S = 3.0
+#: upstream servers: once this many times N workers have died before readiness was proven, the server is
+#: in a respawn loop and the readiness wait ends (uvicorn 0.30-0.49 after a failed lifespan startup
+#: replaces its workers about twice a second, forever)
+RESPAWN_GIVE_UP_FACTOR = 4
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -543,13 +552,40 @@ def _serve(
         # workers that die and get replaced show up as restarts even without an event stream
         ever_workers: Set[int] = set()
         next_sample = [0.0]
+        no_worker_since: List[Optional[float]] = [None]
+        gave_up: List[Tuple[float, str]] = []
+        live_workers: Set[int] = set()
 
         def alive() -> bool:
             now = time.monotonic()
             if not events_file and now >= next_sample[0]:
                 next_sample[0] = now + 0.1
-                ever_workers.update(_psutil_workers(root_pid))
+                current = _psutil_workers(root_pid)
+                ever_workers.update(current)
+                live_workers.clear()
+                live_workers.update(current)
+                if current or not ever_workers:
+                    no_worker_since[0] = None
+                elif no_worker_since[0] is None:
+                    no_worker_since[0] = now
             return proc.poll() is None
+
+        def alive_until_hopeless() -> bool:
+            # the first readiness wait only: False (and gave_up) once the master has had no worker alive
+            # for NO_WORKER_GRACE_S, or RESPAWN_GIVE_UP_FACTOR x N workers have died; the master itself
+            # is still running, which the verdict then says
+            if not alive():
+                return False
+            now = time.monotonic()
+            since = no_worker_since[0]
+            if since is not None and now - since >= NO_WORKER_GRACE_S:
+                gave_up.append((now, f"no worker alive for {NO_WORKER_GRACE_S:g} s"))
+                return False
+            dead = len(ever_workers - live_workers)
+            if dead >= RESPAWN_GIVE_UP_FACTOR * max(1, sc.workers):
+                gave_up.append((now, f"{dead} workers died before readiness"))
+                return False
+            return True
 
         def worker_pids() -> Set[int]:
             if events_file:
@@ -568,7 +604,7 @@ def _serve(
             target_fn,
             sc.workers,
             time.monotonic() + deadline_s,
-            alive=alive,
+            alive=alive_until_hopeless,
             worker_pids=worker_pids,
             ready_event=ready_event if events_file else (lambda: None),
         )
@@ -581,7 +617,9 @@ def _serve(
         ready_t = next((float(e["t"]) for e in evs if e.get("event") == "ready" and "t" in e), None)
         st["ready_event"] = _rel(ready_t, t0)
         answered: Set[int] = set(int(p) for p in (rr.pid_first_seen or {}))
-        exited_before_ready = bool(rr.exited) or (not rr.ready and proc.poll() is not None)
+        if gave_up:
+            st["readiness_gave_up"] = {"t": _rel(gave_up[0][0], t0), "why": gave_up[0][1]}
+        exited_before_ready = (bool(rr.exited) and not gave_up) or (not rr.ready and proc.poll() is not None)
         alive_at_deadline = not rr.ready and proc.poll() is None
         state.snapshots.append(_snapshot(hinspect, root_pid, "ready"))
         seen_pids: Set[int] = set(hinspect.tree_pids(root_pid)) | {root_pid}

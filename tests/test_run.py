@@ -13,7 +13,7 @@ import pytest
 
 from harness.matrix import run_matrix
 from harness.records import ResultRecord, Scenario, read_records
-from harness.run import parse_bind, run_scenario, scaled_timeout
+from harness.run import NO_WORKER_GRACE_S, RESPAWN_GIVE_UP_FACTOR, parse_bind, run_scenario, scaled_timeout
 
 #: servers.apps_broken cannot be imported (that is its point): its message, as the module states it
 BROKEN_MESSAGE = "servers.apps_broken fails at import on purpose"
@@ -169,3 +169,25 @@ def test_app_fault_swaps_the_app_and_judges_the_ending(tmp_path: Any) -> None:
 def test_unknown_fault_is_refused(tmp_path: Any) -> None:
     record = _run(tmp_path, server="reference", fault="unplug-the-cable")
     assert record.failure_class == "harness-error" and "unknown fault" in record.signature
+
+
+def test_master_left_without_workers_is_decided_before_the_deadline(tmp_path: Any) -> None:
+    # every worker fails at startup, the master lingers forever: the harness stops waiting once no worker
+    # has been alive for NO_WORKER_GRACE_S instead of waiting out the readiness deadline
+    record = _run(tmp_path, server="tests.servers.lost_workers:LINGER", workers=2)
+    assert record.failure_class == "startup-failure", (record.reason, record.timings)
+    assert "none was replaced; the master stayed up" in record.reason
+    gave_up = record.timings["readiness_gave_up"]
+    assert gave_up["why"] == f"no worker alive for {NO_WORKER_GRACE_S:g} s"
+    assert gave_up["t"] < record.timings["readiness_deadline"]
+    assert record.exit_code == 0  # the master answered the harness's SIGTERM
+
+
+def test_respawn_loop_is_decided_before_the_deadline(tmp_path: Any) -> None:
+    record = _run(tmp_path, server="tests.servers.lost_workers:RESPAWN", workers=2)
+    assert record.failure_class == "respawn-loop", (record.reason, record.timings)
+    gave_up = record.timings["readiness_gave_up"]
+    dead = int(gave_up["why"].split()[0])
+    assert gave_up["why"].endswith("workers died before readiness")
+    assert dead >= RESPAWN_GIVE_UP_FACTOR * 2
+    assert gave_up["t"] < record.timings["readiness_deadline"]
