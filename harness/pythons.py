@@ -42,7 +42,14 @@ _PROBE_CODE = (
 
 
 class InterpreterNotFound(LookupError):
-    """No interpreter matches the spec; str(exc) is one line that says what exists instead."""
+    """No interpreter matches the spec; str(exc) is one line that says what exists instead.
+
+    `signature` is the same line without what only this machine has (the interpreters it found), so
+    records of one missing version agree across machines."""
+
+    def __init__(self, message: str, signature: str = "") -> None:
+        super().__init__(message)
+        self.signature = signature or message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +346,8 @@ def resolve(spec: str) -> Interpreter:
         matches = [i for i in interpreters if i.version_tuple[: len(wanted)] == wanted]
         if not matches:
             have = ", ".join(sorted({i.version for i in interpreters}, key=_version_tuple)) or "none"
-            raise InterpreterNotFound(f"no Python {m.group(1)} found (have: {have})")
+            missing = f"no Python {m.group(1)} found"
+            raise InterpreterNotFound(f"{missing} (have: {have})", signature=missing)
         rank = {s: i for i, s in enumerate(SOURCES)}
         matches.sort(
             key=lambda i: (

@@ -338,7 +338,7 @@ def _run(state: _RunState, run_dir: str, base_timeout: float, env_cache_dir: Opt
     try:
         interp = pythons.resolve(sc.python)
     except pythons.InterpreterNotFound as exc:
-        return _record(state, "env-error", str(exc), f"interpreter: {exc}")
+        return _record(state, "env-error", exc.signature, f"interpreter: {exc}")
     state.python = {
         "requested": sc.python,
         "executable": interp.path,

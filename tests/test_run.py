@@ -111,7 +111,8 @@ def test_unavailable_strategy_is_unsupported_with_the_probe_reason(tmp_path: Any
 def test_missing_interpreter_is_an_env_error(tmp_path: Any) -> None:
     record = _run(tmp_path, server="reference", python="9.99")
     assert record.failure_class == "env-error"
-    assert "9.99" in record.reason
+    assert "9.99" in record.reason and "have:" in record.reason
+    assert record.signature == "no Python 9.99 found"  # the same on every machine
 
 
 def test_adapter_exception_becomes_a_harness_error_record(tmp_path: Any) -> None:
