@@ -664,7 +664,7 @@ def _serve(
         # load: only against a server that proved readiness or at least answered once
         target = target_fn() if (ready or answered) and proc.poll() is None else None
         if target is not None:
-            timeout_s = max(5.0, base_timeout / 2)
+            timeout_s = max(5.0, scaled_timeout(base_timeout, 1) / 2)  # each phase's bound, x3 on CI too
             state.load = dict(
                 run_load(
                     target,
