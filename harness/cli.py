@@ -2,7 +2,7 @@
 
     harness run --server uvicorn --requirement uvicorn==0.30.0 --workers 2    -> "<failure-class> <signature>"
     harness run ... --json                                                     -> the whole record (JSON)
-    harness matrix [--config FILE] [--results FILE] [--report FILE.html] [-n JOBS] [--resume] ...
+    harness matrix [--config FILE] [--results FILE] [--report FILE.html] [--bench F.json...] [-n JOBS] ...
     harness report RESULTS.jsonl|DIR... -o report.html [--bench bench/results/*.json]
     harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
     harness catalog [IDS...] [--run]                                           -> the known-issue catalog
@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness import bisect, catalog_cli, envs, pythons
 from harness.adapters import get_adapter
@@ -104,6 +104,23 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
 
 
+def _bench_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bench",
+        nargs="*",
+        default=[],
+        metavar="FILE.json",
+        help="bench results (bench/results/*.json) for the report's performance section",
+    )
+
+
+def _bench_files(paths: Sequence[str]) -> List[Tuple[str, Any]]:
+    for item in paths:
+        if not os.path.isfile(item):
+            raise UsageError(f"no such bench results file: {item}")
+    return read_bench(paths)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="multi-worker socket sharing harness for ASGI servers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -132,18 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="requirement set for the upstream servers of the default matrix",
     )
     p.add_argument("--resume", action="store_true", help="skip scenarios already in --results")
+    _bench_arg(p)
     _common_run_args(p)
 
     p = sub.add_parser("report", help="write the HTML report of JSONL results")
     p.add_argument("inputs", nargs="+", metavar="RESULTS", help="JSONL files or directories of them")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE.html")
-    p.add_argument(
-        "--bench",
-        nargs="*",
-        default=[],
-        metavar="FILE.json",
-        help="bench results for the performance section",
-    )
+    _bench_arg(p)
 
     p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff")
     p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
@@ -354,6 +366,7 @@ def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
 def cmd_matrix(args: argparse.Namespace) -> int:
     _check_writable(args.results, "--results")
     _check_writable(args.report, "--report")
+    bench = _bench_files(args.bench)  # a bad path fails before the matrix runs, not after
     scenarios = _matrix_scenarios(args)
     if not scenarios:
         raise UsageError("the matrix is empty (check --server / --config)")
@@ -383,13 +396,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
     if args.report:
         all_records = list(read_records([args.results])) if os.path.exists(args.results) else records
-        path = _write_report(all_records, args.report)
+        path = str(write_report(all_records, args.report, bench=bench))
         print(f"report: {path}")
     return EXIT_HARNESS if any(r.failure_class == "harness-error" for r in records) else EXIT_OK
-
-
-def _write_report(records: Sequence[ResultRecord], path: str) -> str:
-    return str(write_report(list(records), path))
 
 
 def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
@@ -409,10 +418,7 @@ def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
 def cmd_report(args: argparse.Namespace) -> int:
     _check_writable(args.output, "--output")
     records = list(read_records(_jsonl_inputs(args.inputs)))
-    for item in args.bench:
-        if not os.path.isfile(item):
-            raise UsageError(f"no such bench results file: {item}")
-    path = str(write_report(records, args.output, bench=read_bench(args.bench)))
+    path = str(write_report(records, args.output, bench=_bench_files(args.bench)))
     print(f"{len(records)} record(s) -> {path}")
     return EXIT_OK
 

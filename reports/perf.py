@@ -9,7 +9,8 @@
     p50/p99 and the per-worker keep-alive p50 range (load.keepalive.by_worker), fairness (max_share,
     Jain's index), and the `degraded` verdict (harness.perf, the same function the CLI uses)
   - bench: bench/results/<name>.json files, figures flattened to rows (a summary leaf is {median, min,
-    max, n}); {bench, settings, figures, machine_*} files show `figures`, other shapes every scalar
+    max, n}); {bench, settings, figures, machine_*} files show `figures`, other shapes every scalar;
+    bench_startup.py's results also get a plot of ready time vs N, one line per contender
 
 Only passed (and degraded) runs count: a failing run's timings measure the failure, not the server.
 """
@@ -175,6 +176,24 @@ def _flatten(data: Any, path: Tuple[str, ...], out: List[Dict[str, Any]]) -> Non
         out.append({"name": " / ".join(path), "value": data, "median": None})
 
 
+def _bench_startup_plot(data: Mapping[str, Any]) -> Any:
+    """bench/bench_startup.py results ({figures: {N: {contender: {all_workers: {median}}}}}) -> one line
+    per contender, ready time vs N; empty Markup for any other shape or fewer than two N."""
+    figures = data.get("figures")
+    series: Dict[str, List[Tuple[float, Any]]] = {}
+    if data.get("bench") == "startup" and isinstance(figures, Mapping):
+        for n, contenders in figures.items():
+            if not str(n).isdigit() or not isinstance(contenders, Mapping):
+                continue
+            for name, figs in contenders.items():
+                med = _get(figs, "all_workers", "median") if isinstance(figs, Mapping) else None
+                if med is not None:
+                    series.setdefault(str(name), []).append((float(n), med))
+    lines = [(name, pts) for name, pts in sorted(series.items()) if len(pts) >= 2]
+    title = "bench startup: time until all N workers answered (median)"
+    return svg.line_plot(lines, title=title, x_label="workers", y_label="seconds")
+
+
 def bench_tables(bench: Sequence[Tuple[str, Any]]) -> List[Dict[str, Any]]:
     """(source name, decoded bench JSON) pairs -> one table each; malformed files become a note."""
     tables = []
@@ -183,7 +202,7 @@ def bench_tables(bench: Sequence[Tuple[str, Any]]) -> List[Dict[str, Any]]:
         if not isinstance(data, Mapping):
             error = data if isinstance(data, str) else "not a JSON object"
             table = {"name": str(source), "source": str(source), "error": error, "rows": []}
-            table.update(settings=[], machine=[], truncated=False)
+            table.update(settings=[], machine=[], truncated=False, svg="")
             tables.append(table)
             continue
         rows: List[Dict[str, Any]] = []
@@ -205,6 +224,7 @@ def bench_tables(bench: Sequence[Tuple[str, Any]]) -> List[Dict[str, Any]]:
             ),
             "rows": rows,
             "truncated": len(rows) >= MAX_BENCH_ROWS,
+            "svg": _bench_startup_plot(data),
         }
         tables.append(table)
     return tables

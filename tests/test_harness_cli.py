@@ -32,6 +32,7 @@ def _main(argv: List[str], capsys: pytest.CaptureFixture[str]) -> "tuple[int, st
         (["run", "--results", "/proc/no/such/dir/r.jsonl"], "not writable"),
         (["matrix", "--config", "/no/such/matrix.toml"], "matrix file not found"),
         (["report", "/no/such/results.jsonl"], "no such results file"),
+        (["matrix", "--server", "reference", "--bench", "/no/such/bench.json"], "no such bench results file"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],

@@ -158,3 +158,26 @@ def test_cli_summary_judges_degraded_like_the_report() -> None:
     text = summary([one, slow])
     assert text.startswith("2 scenario(s): 1 passed, 1 degraded")
     assert "keep-alive p50 44.0 ms = 13x the 1-worker 3.5 ms" in text
+
+
+def test_bench_startup_results_get_a_plot_per_contender() -> None:
+    def fig(median: float) -> dict:
+        return {"all_workers": {"median": median, "min": median, "max": median, "n": 5}}
+
+    data = {
+        "bench": "startup",
+        "figures": {
+            "1": {"uvicorn": fig(0.2), "reference spawn": fig(0.1), "only once": fig(0.3)},
+            "8": {"uvicorn": fig(0.8), "reference spawn": fig(0.45)},
+        },
+    }
+    (table,) = bench_tables([("startup.json", data)])
+    plot = str(table["svg"])
+    assert "uvicorn" in plot and "reference spawn" in plot
+    assert "only once" not in plot  # a line needs two worker counts
+    assert plot.count("<circle") == 4
+    html = render([], bench=[("startup.json", data)])
+    assert "bench startup: time until all N workers answered" in html
+    # any other bench gets no plot
+    (other,) = bench_tables([("throughput.json", {"bench": "throughput", "figures": {"8": {"x": fig(1)}}})])
+    assert str(other["svg"]) == ""
