@@ -116,15 +116,23 @@ class _Meter:
         self.calls = 0
         self.wall = 0.0
         self.cpu = 0.0
+        self.first_found: Optional[float] = None  # when it first returned something (target_fn: a target)
+        self.last: Any = None
 
     def __call__(self) -> Any:
         w, t = time.monotonic(), time.thread_time()
+        value = None
         try:
-            return self.fn()
+            value = self.fn()
+            return value
         finally:
             self.calls += 1
             self.cpu += time.thread_time() - t
-            self.wall += time.monotonic() - w
+            end = time.monotonic()
+            self.wall += end - w
+            if value and self.first_found is None:
+                self.first_found = end
+            self.last = value
 
     def figures(self) -> Dict[str, Any]:
         return {"calls": self.calls, "wall_ms": round(self.wall * 1e3, 2), "cpu_ms": round(self.cpu * 1e3, 2)}
@@ -174,10 +182,12 @@ def _callbacks(
     return target_fn, alive, worker_pids, (ready_event if events_file else (lambda: None))
 
 
-def _stamps(path: str, n: int, deadline: float) -> Dict[int, float]:
-    """{pid: startup stamp} once n distinct pids stamped (polled until the deadline)."""
+def _stamps(path: str, n: int, deadline: float) -> Tuple[Dict[int, float], Dict[int, float]]:
+    """({pid: startup stamp}, {pid: first request stamp}) once n distinct pids stamped their startup
+    (polled until the deadline)."""
     while True:
         out: Dict[int, float] = {}
+        served: Dict[int, float] = {}
         if os.path.exists(path):
             with open(path, encoding="ascii") as fh:
                 for line in fh:
@@ -185,9 +195,10 @@ def _stamps(path: str, n: int, deadline: float) -> Dict[int, float]:
                         rec = json.loads(line)
                     except ValueError:
                         continue
-                    out.setdefault(int(rec["pid"]), float(rec["t"]))
+                    into = served if rec.get("event") == "first_request" else out
+                    into.setdefault(int(rec["pid"]), float(rec["t"]))
         if len(out) >= n or time.monotonic() >= deadline:
-            return out
+            return out, served
         time.sleep(c.POLL_S)
 
 
@@ -203,6 +214,7 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
     try:
         target_fn, alive, worker_pids, ready_event = _callbacks(server, events)
         meters = {"target_fn": _Meter(target_fn), "worker_pids": _Meter(worker_pids), "alive": _Meter(alive)}
+        cpu0 = time.thread_time()
         rr: ReadyResult = wait_ready(
             meters["target_fn"],
             n,
@@ -212,11 +224,12 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
             ready_event=ready_event,
         )
         returned = time.monotonic()
+        harness_cpu = time.thread_time() - cpu0
         if not rr.ready or rr.first_response is None or rr.all_workers is None:
             raise c.BenchError(
                 f"{name} N={n}: not ready ({rr.errors}, exited={rr.exited}): {server.stderr_tail(300)!r}"
             )
-        stamps = _stamps(stamp_file, n, time.monotonic() + 5.0)
+        stamps, served = _stamps(stamp_file, n, time.monotonic() + 5.0)
         answered = set(rr.pid_first_seen)
         if not answered <= set(stamps):
             raise c.BenchError(
@@ -224,6 +237,8 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
             )
         ts = sorted(stamps.values())
         lags = {pid: rr.pid_first_seen[pid] - stamps[pid] for pid in answered}
+        last_pid = max(stamps, key=lambda p: stamps[p])
+        found = meters["target_fn"].first_found
         out.update(
             {
                 "after_first": rr.first_response - ts[0],
@@ -233,9 +248,18 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
                 "stamp_spread": ts[-1] - ts[0],
                 "launch_to_last_stamp": ts[-1] - server.t0,
                 "probes": rr.probes,
+                "harness_cpu_ms": round(harness_cpu * 1e3, 2),
+                "port": getattr(meters["target_fn"].last, "port", None),
                 "responses": rr.responses,
                 "errors": dict(rr.errors),
                 "callbacks": {k: m.figures() for k, m in meters.items()},
+                # where the time after the first stamp went: until target_fn first named the listener,
+                # until the server handed any worker a request, until the harness had the answer
+                "target_found": None if found is None else found - ts[0],
+                "first_served": min(served.values()) - ts[0] if served else None,
+                # the last worker to start: its startup -> its first request (server / accept queue share)
+                "last_served": served[last_pid] - stamps[last_pid] if last_pid in served else None,
+                "worker_pids_confirm": returned - rr.all_workers,
             }
         )
         if rr.ready_event is not None:
@@ -293,6 +317,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         "probes",
         "after_ready_event",
         "launch_to_last_stamp",
+        "target_found",
+        "first_served",
+        "last_served",
+        "worker_pids_confirm",
+        "harness_cpu_ms",
     )
     figures: Dict[str, Dict[str, Any]] = {}
     rows = []

@@ -7,6 +7,9 @@
 * lifespan: on `lifespan.startup` it appends one JSON line `{"pid": os.getpid(), "t": time.monotonic()}`
   to the file named by the env var AWH_STAMP_FILE (nothing when unset), then completes startup; shutdown
   completes at once.
+* the first HTTP request a process gets appends `{"pid", "t", "event": "first_request"}` the same way: the
+  instant the server handed the worker its first connection's request (what the server took between
+  startup and serving, as opposed to what the client took to notice).
 
 CLOCK_MONOTONIC is system-wide on Linux, so `t` compares with the bench's own time.monotonic(). Every
 server runs lifespan startup BEFORE its worker starts accepting, so the stamp is slightly earlier than the
@@ -19,18 +22,25 @@ Stdlib only, importable on Python 3.7+ (it runs under every server's interpreter
 import json
 import os
 import time
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any, Awaitable, Callable, List, MutableMapping
 
 STAMP_ENV = "AWH_STAMP_FILE"
 
 _Message = MutableMapping[str, Any]
 
 
-def _stamp() -> None:
+_served: List[
+    int
+] = []  # this process's pid once it served a request (a forked child starts with its parent's list)
+
+
+def _stamp(**extra: str) -> None:
     path = os.environ.get(STAMP_ENV)
     if not path:
         return
-    line = json.dumps({"pid": os.getpid(), "t": time.monotonic()}) + "\n"
+    rec = {"pid": os.getpid(), "t": time.monotonic()}
+    rec.update(extra)
+    line = json.dumps(rec) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line.encode("ascii"))
@@ -55,6 +65,9 @@ async def app(
                 return
     if scope["type"] != "http":
         return
+    if os.getpid() not in _served:
+        _served.append(os.getpid())
+        _stamp(event="first_request")
     body = str(os.getpid()).encode("ascii")
     headers = [
         (b"content-type", b"text/plain"),

@@ -27,6 +27,20 @@ next one starts (no sleeps); the number in flight is sized to the workers still 
 worker, but never fewer than N or 4, at most 32), so the last, slow-to-accept worker keeps being offered
 connections while busy workers hold theirs (measured with the reference server, 8 workers: the last worker
 answered 19-82 ms after the server's own "ready" event with >= N in flight, 6-217 ms with 2 per missing).
+Until the FIRST answer only one probe is in flight (one more per _FIRST_HEDGE_S it has waited, so a probe
+held by a process that never answers does not stall the wait for _PROBE_TIMEOUT): the first worker to
+accept takes every queued connection in one go (asyncio accepts up to its backlog per wake-up) and answers
+them all before its first answer leaves, while its N-1 siblings still import on the same cores. Measured
+with bench/bench_readiness.py (first answer after the first worker's lifespan-startup stamp, N=8, 5 rounds
+under the bench lock, 2 cores, load ~2.5; median (min-max), 2N probes queued -> one): uvicorn 22 (5-27) ->
+9 (5-26) ms, hypercorn 19 (10-51) -> 10 (7-42) ms, gunicorn 2.9 -> 1.1 ms; granian (Rust accept loop) 21 ->
+24 ms, within its noise. Of what remains, listen() follows the stamp by ~1 ms (uvicorn, hypercorn and
+granian bind in the master but listen only in the first worker); target_fn has to notice the listener
+(psutil-backed discovery costs ~3.5 ms CPU per call and is asked every ~3x that: found 4-12 ms after the
+stamp); the rest is the server's own time to serve. Pacing the probes once workers answer (at most one new
+probe per ms) made the LAST worker later, not sooner (gunicorn -w 8, load 6-13: 197 -> 578 ms median of
+3): the new worker has to win accept wake-ups against idle siblings, so it needs many offered connections,
+not fewer. After the last worker's startup stamp its first answer came 3-10 ms later (medians, N=8).
 The only waits without an event are the retry interval after a refused connect
 or an unknown target (1 ms doubling to 5 ms) - a server that is not listening yet has nothing to select on.
 target_fn and worker_pids may be psutil-backed (ms per call): each is re-asked no sooner than 2-3 times
@@ -58,6 +72,7 @@ _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, getattr(errn
 _RETRY_MIN, _RETRY_MAX = 0.001, 0.005
 _T = TypeVar("_T")
 _ASK_MAX_GAP = 0.25  # the longest wait before target_fn / worker_pids are asked again, whatever they cost
+_FIRST_HEDGE_S = 0.25  # until the first answer: 1 probe in flight, one more per this long it has waited
 _PROBE_TIMEOUT = 2.0  # one probe; a hanging accept queue shows up as ReadTimeout/ConnectTimeout counts
 _DRAIN_S = 1.0  # at most this long after the wait: probes already sent get their answers read to the end
 _MAX_HEADER = 65536
@@ -282,7 +297,17 @@ def wait_ready(
                 target_at = asked_at + min(_ASK_MAX_GAP, max(3 * cost, retry))
             missing = max(1, expected_workers - len(seen))
             want = min(32, max(4, 2 * missing, expected_workers))
-            active = sum(1 for p in inflight.values() if not p.done)
+            waiting = [p.started for p in inflight.values() if not p.done]
+            active = len(waiting)
+            hedge_at: Optional[float] = None
+            if not target_confirmed:
+                # no answer yet: ONE probe (the first worker takes every queued connection in one go and
+                # answers them all before the first answer leaves), one more per _FIRST_HEDGE_S it waits
+                oldest = min(waiting, default=now)
+                allowed = 1 + int((now - oldest) / _FIRST_HEDGE_S)
+                if allowed < want:
+                    hedge_at = oldest + allowed * _FIRST_HEDGE_S
+                want = min(want, allowed)
             while target is not None and now >= retry_at and active < want:
                 sock = socket.socket(target.family(), socket.SOCK_STREAM)
                 sock.setblocking(False)
@@ -315,6 +340,8 @@ def wait_ready(
                 wake = min(wake, target_at)
             elif retry_at > now:
                 wake = min(wake, retry_at)
+            if hedge_at is not None:
+                wake = min(wake, hedge_at)
             timeout = max(0.0, wake - time.monotonic())
             if not inflight:
                 time.sleep(timeout)  # nothing to select on: poll interval (see module docstring)

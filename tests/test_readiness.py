@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import inspect
+from harness import inspect, readiness
 from harness.process import ServerProcess
 from harness.readiness import NonLoopbackTarget, Target, wait_ready
 from tests import _mpserver
@@ -111,6 +111,23 @@ def test_hanging_accept_queue_is_not_ready(tmp_path):
         target = Target("127.0.0.1", sock.getsockname()[1])
         result = wait_ready(lambda: target, 1, time.monotonic() + 0.5, alive=lambda: True, worker_pids=set)
         assert not result.ready and result.responses == 0
+    finally:
+        sock.close()
+
+
+def test_one_probe_waits_until_the_first_answer():
+    # Before any answer only one probe is queued (plus one per _FIRST_HEDGE_S it waited): a worker that
+    # starts accepting would otherwise take the whole queue in one go and answer it all first.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        target = Target("127.0.0.1", sock.getsockname()[1])
+        t0 = time.monotonic()
+        result = wait_ready(lambda: target, 4, t0 + 0.3, alive=lambda: True, worker_pids=set)
+        elapsed = time.monotonic() - t0
+        assert not result.ready and result.responses == 0
+        assert 1 <= result.probes <= 1 + int(elapsed / readiness._FIRST_HEDGE_S), (result.probes, elapsed)
     finally:
         sock.close()
 
