@@ -6,6 +6,7 @@ the worker spec (see servers._worker.run). Exits with the worker's code; a malfo
 USAGE with one line on stderr.
 """
 
+import gc
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ if __name__ == "__main__":
     # Ctrl-C reaches the whole process group; the supervisor coordinates the stop. Ignore it before the
     # heavier imports so an early SIGINT does not print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # the import burst creates no garbage worth collecting; the worker turns it back on
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -13,6 +13,9 @@ from typing import Any, Dict
 
 def mp_entry(spec: Dict[str, Any], obj: Any, conn: Any) -> None:
     """multiprocessing target: the worker's run() and exit with its code."""
+    import gc  # noqa: PLC0415
+
+    gc.disable()  # the import burst creates no garbage worth collecting; run() turns it back on
     from servers import _worker  # noqa: PLC0415 - imported in the worker, not in the supervisor
 
     sys.exit(_worker.run(spec, obj, conn))

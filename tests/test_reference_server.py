@@ -454,3 +454,18 @@ def test_restart_budget_backoff_doubles_and_runs_out_within_the_window() -> None
     assert budget.backoff(11.5) == 0.2  # 1 recent
     assert budget.backoff(12.5) == 0.1  # none
     assert budget.count == 3
+
+
+@pytest.mark.parametrize(
+    ("strategy", "start_method"), [("inherit", "fork"), ("pickle", "spawn"), ("inherit", "exec")]
+)
+def test_workers_run_the_app_with_the_garbage_collector_on(strategy: str, start_method: str) -> None:
+    # spawned and exec'd workers import with gc off (startup time); the app must never see it off
+    args = ["tests.servers.gc_app:app", "--strategy", strategy, "--start-method", start_method]
+    args += ["--lifespan", "on"]
+    with RefServer(args) as server:
+        bound = server.wait_for("bound")
+        server.wait_for("ready")
+        status, _pid, body = request(target_of(bound))
+        assert (status, body) == (200, b"lifespan=True request=True")
+        stop_and_check(server, port=bound["port"])
