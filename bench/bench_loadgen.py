@@ -515,33 +515,37 @@ def main(argv: Optional[List[str]] = None) -> int:
 #: reference server; separate runs, not this bench's timed ones) and what would lift the rate
 NOTES: List[str] = [
     "Verdict: the generator is the bottleneck by a wide margin. It is one asyncio thread that is on a core "
-    "(or waiting in the run queue for one) all of the phase (gen busy/s = 1.00), while the server tree uses "
-    "~0.3-0.6 of its 2 workers; wrk with Connection: close at the same concurrency gets ~7-10x the rate from "
-    "the same servers, and there the server's workers are runnable all the time (server busy/s ~1.9).",
+    "(or waiting in the run queue for one) all of the phase (gen busy/s = 1.00), while the server tree "
+    "uses ~0.3-0.6 of its 2 workers; wrk with Connection: close at the same concurrency gets ~5-11x the "
+    "rate from the same servers, and there the server's workers are runnable all the time (server busy/s "
+    "~1.9).",
     "Where the generator's CPU goes (tottime by package, project .venv): importlib 18% (+ ~7% posix.stat "
     "under it), httpx 11%, httpcore 11%, anyio 11%, asyncio 11%, h11 7%, socket syscalls 5%. The importlib "
-    "share is httpcore 1.0.9's current_async_library(): it runs `import sniffio` at every lock/event/"
-    "semaphore setup (6 per fresh-connection request); anyio 4.16 no longer installs sniffio and httpcore "
-    "does not declare it, so in the .venv every one is a failed import that searches sys.path again (failed "
-    "imports are not cached). With sniffio installed (the bench's own interpreter) that share is ~0.5%.",
+    "share is httpcore 1.0.9's current_async_library(): it runs `import sniffio` at every "
+    "lock/event/semaphore setup (6 per fresh-connection request); anyio 4.16 no longer installs sniffio "
+    "and httpcore does not declare it, so in the .venv every one is a failed import that searches sys.path "
+    "again (failed imports are not cached). With sniffio installed (the bench's own interpreter) that "
+    "share is ~0.5%.",
     "Known upstream: encode/httpcore discussion #1102 and PR #1103 (open: import sniffio once at module "
-    "level); anyio stopped depending on sniffio in agronholm/anyio#1021 (anyio >= 4.11). "
-    "The sniffio cost is measured here as 'harness(python, sniffio) / harness(.venv, no sniffio)' (same "
-    "httpx/httpcore/anyio/h11 versions). The fix is to declare sniffio in pyproject's dependencies "
-    "(not done here: pyproject is outside this change; harness/load.py could only do it with "
+    "level); anyio stopped depending on sniffio in agronholm/anyio#1021 (anyio >= 4.11). The sniffio cost "
+    "is measured here as 'harness(python, sniffio) / harness(.venv, no sniffio)' (same "
+    "httpx/httpcore/anyio/h11 versions). The fix is to declare sniffio in pyproject's dependencies (not "
+    "done here: pyproject is outside this change; harness/load.py could only do it with "
     "sys.modules['sniffio'] = None, a process-wide hack).",
     "Fixed in harness/load.py: every httpx client loaded certifi's CA bundle into an SSLContext (~21 ms of "
-    "CPU per client, 2 clients per run_load, the first inside the fresh phase's measured duration) although "
-    "Target.url is always plain http:// on loopback; the transports now pass verify=False. Before/after "
-    "(harness/load.py at ec8e8c8 vs with the change, in one process, alternating, 11 rounds under the lock, "
-    "project .venv, reference server, run_load with run_scenario's defaults: 200 fresh + 50 keep-alive): "
-    "wall 0.312 s (0.299-0.359) -> 0.273 s (0.260-0.287), generator CPU 0.311 -> 0.273 s, fresh rate "
-    "823 (692-863) -> 897 (855-942) req/s, keep-alive rate 721 (676-748) -> 1004 (951-1071) req/s.",
-    "What is left is httpx's own per-request cost: ~1.0 ms of CPU per fresh-connection request with sniffio "
-    "(~1.5 ms without), i.e. at most ~700-1000 req/s on one core, against wrk's 6000-7500 req/s. Nothing "
-    "small in harness/load.py changes that order of magnitude. What would: several generator processes "
-    "(on 2 cores they take the server's core), or a raw-socket / asyncio-streams client for the fresh phase "
-    "(like bench/_common.probe_burst, ~10x cheaper per request); DEVELOPERS.md keeps httpx as the client.",
+    "CPU per client, 2 clients per run_load, the first inside the fresh phase's measured duration) "
+    "although Target.url is always plain http:// on loopback; the transports now pass verify=False. "
+    "Before/after (harness/load.py at ec8e8c8 vs with the change, in one process, alternating, 11 rounds "
+    "under the lock, project .venv, reference server, run_load with run_scenario's defaults: 200 fresh + "
+    "50 keep-alive): wall 0.312 s (0.299-0.359) -> 0.273 s (0.260-0.287), generator CPU 0.311 -> 0.273 s, "
+    "fresh rate 823 (692-863) -> 897 (855-942) req/s, keep-alive rate 721 (676-748) -> 1004 (951-1071) "
+    "req/s.",
+    "What is left is httpx's own per-request cost: ~1.0 ms of CPU per fresh-connection request with "
+    "sniffio (~1.3-1.5 ms without), i.e. at most ~700-1000 req/s on one core, against wrk's ~5500-7200 "
+    "req/s. Nothing small in harness/load.py changes that order of magnitude. What would: several "
+    "generator processes (on 2 cores they take the server's core), or a raw-socket / asyncio-streams "
+    "client for the fresh phase (like bench/_common.probe_burst, ~10x cheaper per request); DEVELOPERS.md "
+    "keeps httpx as the client.",
     "What it means for the harness: at the default 200 requests / 16 in flight the server is far from "
     "saturated, so the fresh phase's per_worker split is the kernel's accept distribution under light load "
     "(short or no accept backlog), not under a saturating load.",
