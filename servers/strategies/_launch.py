@@ -112,7 +112,15 @@ def _launch_mp(start_method: str, spec: Dict[str, Any], handoff: Handoff) -> Tup
         # The fork server imports the worker (asyncio, h11, the HTTP core) once; every worker forked from it
         # starts with them loaded. Effective only before the fork server starts, harmless after.
         ctx.set_forkserver_preload(["servers._worker"])  # type: ignore[attr-defined]
-    ours, theirs = ctx.Pipe(duplex=True)
+    theirs: Any
+    if sys.platform == "win32":
+        ours, theirs = ctx.Pipe(duplex=True)
+    else:
+        # A socketpair, not a Pipe: the worker gets a plain socket (pickled like the listener) and speaks
+        # to it through SocketChannel, so a spawned worker never imports multiprocessing.connection (about
+        # 6 ms of CPU each). On Windows a socket would be pickled through resource_sharer's thread.
+        mine, theirs = socket.socketpair()
+        ours = Connection(mine.detach())
     _control.parent_only(ours)
     process = ctx.Process(  # type: ignore[attr-defined]
         target=_entry.mp_entry,
