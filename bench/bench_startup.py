@@ -67,6 +67,12 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     ap.add_argument("--workers", default="1,2,4,8,16", help="comma-separated N values")
     ap.add_argument("--name", default="startup", help="results file bench/results/<name>.json")
     ap.add_argument("--timeout", type=float, default=60.0, help="readiness deadline per launch, seconds")
+    ap.add_argument(
+        "--contenders",
+        default="",
+        help='comma-separated subset, e.g. "reference spawn,reference exec" (uvicorn, the target\'s base, '
+        "is always run)",
+    )
     args = ap.parse_args(argv)
     ns = [int(x) for x in args.workers.split(",") if x.strip()]
 
@@ -77,6 +83,13 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     ref_methods = ("fork", "spawn", "forkserver", "exec")
     peers = ("uvicorn", "granian", "hypercorn")
     names = [f"reference {m}" for m in ref_methods] + [*peers, "floor fork", "floor spawn"]
+    if args.contenders:
+        wanted = {x.strip() for x in args.contenders.split(",") if x.strip()} | {"uvicorn"}
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            ap.error(f"unknown contender(s) {unknown}; choose from {names}")
+        names = [nm for nm in names if nm in wanted]
+        ref_methods = tuple(m for m in ref_methods if f"reference {m}" in wanted)
     bindir = os.path.dirname(py)
 
     def argv_for(name: str, n: int, events: str, port: int) -> List[str]:
@@ -281,9 +294,33 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
 
     print("\nx uvicorn (medians; the target column)")
     over_uvicorn = ratio_table("uvicorn", "all_workers")
-    print("\nx granian (medians)")
-    over_granian = ratio_table("granian", "all_workers")
+    over_granian: Dict[str, Dict[str, Any]] = {}
+    if "granian" in names:
+        print("\nx granian (medians)")
+        over_granian = ratio_table("granian", "all_workers")
     ratios = {str(n): {m: over_uvicorn[str(n)][f"reference {m}"] for m in ref_methods} for n in ns}
+    # rounds are interleaved, so a ratio taken within one round cancels what the machine did between rounds
+    paired = {
+        str(n): {
+            m: c.summary(
+                [
+                    ref["all_workers"] / uv["all_workers"]
+                    for ref, uv in zip(results[str(n)][f"reference {m}"], results[str(n)]["uvicorn"])
+                    if uv["all_workers"]
+                ],
+                digits=3,
+            )
+            for m in ref_methods
+        }
+        for n in ns
+    }
+    print("\nx uvicorn, paired: reference / uvicorn within each round, median (min-max)")
+    print(
+        c.table(
+            ["N", *[f"ref {m}" for m in ref_methods]],
+            [[n, *[c.fmt(paired[str(n)][m], 1, 3) for m in ref_methods]] for n in ns],
+        )
+    )
     growth = {nm: _growth(ns, [figures[str(n)][nm]["all_workers"]["median"] for n in ns]) for nm in names}
     last_col = f"t({ns[-1]})/t({ns[-2]})" if len(ns) > 1 else "t(N)/t(N/2)"
     print(f"\ngrowth with N: least-squares line through the medians, and {last_col}")
@@ -306,9 +343,12 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     targets: List[Tuple[str, float]] = [("fork", 0.3), ("spawn", 0.6), ("exec", 0.6)]
     if "8" in ratios:
         for m, limit in targets:
+            if m not in ratios["8"]:
+                continue
             got = ratios["8"][m]
             verdict = "met" if got is not None and got <= limit else "MISSED"
-            print(f"N=8 reference {m} / uvicorn = {got} (target <= {limit}: {verdict})")
+            pair = paired["8"][m].get("median")
+            print(f"N=8 reference {m} / uvicorn = {got}, paired {pair} (target <= {limit}: {verdict})")
     print(f"load average before {before['loadavg']} after {after['loadavg']}")
     data = {
         "bench": "startup",
@@ -330,6 +370,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
         "commands": {nm: argv_for(nm, 0, "EVENTS", 0) for nm in names},
         "figures": figures,
         "ratios_reference_over_uvicorn": ratios,
+        "paired_ratios_reference_over_uvicorn": paired,
         "ratios_over_uvicorn": over_uvicorn,
         "ratios_over_granian": over_granian,
         "growth": growth,
