@@ -27,20 +27,24 @@ next one starts (no sleeps); the number in flight is sized to the workers still 
 worker, but never fewer than N or 4, at most 32), so the last, slow-to-accept worker keeps being offered
 connections while busy workers hold theirs (measured with the reference server, 8 workers: the last worker
 answered 19-82 ms after the server's own "ready" event with >= N in flight, 6-217 ms with 2 per missing).
-Until the FIRST answer only one probe is in flight (one more per _FIRST_HEDGE_S it has waited, so a probe
-held by a process that never answers does not stall the wait for _PROBE_TIMEOUT): the first worker to
-accept takes every queued connection in one go (asyncio accepts up to its backlog per wake-up) and answers
-them all before its first answer leaves, while its N-1 siblings still import on the same cores. Measured
-with bench/bench_readiness.py (first answer after the first worker's lifespan-startup stamp, N=8, 5 rounds
-under the bench lock, 2 cores, load ~2.5; median (min-max), 2N probes queued -> one): uvicorn 22 (5-27) ->
-9 (5-26) ms, hypercorn 19 (10-51) -> 10 (7-42) ms, gunicorn 2.9 -> 1.1 ms; granian (Rust accept loop) 21 ->
-24 ms, within its noise. Of what remains, listen() follows the stamp by ~1 ms (uvicorn, hypercorn and
-granian bind in the master but listen only in the first worker); target_fn has to notice the listener
-(psutil-backed discovery costs ~3.5 ms CPU per call and is asked every ~3x that: found 4-12 ms after the
-stamp); the rest is the server's own time to serve. Pacing the probes once workers answer (at most one new
-probe per ms) made the LAST worker later, not sooner (gunicorn -w 8, load 6-13: 197 -> 578 ms median of
-3): the new worker has to win accept wake-ups against idle siblings, so it needs many offered connections,
-not fewer. After the last worker's startup stamp its first answer came 3-10 ms later (medians, N=8).
+Until the FIRST answer only one probe is in flight (one more per _FIRST_HEDGE_S it has waited, so a probe held
+by a process that never answers does not stall the wait for _PROBE_TIMEOUT): the first worker to accept takes
+every queued connection in one go (asyncio accepts up to its backlog per wake-up) and answers them all before
+its first answer leaves, while its N-1 siblings still import on the same cores. Measured with
+bench/bench_readiness.py (first answer after the first worker's lifespan-startup stamp, N=8, 5 rounds under
+the bench lock, 2 cores, load ~2.5; median (min-max), 2N probes queued -> one): uvicorn 22 (5-27) -> 9 (5-26)
+ms, hypercorn 19 (10-51) -> 10 (7-42) ms, gunicorn 2.9 -> 1.1 ms; granian (Rust accept loop) 21 -> 24 ms,
+within its noise. At N=4 (4 queued -> one) no difference shows beyond the noise (uvicorn 12 -> 14, hypercorn
+17 -> 12, granian 11 -> 16, gunicorn 2.4 -> 4.2 ms); the harness thread's CPU in wait_ready went down at both
+N (N=4: uvicorn 320 -> 198 ms, hypercorn 382 -> 263 ms). Of what remains, listen() follows the stamp by ~1 ms
+(uvicorn, hypercorn and granian bind in the master but listen only in the first worker); target_fn has to
+notice the listener (psutil-backed discovery costs ~3.5 ms CPU per call and is asked every ~3x that: found
+4-12 ms after the stamp); the rest is the server's own time to serve. Pacing the probes once workers answer
+(at most one new probe per ms) made the LAST worker later, not sooner (gunicorn -w 8, load 6-13: 197 -> 578 ms
+median of 3): likely because the new worker has to win accept wake-ups against idle siblings, so it needs many
+offered connections, not fewer. The last worker's first answer came 10-24 ms after its startup stamp
+(bench/results/readiness.json, N=8, medians per upstream server), the app saw its first request 5-21 ms after
+it: that part is the accept queue's, not the probing's.
 The only waits without an event are the retry interval after a refused connect
 or an unknown target (1 ms doubling to 5 ms) - a server that is not listening yet has nothing to select on.
 target_fn and worker_pids may be psutil-backed (ms per call): each is re-asked no sooner than 2-3 times
