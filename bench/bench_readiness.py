@@ -8,7 +8,7 @@ server runs lifespan startup before its worker accepts, so the stamp is slightly
 below is an upper bound.
 
 Each launch calls harness.readiness.wait_ready exactly as harness/run.py does: for upstream servers
-target_fn = harness.inspect.discover_target(root, Target("127.0.0.1", 0)), worker_pids =
+target_fn = harness.inspect.TargetFinder(root, Target("127.0.0.1", 0)), worker_pids =
 harness.run._psutil_workers(root), alive = proc.poll() plus the psutil sample of every worker pid every
 100 ms; for the reference server target_fn reads the `bound` event and worker_pids the worker events.
 Contenders (peers' venv python, project root on PYTHONPATH), N = 1, 2, 4, 8, interleaved per round
@@ -151,13 +151,15 @@ def _callbacks(
     def events() -> List[Dict[str, Any]]:
         return read_events(events_file)
 
+    find_target = hinspect.TargetFinder(root_pid, asked_target)
+
     def target_fn() -> Optional[Target]:
         if events_file:
             for ev in events():
                 if ev.get("event") == "bound" and ev.get("port"):
                     return Target(host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]))
             return None
-        return hinspect.discover_target(root_pid, asked_target)
+        return find_target()
 
     ever_workers: Set[int] = set()
     next_sample = [0.0]

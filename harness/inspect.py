@@ -19,6 +19,8 @@
 * discover_target(root_pid, asked) -> Optional[Target] - where the tree really listens. For asked.uds: that
   path if listened on, else (the wrong-listener case) the tree's TCP listener; for TCP: the asked port if
   non-zero and listened on, else the loopback listener held by the most processes of the tree.
+  TargetFinder(root_pid, asked) is the same as a callable that walks the tree only when a listener
+  appeared on the machine (or 0.25 s after its last walk): ~0.1 ms per call instead of 1-4 ms.
 
 family is "AF_INET" | "AF_INET6" | "AF_UNIX"; address is "" for AF_UNIX, path is "" for TCP.
 """
@@ -38,6 +40,7 @@ from harness.readiness import Target
 
 __all__ = [
     "HELPER_MARKERS",
+    "TargetFinder",
     "discover_target",
     "find_leaks",
     "listening_sockets",
@@ -239,6 +242,41 @@ def discover_target(root_pid: int, asked: Target) -> Optional[Target]:
         return None
     (host, port), _ = max(counts.items(), key=lambda kv: kv[1])
     return Target(host=host, port=port)
+
+
+class TargetFinder:
+    """discover_target(root_pid, asked) as a callable for wait_ready, with a cheap first step.
+
+    Walking the tree costs 1-2 ms of CPU (psutil reads every /proc/PID/stat to find the children), and
+    readiness asks again and again while an upstream server starts. The machine's listening sockets cost
+    ~0.1 ms to list (harness._platform.listener_inodes), so the tree is walked only when a listener
+    appeared that was not there at the last walk, or RESCAN_S after that walk (a listener that moved into
+    the tree). Where listeners cannot be listed cheaply, every call walks."""
+
+    RESCAN_S = 0.25
+
+    def __init__(self, root_pid: int, asked: Target) -> None:
+        self.root_pid = root_pid
+        self.asked = asked
+        self.walks = 0
+        self._seen: Optional[frozenset[str]] = None
+        self._walked_at = 0.0
+        self._last: Optional[Target] = None
+
+    def __call__(self) -> Optional[Target]:
+        inodes = _platform.listener_inodes()
+        now = time.monotonic()
+        if (
+            inodes is not None
+            and self._seen is not None
+            and inodes <= self._seen
+            and now - self._walked_at < self.RESCAN_S
+        ):
+            return self._last
+        self._last = discover_target(self.root_pid, self.asked)
+        self._seen, self._walked_at = inodes, now
+        self.walks += 1
+        return self._last
 
 
 def _loopback_for(entry: Dict[str, Any]) -> Optional[str]:

@@ -533,6 +533,7 @@ def _serve(
             return read_events(events_file)
 
         asked_target = Target(uds=uds_path) if uds_path else Target(host="127.0.0.1", port=0)
+        find_target = hinspect.TargetFinder(root_pid, asked_target)
 
         def target_fn() -> Optional[Target]:
             if asked["kind"] == "fd":
@@ -546,7 +547,7 @@ def _serve(
                             return Target(host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]))
                 return None
             # upstream: where the tree really listens (the asked path, or - wrong-listener - elsewhere)
-            return hinspect.discover_target(root_pid, asked_target)
+            return find_target()
 
         # every worker pid ever seen (upstream servers: sampled with psutil while readiness polls), so
         # workers that die and get replaced show up as restarts even without an event stream

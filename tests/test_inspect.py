@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -180,3 +181,25 @@ def test_forkserver_children_are_workers_and_the_forkserver_a_helper(tmp_path):
     assert {pid for pid, role in roles.items() if role == "worker"} == workers
     assert list(roles.values()).count("helper") == 2  # the forkserver and the resource_tracker
     assert inspect.worker_pids(server.pid) == set()  # stopped
+
+
+@posix_only
+def test_target_finder_walks_the_tree_only_when_a_listener_appears(tmp_path):
+    # asked before anything of its tree listens, then after: the new listener is seen on the next call
+    # (not RESCAN_S later), and the tree is not walked again while nothing changes
+    finder = inspect.TargetFinder(os.getpid(), Target("127.0.0.1", 0))
+    assert finder() is None and finder.walks == 1
+    for _ in range(20):
+        assert finder() is None
+    assert finder.walks <= 2  # a rescan may fall in here, or a listener of another test appeared
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        assert finder() == Target("127.0.0.1", sock.getsockname()[1])
+    server, info = _serve(tmp_path, "--workers", "2")
+    with server:
+        tree_finder = inspect.TargetFinder(server.pid, Target("127.0.0.1", 0))
+        assert tree_finder() == Target("127.0.0.1", info["port"])
+        walks = tree_finder.walks
+        assert [tree_finder() for _ in range(20)] == [Target("127.0.0.1", info["port"])] * 20
+        assert tree_finder.walks - walks <= 2
