@@ -1,6 +1,8 @@
 """What every benchmark shares: the peers' venv, launching and reaping servers, probing workers, figures.
 
 * ROOT / VENV - the project root; the peers' venv (~/.cache/asgi-workers-harness/bench-venv)
+* peer_argv(server, python, workers, app, extra=()) / reference_argv(python, workers, app, extra=()) -
+  the contenders' command lines, written once for every bench
 * ensure_venv() -> python path: creates the venv with uv and installs the peers that are missing
 * precompile(python) - writes .pyc files for servers/ and the venv (this machine sets
   PYTHONDONTWRITEBYTECODE=1, so nothing would otherwise be cached and every launch would recompile)
@@ -46,6 +48,29 @@ HOST = "127.0.0.1"
 
 class BenchError(Exception):
     """A benchmark could not produce a figure (server did not start, tool missing); one line."""
+
+
+def peer_argv(server: str, python: str, workers: int, app: str, extra: Sequence[str] = ()) -> List[str]:
+    """An upstream peer's command line from the peers' venv that holds `python`: `workers` workers on
+    HOST, port 0 (the benches read the port from the tree's listener); `extra` goes before the app.
+    server: uvicorn | hypercorn | gunicorn (give the worker class in `extra`) | granian (ASGI)."""
+    bindir = os.path.dirname(python)
+    n = str(workers)
+    if server == "uvicorn":
+        return [python, "-m", "uvicorn", "--workers", n, "--host", HOST, "--port", "0", *extra, app]
+    if server == "hypercorn":
+        return [os.path.join(bindir, "hypercorn"), "--workers", n, "--bind", f"{HOST}:0", *extra, app]
+    if server == "gunicorn":
+        return [os.path.join(bindir, "gunicorn"), "--workers", n, "--bind", f"{HOST}:0", *extra, app]
+    if server == "granian":
+        granian = os.path.join(bindir, "granian")
+        return [granian, "--interface", "asgi", "--workers", n, "--host", HOST, "--port", "0", *extra, app]
+    raise ValueError(f"unknown peer {server!r}")
+
+
+def reference_argv(python: str, workers: int, app: str, extra: Sequence[str] = ()) -> List[str]:
+    """The reference server's command line (`python -m servers APP --workers N ...extra`)."""
+    return [python, "-m", "servers", app, "--workers", str(workers), *extra]
 
 
 def venv_python() -> str:

@@ -66,10 +66,13 @@ GEN_BOUND = 0.85
 
 def _servers(py: str) -> List[Tuple[str, List[str], bool]]:
     """(name, argv with an EVENTS placeholder, is_reference)."""
-    ref = [py, "-m", "servers", APP, "--workers", str(WORKERS), "--strategy", "inherit"]
-    ref += ["--start-method", "fork", "--port", "0", "--events", "EVENTS"]
-    uvi = [py, "-m", "uvicorn", APP, "--workers", str(WORKERS), "--http", "h11", "--host", c.HOST]
-    uvi += ["--port", "0", "--no-access-log"]
+    ref = c.reference_argv(
+        py,
+        WORKERS,
+        APP,
+        ("--strategy", "inherit", "--start-method", "fork", "--port", "0", "--events", "EVENTS"),
+    )
+    uvi = c.peer_argv("uvicorn", py, WORKERS, APP, ("--http", "h11", "--no-access-log"))
     return [("reference inherit/fork", ref, True), ("uvicorn --workers 2 --http h11", uvi, False)]
 
 

@@ -58,57 +58,14 @@ TARGET_LAST_MS = 200.0
 
 
 def argv_for(name: str, py: str, n: int, events: str) -> List[str]:
-    bindir = os.path.dirname(py)
     if name == "reference":
-        return [py, "-m", "servers", APP, "--workers", str(n), "--lifespan", "on", "--events", events]
-    if name == "uvicorn":
-        return [
-            py,
-            "-m",
-            "uvicorn",
-            APP,
-            "--workers",
-            str(n),
-            "--host",
-            c.HOST,
-            "--port",
-            "0",
-            "--lifespan",
-            "on",
-        ]
-    if name == "hypercorn":
-        return [os.path.join(bindir, "hypercorn"), "--workers", str(n), "--bind", f"{c.HOST}:0", APP]
-    if name == "gunicorn":
-        return [
-            py,
-            "-m",
-            "gunicorn",
-            "--workers",
-            str(n),
-            "--worker-class",
-            "uvicorn_worker.UvicornWorker",
-            "--bind",
-            f"{c.HOST}:0",
-            APP,
-        ]
-    if name == "granian":
-        return [
-            os.path.join(bindir, "granian"),
-            "--interface",
-            "asgi",
-            "--workers",
-            str(n),
-            "--host",
-            c.HOST,
-            "--port",
-            "0",
-            "--http",
-            "1",
-            "--loop",
-            "asyncio",
-            APP,
-        ]
-    raise ValueError(name)
+        return c.reference_argv(py, n, APP, ("--lifespan", "on", "--events", events))
+    extra: Dict[str, Tuple[str, ...]] = {
+        "uvicorn": ("--lifespan", "on"),
+        "gunicorn": ("--worker-class", "uvicorn_worker.UvicornWorker"),
+        "granian": ("--http", "1", "--loop", "asyncio"),
+    }
+    return c.peer_argv(name, py, n, APP, extra.get(name, ()))
 
 
 class _Meter:

@@ -90,61 +90,15 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
             ap.error(f"unknown contender(s) {unknown}; choose from {names}")
         names = [nm for nm in names if nm in wanted]
         ref_methods = tuple(m for m in ref_methods if f"reference {m}" in wanted)
-    bindir = os.path.dirname(py)
 
     def argv_for(name: str, n: int, events: str, port: int) -> List[str]:
         if name.startswith("reference "):
-            return [
-                py,
-                "-m",
-                "servers",
-                "servers.apps:pid",
-                "--workers",
-                str(n),
-                "--start-method",
-                name.split()[1],
-                "--events",
-                events,
-            ]
-        if name == "uvicorn":
-            return [
-                py,
-                "-m",
-                "uvicorn",
-                "servers.apps:pid",
-                "--workers",
-                str(n),
-                "--host",
-                c.HOST,
-                "--port",
-                "0",
-            ]
-        if name == "granian":
-            return [
-                os.path.join(bindir, "granian"),
-                "--interface",
-                "asgi",
-                "--workers",
-                str(n),
-                "--host",
-                c.HOST,
-                "--port",
-                "0",
-                "--http",
-                "1",
-                "--loop",
-                "asyncio",
-                "servers.apps:pid",
-            ]
-        if name == "hypercorn":
-            return [
-                os.path.join(bindir, "hypercorn"),
-                "--workers",
-                str(n),
-                "--bind",
-                f"{c.HOST}:0",
-                "servers.apps:pid",
-            ]
+            return c.reference_argv(
+                py, n, "servers.apps:pid", ("--start-method", name.split()[1], "--events", events)
+            )
+        if name in peers:
+            granian = ("--http", "1", "--loop", "asyncio")
+            return c.peer_argv(name, py, n, "servers.apps:pid", granian if name == "granian" else ())
         return [py, me, "--floor", name.split()[1], str(n), str(port)]
 
     def floor_wait(server: Any, listener: socket.socket, n: int, deadline: float) -> float:

@@ -52,115 +52,31 @@ GRANIAN_SETTINGS = ("--http", "1", "--loop", "asyncio", "--runtime-threads", "1"
 
 def _contenders(py: str, reuseport: bool, h11_worker: str) -> List[Tuple[str, List[str], bool]]:
     """(name, argv with EVENTS placeholder, is_reference)."""
-    gunicorn = os.path.join(c.VENV, "bin", "gunicorn")
-    hypercorn = os.path.join(c.VENV, "bin", "hypercorn")
-    granian = os.path.join(c.VENV, "bin", "granian")
+    strategies = ("inherit", "reuseport") if reuseport else ("inherit",)
     out = [
         (
-            "reference inherit/fork",
-            [
-                py,
-                "-m",
-                "servers",
-                APP,
-                "--workers",
-                str(WORKERS),
-                "--strategy",
-                "inherit",
-                "--start-method",
-                "fork",
-                "--events",
-                "EVENTS",
-            ],
+            f"reference {strategy}/fork",
+            c.reference_argv(
+                py, WORKERS, APP, ("--strategy", strategy, "--start-method", "fork", "--events", "EVENTS")
+            ),
             True,
-        ),
-    ]
-    if reuseport:
-        out.append(
-            (
-                "reference reuseport/fork",
-                [
-                    py,
-                    "-m",
-                    "servers",
-                    APP,
-                    "--workers",
-                    str(WORKERS),
-                    "--strategy",
-                    "reuseport",
-                    "--start-method",
-                    "fork",
-                    "--events",
-                    "EVENTS",
-                ],
-                True,
-            )
         )
-    out += [
+        for strategy in strategies
+    ]
+    gunicorn = ("--worker-class", h11_worker, "--graceful-timeout", "5")
+    out.append(
         (
             f"gunicorn {h11_worker.rsplit('.', maxsplit=1)[-1]}",
-            [
-                gunicorn,
-                "-w",
-                str(WORKERS),
-                "-k",
-                h11_worker,
-                "-b",
-                f"{c.HOST}:0",
-                "--graceful-timeout",
-                "5",
-                APP,
-            ],
+            c.peer_argv("gunicorn", py, WORKERS, APP, gunicorn),
             False,
-        ),
-    ]
-    out += [
-        (
-            "hypercorn",
-            # hypercorn writes no access log unless --access-logfile is given; asyncio worker class, h11
-            [hypercorn, "--workers", str(WORKERS), "--bind", f"{c.HOST}:0", APP],
-            False,
-        ),
-        (
-            "granian",
-            [
-                granian,
-                "--interface",
-                "asgi",
-                "--workers",
-                str(WORKERS),
-                "--host",
-                c.HOST,
-                "--port",
-                "0",
-                *GRANIAN_SETTINGS,
-                APP,
-            ],
-            False,
-        ),
-    ]
-    for http in ("h11", "httptools"):
-        out.append(
-            (
-                f"uvicorn --http {http}",
-                [
-                    py,
-                    "-m",
-                    "uvicorn",
-                    APP,
-                    "--workers",
-                    str(WORKERS),
-                    "--http",
-                    http,
-                    "--host",
-                    c.HOST,
-                    "--port",
-                    "0",
-                    "--no-access-log",
-                ],
-                False,
-            )
         )
+    )
+    # hypercorn writes no access log unless --access-logfile is given; asyncio worker class, h11
+    out.append(("hypercorn", c.peer_argv("hypercorn", py, WORKERS, APP), False))
+    out.append(("granian", c.peer_argv("granian", py, WORKERS, APP, GRANIAN_SETTINGS), False))
+    for http in ("h11", "httptools"):
+        uvicorn = ("--http", http, "--no-access-log")
+        out.append((f"uvicorn --http {http}", c.peer_argv("uvicorn", py, WORKERS, APP, uvicorn), False))
     return out
 
 
