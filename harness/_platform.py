@@ -12,6 +12,8 @@ Everything else in the harness calls these functions and stays platform-neutral.
 * session_members(sid) - pids whose session id is `sid` (POSIX; [] on Windows)
 * closed_stdin_argv(argv) - argv that starts `argv` with fd 0 closed, keeping the pid (exec shim)
 * unix_listeners(pids) - [(pid, path)] of listening AF_UNIX sockets (Linux /proc), None where unknown
+* ExitWaiter(pids) - .wait(timeout) returns when one of pids exits (Linux pidfds) or after a short poll
+  interval elsewhere; .close()
 * listener_inodes() - inodes of every listening TCP/AF_UNIX socket on the machine (Linux, ~0.1 ms), None
   where unknown
 * tcp_listeners(pids, ports=()) - [(pid, family, ip, port)] of listening TCP sockets held by pids (or,
@@ -20,11 +22,13 @@ Everything else in the harness calls these functions and stays platform-neutral.
 """
 
 import os
+import selectors
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 import psutil
@@ -211,6 +215,48 @@ def listener_inodes() -> Optional[FrozenSet[str]]:
     return frozenset([entry[3] for entry in tcp] + unix)
 
 
+class ExitWaiter:
+    """Sleeps until one of `pids` exits (becomes a zombie or is reaped), or `timeout` passes.
+
+    Linux (3.9+): a pidfd per process, readable once it has exited - an event, for children and
+    non-children alike. Elsewhere, or for a pid whose pidfd cannot be opened, a poll interval that doubles
+    from 1 ms to 20 ms: there is no exit event for a process that is not our child."""
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self._selector: Optional[selectors.BaseSelector] = None
+        self._interval = 0.001
+        if sys.platform == "linux" and sys.version_info >= (3, 9):
+            selector = selectors.DefaultSelector()
+            for pid in pids:
+                try:
+                    fd = os.pidfd_open(pid)
+                except OSError:  # gone already, or no pidfd here (ENOSYS before Linux 5.3)
+                    continue
+                selector.register(fd, selectors.EVENT_READ, pid)
+            if selector.get_map():
+                self._selector = selector
+            else:
+                selector.close()
+
+    def wait(self, timeout: float) -> None:
+        timeout = max(0.0, timeout)
+        selector = self._selector
+        if selector is not None and selector.get_map():
+            for key, _ in selector.select(timeout):
+                selector.unregister(key.fd)
+                os.close(key.fd)
+            return
+        time.sleep(min(self._interval, timeout))  # a poll: no exit event exists here
+        self._interval = min(self._interval * 2, 0.02)
+
+    def close(self) -> None:
+        selector, self._selector = self._selector, None
+        if selector is not None:
+            for key in list(selector.get_map().values()):
+                os.close(key.fd)
+            selector.close()
+
+
 def tcp_listeners(
     pids: Optional[Iterable[int]], ports: Iterable[int] = ()
 ) -> Optional[List[Tuple[int, int, str, int]]]:
@@ -241,6 +287,7 @@ def tcp_listeners(
 
 __all__ = [
     "STOP_SIGNAL_NAME",
+    "ExitWaiter",
     "StdinUnsupported",
     "closed_stdin_argv",
     "kill_group",

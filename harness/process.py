@@ -269,20 +269,23 @@ class ServerProcess:
 def _wait_gone(
     popen: subprocess.Popen[bytes], procs: List[psutil.Process], deadline: float
 ) -> List[psutil.Process]:
-    """Poll (no event exists for a non-child's exit) until the master is reaped and every process in
-    `procs` is gone or a zombie, or the deadline passes. Returns the ones still live."""
-    interval = 0.001
-    while True:
-        popen.poll()
-        live = [p for p in procs if _is_live(p)]
-        if popen.returncode is not None and not live:
-            return []
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return live
-        # psutil.wait_procs would wait for zombies of a live parent too; this treats them as gone.
-        time.sleep(min(interval, remaining))
-        interval = min(interval * 2, 0.02)
+    """Wait until the master is reaped and every process in `procs` is gone or a zombie, or the deadline
+    passes (psutil.wait_procs would wait for zombies of a live parent too; this treats them as gone).
+    Woken by each exit where the platform has an event for it (Linux pidfds), else polled. Returns the
+    ones still live."""
+    waiter = _platform.ExitWaiter([popen.pid, *(p.pid for p in procs)])
+    try:
+        while True:
+            popen.poll()
+            live = [p for p in procs if _is_live(p)]
+            if popen.returncode is not None and not live:
+                return []
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return live
+            waiter.wait(remaining)
+    finally:
+        waiter.close()
 
 
 def _is_live(p: psutil.Process) -> bool:

@@ -255,3 +255,35 @@ def test_reaper_kills_the_server_when_the_harness_dies(tmp_path, how, guardian):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_exit_waiter_wakes_on_the_exit_of_a_child_and_of_a_non_child() -> None:
+    # a child that exits when its stdin closes, and its own child (not ours) that exits with it
+    code = textwrap.dedent(
+        """
+        import subprocess, sys
+        p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        print(p.pid, flush=True)
+        sys.stdin.read()
+        p.stdin.close()
+        p.wait()
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        grandchild = psutil.Process(int(child.stdout.readline()))
+        waiter = _platform.ExitWaiter([child.pid, grandchild.pid])
+        t0 = time.monotonic()
+        child.stdin.close()  # both exit now
+        deadline = t0 + TIMEOUT
+        while (child.poll() is None or grandchild.is_running()) and time.monotonic() < deadline:
+            waiter.wait(deadline - time.monotonic())
+        waiter.close()
+        assert child.returncode == 0 and not grandchild.is_running()
+        # woken by the exits, not by the deadline (a 30 s wait would mean no event came)
+        assert time.monotonic() - t0 < TIMEOUT / 2
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
