@@ -31,6 +31,19 @@ from socketserver import ThreadingMixIn
 TIMEOUT = 10.0 * float(os.environ.get("HARNESS_TIMEOUT_SCALE", "1"))
 
 
+def signal_state(pid: int) -> str:
+    """A live process's state, signal masks and where it sleeps (Linux /proc), for a failure message
+    about a process that did not react to a signal."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            lines = [ln.strip() for ln in fh if ln.startswith(("State", "Sig", "Shd"))]
+        with open(f"/proc/{pid}/wchan") as fh:
+            lines.append("wchan: " + fh.read().strip())
+        return "; ".join(lines)
+    except OSError as exc:
+        return f"(no /proc state: {exc})"
+
+
 def argv(*options: str) -> list:
     """The command line that starts this server under the current interpreter."""
     return [sys.executable, os.path.abspath(__file__), *options]
