@@ -31,6 +31,21 @@ from socketserver import ThreadingMixIn
 TIMEOUT = 10.0 * float(os.environ.get("HARNESS_TIMEOUT_SCALE", "1"))
 
 
+_DEFAULT_SIGINT_SHIM = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_default_sigint(argv: list) -> list:
+    """`argv` behind an exec shim (same pid) that first puts SIGINT back to its default, for a child that a
+    test interrupts with SIGINT. A background job of a non-interactive shell (`cmd &`, as when .ci/run is
+    started in the background) inherits SIGINT and SIGQUIT ignored, and Python keeps an inherited SIG_IGN,
+    so the child would never see the KeyboardInterrupt. Ctrl-C only ever reaches a foreground job, which
+    has the default: the shim restores what the test means."""
+    return [sys.executable, "-c", _DEFAULT_SIGINT_SHIM, *argv]
+
+
 def signal_state(pid: int) -> str:
     """A live process's state, signal masks and where it sleeps (Linux /proc), for a failure message
     about a process that did not react to a signal."""

@@ -14,7 +14,7 @@ import pytest
 from harness import _platform, reaper
 from harness.process import ServerProcess
 from tests import _mpserver
-from tests._mpserver import TIMEOUT, signal_state
+from tests._mpserver import TIMEOUT, signal_state, with_default_sigint
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and fds")
 
@@ -235,7 +235,7 @@ def test_reaper_kills_the_server_when_the_harness_dies(tmp_path, how, guardian):
     with open(out_path, "wb") as out:
         env = dict(os.environ, HARNESS_NO_GUARDIAN="0" if guardian else "1")
         child = subprocess.Popen(
-            [sys.executable, "-c", script],
+            with_default_sigint([sys.executable, "-c", script]),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -20,7 +20,7 @@ from typing import Dict, List, Set, Tuple
 import psutil
 import pytest
 
-from tests._mpserver import signal_state
+from tests._mpserver import signal_state, with_default_sigint
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -123,21 +123,23 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
     out = tmp_path / "inner.out"
     with open(out, "wb") as fh:
         inner = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                str(test),
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "-p",
-                "no:xdist",
-                "--rootdir",
-                str(tmp_path),
-                "-o",
-                "addopts=",
-            ],
+            with_default_sigint(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    str(test),
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "-p",
+                    "no:xdist",
+                    "--rootdir",
+                    str(tmp_path),
+                    "-o",
+                    "addopts=",
+                ]
+            ),
             cwd=str(tmp_path),
             env=env,
             stdin=subprocess.DEVNULL,
