@@ -9,7 +9,7 @@ below is an upper bound.
 
 Each launch calls harness.readiness.wait_ready exactly as harness/run.py does: for upstream servers
 target_fn = harness.inspect.TargetFinder(root, Target("127.0.0.1", 0)), worker_pids =
-harness.run._psutil_workers(root), alive = proc.poll() plus the psutil sample of every worker pid every
+harness.watch.psutil_workers(root), alive = proc.poll() plus the psutil sample of every worker pid every
 100 ms; for the reference server target_fn reads the `bound` event and worker_pids the worker events.
 Contenders (peers' venv python, project root on PYTHONPATH), N = 1, 2, 4, 8, interleaved per round
 (order rotated):
@@ -40,16 +40,15 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import _common as c
 from bench.stamp_app import STAMP_ENV
-from harness import inspect as hinspect
-from harness.readiness import ReadyResult, Target, wait_ready
-from harness.run import _event_workers, _psutil_workers, read_events
+from harness.readiness import ReadyResult, wait_ready
+from harness.watch import ServerWatch
 
 APP = "bench.stamp_app:app"
 CONTENDERS = ("reference", "uvicorn", "hypercorn", "gunicorn", "granian")
@@ -98,52 +97,6 @@ class _Meter:
         return {"calls": self.calls, "wall_ms": round(self.wall * 1e3, 2), "cpu_ms": round(self.cpu * 1e3, 2)}
 
 
-def _callbacks(
-    server: c.Server, events_file: str
-) -> Tuple[Callable[[], Optional[Target]], Callable[[], bool], Callable[[], Set[int]], Callable[[], Any]]:
-    """target_fn, alive, worker_pids, ready_event - the same ones harness/run.py's _serve builds."""
-    root_pid = server.pid
-    asked_target = Target(host="127.0.0.1", port=0)
-
-    def events() -> List[Dict[str, Any]]:
-        return read_events(events_file)
-
-    find_target = hinspect.TargetFinder(root_pid, asked_target)
-
-    def target_fn() -> Optional[Target]:
-        if events_file:
-            for ev in events():
-                if ev.get("event") == "bound" and ev.get("port"):
-                    return Target(host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]))
-            return None
-        return find_target()
-
-    ever_workers: Set[int] = set()
-    next_sample = [0.0]
-
-    def alive() -> bool:
-        now = time.monotonic()
-        if not events_file and now >= next_sample[0]:
-            next_sample[0] = now + 0.1
-            ever_workers.update(_psutil_workers(root_pid))
-        return server.proc.poll() is None
-
-    def worker_pids() -> Set[int]:
-        if events_file:
-            return _event_workers(events())
-        current = _psutil_workers(root_pid)
-        ever_workers.update(current)
-        return current
-
-    def ready_event() -> Optional[float]:
-        for ev in events():
-            if ev.get("event") == "ready":
-                return float(ev.get("t", 0.0))
-        return None
-
-    return target_fn, alive, worker_pids, (ready_event if events_file else (lambda: None))
-
-
 def _stamps(path: str, n: int, deadline: float) -> Tuple[Dict[int, float], Dict[int, float]]:
     """({pid: startup stamp}, {pid: first request stamp}) once n distinct pids stamped their startup
     (polled until the deadline)."""
@@ -174,8 +127,13 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
     server = c.Server(argv_for(name, py, n, events), env=env, events=events, workdir=d)
     out: Dict[str, Any] = {"loadavg_1m": round(load, 2)}
     try:
-        target_fn, alive, worker_pids, ready_event = _callbacks(server, events)
-        meters = {"target_fn": _Meter(target_fn), "worker_pids": _Meter(worker_pids), "alive": _Meter(alive)}
+        # the callbacks harness/run.py gives wait_ready (plain alive: no early give-up here)
+        watch = ServerWatch(server.pid, server.proc.poll, workers=n, events_file=events)
+        meters = {
+            "target_fn": _Meter(watch.target),
+            "worker_pids": _Meter(watch.worker_pids),
+            "alive": _Meter(watch.alive),
+        }
         cpu0 = time.thread_time()
         rr: ReadyResult = wait_ready(
             meters["target_fn"],
@@ -183,7 +141,7 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
             time.monotonic() + timeout,
             alive=meters["alive"],
             worker_pids=meters["worker_pids"],
-            ready_event=ready_event,
+            ready_event=watch.ready_event,
         )
         returned = time.monotonic()
         harness_cpu = time.thread_time() - cpu0

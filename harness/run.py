@@ -39,21 +39,13 @@ from harness.load import run_load
 from harness.observation import Observation
 from harness.process import ServerProcess
 from harness.readiness import Target, wait_ready
-from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, iter_json_objects
+from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record
+from harness.watch import ServerWatch, psutil_workers, read_events
 from servers import exitcodes
 from servers.adapters import LaunchContext, Unsupported
 
 #: seconds; readiness for one worker on an idle machine takes well under a second (FACTS: 0.13 s)
 BASE_TIMEOUT_S = 20.0
-#: upstream servers: a master whose workers are all gone, none replaced for this long, will not serve;
-#: the readiness wait ends there instead of at its deadline (uvicorn <= 0.29 after a failed lifespan
-#: startup waits forever). Respawning servers replace a worker well within it (uvicorn 0.30-0.49 about
-#: twice a second); a zombie worker does not count as alive.
-NO_WORKER_GRACE_S = 3.0
-#: upstream servers: once this many times N workers have died before readiness was proven, the server is
-#: in a respawn loop and the readiness wait ends (uvicorn 0.30-0.49 after a failed lifespan startup
-#: replaces its workers about twice a second, forever)
-RESPAWN_GIVE_UP_FACTOR = 4
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,47 +122,6 @@ def _short_scratch_dir() -> str:
     work dir (pytest's tmp_path) would fail them with "AF_UNIX path too long" for the harness's sake."""
     base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
     return tempfile.mkdtemp(prefix="awh-", dir=base)
-
-
-def read_events(path: str) -> List[Dict[str, Any]]:
-    """The reference server's events so far; a torn last line is skipped."""
-    if not path or not os.path.exists(path):
-        return []
-    return [ev for ev in iter_json_objects(path) if "event" in ev]
-
-
-def _helper(cmdline: List[str]) -> bool:
-    text = " ".join(cmdline)
-    return any(marker in text for marker in hinspect.HELPER_MARKERS)
-
-
-def _psutil_workers(root_pid: int) -> Set[int]:
-    """Children of the master that are not multiprocessing helpers (upstream servers)."""
-    try:
-        children = psutil.Process(root_pid).children(recursive=True)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return set()
-    pids: Set[int] = set()
-    for child in children:
-        try:
-            if not _helper(child.cmdline()):
-                pids.add(child.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return pids
-
-
-def _event_workers(events: List[Dict[str, Any]]) -> Set[int]:
-    """Worker pids alive according to the event stream (spawned and not exited)."""
-    alive: Set[int] = set()
-    for ev in events:
-        name = ev.get("event")
-        pid = ev.get("worker_pid")
-        if name in ("worker-spawned", "worker-ready", "worker-restart") and isinstance(pid, int):
-            alive.add(pid)
-        elif name == "worker-exit" and isinstance(pid, int):
-            alive.discard(pid)
-    return alive
 
 
 def _count(events: List[Dict[str, Any]], name: str) -> int:
@@ -528,86 +479,25 @@ def _serve(
     stopped = False
     try:
         deadline_s = scaled_timeout(base_timeout, sc.workers)
-
-        def events() -> List[Dict[str, Any]]:
-            return read_events(events_file)
-
         asked_target = Target(uds=uds_path) if uds_path else Target(host="127.0.0.1", port=0)
-        find_target = hinspect.TargetFinder(root_pid, asked_target)
-
-        def target_fn() -> Optional[Target]:
-            if asked["kind"] == "fd":
-                return Target(host="127.0.0.1", port=int(asked["port"]))
-            if events_file:
-                for ev in events():
-                    if ev.get("event") == "bound":
-                        if ev.get("path"):
-                            return Target(uds=str(ev["path"]))
-                        if ev.get("port"):
-                            return Target(host=str(ev.get("address") or "127.0.0.1"), port=int(ev["port"]))
-                return None
-            # upstream: where the tree really listens (the asked path, or - wrong-listener - elsewhere)
-            return find_target()
-
-        # every worker pid ever seen (upstream servers: sampled with psutil while readiness polls), so
-        # workers that die and get replaced show up as restarts even without an event stream
-        ever_workers: Set[int] = set()
-        next_sample = [0.0]
-        no_worker_since: List[Optional[float]] = [None]
-        gave_up: List[Tuple[float, str]] = []
-        live_workers: Set[int] = set()
-
-        def alive() -> bool:
-            now = time.monotonic()
-            if not events_file and now >= next_sample[0]:
-                next_sample[0] = now + 0.1
-                current = _psutil_workers(root_pid)
-                ever_workers.update(current)
-                live_workers.clear()
-                live_workers.update(current)
-                if current or not ever_workers:
-                    no_worker_since[0] = None
-                elif no_worker_since[0] is None:
-                    no_worker_since[0] = now
-            return proc.poll() is None
-
-        def alive_until_hopeless() -> bool:
-            # the first readiness wait only: False (and gave_up) once the master has had no worker alive
-            # for NO_WORKER_GRACE_S, or RESPAWN_GIVE_UP_FACTOR x N workers have died; the master itself
-            # is still running, which the verdict then says
-            if not alive():
-                return False
-            now = time.monotonic()
-            since = no_worker_since[0]
-            if since is not None and now - since >= NO_WORKER_GRACE_S:
-                gave_up.append((now, f"no worker alive for {NO_WORKER_GRACE_S:g} s"))
-                return False
-            dead = len(ever_workers - live_workers)
-            if dead >= RESPAWN_GIVE_UP_FACTOR * max(1, sc.workers):
-                gave_up.append((now, f"{dead} workers died before readiness"))
-                return False
-            return True
-
-        def worker_pids() -> Set[int]:
-            if events_file:
-                return _event_workers(events())
-            current = _psutil_workers(root_pid)
-            ever_workers.update(current)
-            return current
-
-        def ready_event() -> Optional[float]:
-            for ev in events():
-                if ev.get("event") == "ready":
-                    return float(ev.get("t", 0.0))
-            return None
+        watch = ServerWatch(
+            root_pid,
+            proc.poll,
+            workers=sc.workers,
+            events_file=events_file,
+            asked=asked_target,
+            fd_port=int(asked["port"]) if asked["kind"] == "fd" else None,
+        )
+        events, target_fn, alive, worker_pids = watch.events, watch.target, watch.alive, watch.worker_pids
+        ever_workers, gave_up = watch.ever_workers, watch.gave_up
 
         rr = wait_ready(
             target_fn,
             sc.workers,
             time.monotonic() + deadline_s,
-            alive=alive_until_hopeless,
+            alive=watch.alive_until_hopeless,
             worker_pids=worker_pids,
-            ready_event=ready_event if events_file else (lambda: None),
+            ready_event=watch.ready_event,
         )
         st = state.timings
         st["readiness_deadline"] = round(deadline_s, 2)
@@ -686,7 +576,7 @@ def _serve(
             state.snapshots.append(_snapshot(hinspect, root_pid, "after-load"))
             seen_pids |= set(hinspect.tree_pids(root_pid))
         worker_pids()
-        still_workers = _psutil_workers(root_pid) if not events_file else set()
+        still_workers = psutil_workers(root_pid) if not events_file else set()
 
         # stop
         t_stop = time.monotonic()
