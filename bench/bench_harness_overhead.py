@@ -5,7 +5,7 @@
 Both sides run in this process (imports are paid once, before timing), interleaved per round (order
 alternates), on the reference server with 2 workers, inherit/fork, app servers.apps:pid:
 
-* harness - harness.run.run_scenario(Scenario(...)) -> ResultRecord (a passed record is required)
+* harness - harness.run.runner.run_scenario(Scenario(...)) -> ResultRecord (a passed record is required)
 * bare - the same argv and interpreter as the harness's record, its own session; port from the `bound`
   event; readiness = fresh raw-socket connections kept in flight until 2 distinct x-worker-pid; the same load
   with httpx (`requests` fresh connections, `concurrency` in flight, then `keepalive` requests over 4
@@ -40,7 +40,7 @@ WORKERS = 2
 
 
 def _scenario(args: argparse.Namespace) -> Any:
-    from harness.records import Scenario  # noqa: PLC0415 - fails clearly if the harness has not landed
+    from harness.model.records import Scenario  # noqa: PLC0415 - fails clearly if the harness has not landed
 
     return Scenario(
         server="reference",
@@ -54,7 +54,7 @@ def _scenario(args: argparse.Namespace) -> Any:
 
 
 def run_harness(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
-    from harness.run import run_scenario  # noqa: PLC0415
+    from harness.run.runner import run_scenario  # noqa: PLC0415
 
     t = time.monotonic()
     rec = run_scenario(_scenario(args), work_dir=work_dir)
@@ -81,7 +81,7 @@ async def _load(port: int, requests: int, concurrency: int, keepalive: int) -> D
     url = f"http://{c.HOST}:{port}/"
     ok = 0
     fresh = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=fresh, timeout=5.0, verify=False) as client:  # as harness.load
+    async with httpx.AsyncClient(limits=fresh, timeout=5.0, verify=False) as client:  # as harness.run.load
         todo = list(range(requests))
 
         async def worker() -> int:
@@ -198,9 +198,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--name", default="harness_overhead", help="results file bench/results/<name>.json")
     args = ap.parse_args(argv)
     try:
-        import harness.run  # noqa: F401, PLC0415
+        import harness.run.runner  # noqa: F401, PLC0415
     except ImportError as exc:
-        print(f"harness.run is not importable yet: {exc}", file=sys.stderr)
+        print(f"harness.run.runner is not importable yet: {exc}", file=sys.stderr)
         return 2
     work = tempfile.mkdtemp(prefix="awh-bench-harness-")
     before = c.machine()

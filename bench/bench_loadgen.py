@@ -9,7 +9,8 @@ fresh (server order alternates), proven ready (2 distinct worker pids answer), w
 untimed 50-request run of each generator), and then measured. The order of the measurements rotates
 from round to round:
 
-* harness(...) n200 c16 (default) - harness.load.run_load() exactly as harness.run.run_scenario calls it
+* harness(...) n200 c16 (default) - harness.run.load.run_load() exactly as harness.run.runner.run_scenario
+calls it
   by default (requests=200, concurrency=16, timeout_s=10, expected pids/workers), except
   keepalive_requests=0: the keep-alive phase runs after the fresh phase and is not what is measured
 * harness(...) n2000 c16 / c64 - the same call with `--requests` requests at concurrency 16 and
@@ -55,7 +56,7 @@ from bench.bench_throughput import parse_wrk
 APP = "servers.apps:pid"
 WORKERS = 2
 READY_TIMEOUT_S = 60.0
-#: what harness.run.run_scenario passes by default (Scenario defaults; timeout_s = max(5, 20 / 2))
+#: what harness.run.runner.run_scenario passes by default (Scenario defaults; timeout_s = max(5, 20 / 2))
 DEFAULT_REQUESTS = 200
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 10.0
@@ -80,8 +81,8 @@ def _servers(py: str) -> List[Tuple[str, List[str], bool]]:
 #: It imports first, says "ready", waits for "go" on stdin, then times exactly one run_load() call.
 CHILD = r"""
 import json, os, resource, sys, threading, time
-from harness.load import run_load
-from harness.readiness import Target
+from harness.run.load import run_load
+from harness.run.readiness import Target
 
 def sched():
     try:
@@ -185,7 +186,8 @@ def harness_load(
     concurrency: int,
     timeout_s: float,
 ) -> Dict[str, Any]:
-    """One fresh-connection phase of harness.load.run_load in a child `python`, its CPU and the server's."""
+    """One fresh-connection phase of harness.run.load.run_load in a child `python`, its CPU and the
+    server's."""
     settings = {
         "host": c.HOST,
         "port": port,
@@ -382,7 +384,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--generator-python",
         action="append",
         default=[],
-        help="interpreter(s) to run harness.load in (default: .venv/bin/python and this one)",
+        help="interpreter(s) to run harness.run.load in (default: .venv/bin/python and this one)",
     )
     ap.add_argument("--name", default="loadgen", help="results file bench/results/<name>.json")
     args = ap.parse_args(argv)

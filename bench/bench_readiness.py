@@ -7,9 +7,10 @@ startup appends {"pid", "t": time.monotonic()} to a file (CLOCK_MONOTONIC is sys
 server runs lifespan startup before its worker accepts, so the stamp is slightly EARLY and every latency
 below is an upper bound.
 
-Each launch calls harness.readiness.wait_ready exactly as harness/run.py does: for upstream servers
-target_fn = harness.inspect.TargetFinder(root, Target("127.0.0.1", 0)), worker_pids =
-harness.watch.psutil_workers(root), alive = proc.poll() plus the psutil sample of every worker pid every
+Each launch calls harness.run.readiness.wait_ready exactly as harness/run.py does: for upstream servers
+target_fn = harness.run.inspection.TargetFinder(root, Target("127.0.0.1", 0)), worker_pids =
+harness.run.serverwatch.psutil_workers(root), alive = proc.poll() plus the psutil sample of every worker pid
+every
 100 ms; for the reference server target_fn reads the `bound` event and worker_pids the worker events.
 Contenders (peers' venv python, project root on PYTHONPATH), N = 1, 2, 4, 8, interleaved per round
 (order rotated):
@@ -47,8 +48,8 @@ if __package__ in (None, ""):
 
 from bench import _common as c
 from bench.stamp_app import STAMP_ENV
-from harness.readiness import ReadyResult, wait_ready
-from harness.watch import ServerWatch
+from harness.run.readiness import ReadyResult, wait_ready
+from harness.run.serverwatch import ServerWatch
 
 APP = "bench.stamp_app:app"
 CONTENDERS = ("reference", "uvicorn", "hypercorn", "gunicorn", "granian")

@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import Dict, List, Set
 
-from harness.records import read_records
+from harness.model.records import read_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,12 +1,12 @@
 """Soak: many reference-server scenario runs mixing every fault and every strategy/start method available
-here, `-n 2` at a time through harness.matrix, then a psutil sweep for anything any run left behind.
+here, `-n 2` at a time through harness.campaign.matrix, then a psutil sweep for anything any run left behind.
 
     python -m bench.soak [--runs 500] [--minutes 15] [-n 2] [--out FILE.json]
 
 Stops at --runs or when --minutes is used up (the chunk in flight finishes), then reports:
 
 * runs - records written; classes - failure class counts; harness_errors - records of class harness-error
-* faults - per fault: runs, handled / not handled / unknown (the fault's own verdict, harness.faults)
+* faults - per fault: runs, handled / not handled / unknown (the fault's own verdict, harness.run.faults)
 * leftover_processes - processes carrying this soak's token in their environment (every server, worker and
   helper inherits it), still running after the soak
 * listening - TCP ports any run listened on (events / snapshots) that something still listens on
@@ -32,10 +32,10 @@ from typing import Any, Dict, Iterator, List, Set
 
 import psutil
 
-from harness.faults import FAULTS
-from harness.matrix import run_matrix
-from harness.records import ResultRecord, Scenario, read_records
-from servers.adapters.reference import combinations, probe
+from harness.adapters.reference import combinations, probe
+from harness.campaign.matrix import run_matrix
+from harness.model.records import ResultRecord, Scenario, read_records
+from harness.run.faults import FAULTS
 
 TOKEN_VAR = "AWH_SOAK_TOKEN"
 

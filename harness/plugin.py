@@ -29,10 +29,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from harness._locks import port_lock
-from harness.records import ResultRecord, Scenario
-from harness.run import BASE_TIMEOUT_S
-from harness.run import run_scenario as _run
+from harness._platform.locks import port_lock
+from harness.model.records import ResultRecord, Scenario
+from harness.run.runner import BASE_TIMEOUT_S
+from harness.run.runner import run_scenario as _run
 
 _RESULTS_KEY = "asgi_workers_harness_results"
 #: the records a test's run_scenario calls produced, for the pytest-html extras
@@ -120,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _fixed_port_locks(request: pytest.FixtureRequest) -> Iterator[None]:
     """`@pytest.mark.fixed_port(8000)`: a test that can make a server bind a fixed TCP port (uvicorn <=0.14
     binds 127.0.0.1:8000 whatever it is told in some modes) holds the machine-wide lock on it while it runs
-    (harness._locks.port_lock), so parallel tests take turns, with or without xdist."""
+    (harness._platform.locks.port_lock), so parallel tests take turns, with or without xdist."""
     ports = sorted({int(p) for mark in request.node.iter_markers("fixed_port") for p in mark.args})
     with contextlib.ExitStack() as stack:
         for port in ports:  # always in the same order: two tests never wait for each other's second lock

@@ -13,7 +13,7 @@ All text here is untrusted (it quotes server output); the template escapes it.
 import statistics
 from typing import Any, Dict, List, Sequence, Tuple
 
-from harness.records import ResultRecord
+from harness.model.records import ResultRecord
 
 #: the order rows appear in (faults the harness knows; others are appended by name)
 ORDER = (

@@ -20,8 +20,8 @@ import dataclasses
 import re
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from harness import perf as _perf
-from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.verdict import degraded as _perf
 
 __all__ = [
     "Cell",
@@ -269,12 +269,14 @@ class MergedView:
 
 
 #: a passed multi-worker run whose keep-alive p50 is at least this many times its 1-worker twin's is degraded
-#: (decided by harness.perf, shared with the CLI summary; see its docstring for why it is not a record field)
+#: (decided by harness.verdict.degraded, shared with the CLI summary; see its docstring for why it is not a
+# record field)
 DEGRADED_RATIO = _perf.DEGRADED_RATIO
 
 
 def mark_degraded(records: Iterable[ResultRecord]) -> List[ResultRecord]:
-    """The "degraded" class, decided from the records themselves by harness.perf.mark_degraded: a passed
+    """The "degraded" class, decided from the records themselves by harness.verdict.degraded.mark_degraded: a
+    passed
     run with N > 1 workers whose keep-alive p50 is >= DEGRADED_RATIO x the mean p50 of its passed
     single-worker twins (same scenario with workers=1, platform, python version and server version)
     becomes `degraded`, with the figures as signature. Other records are returned unchanged."""

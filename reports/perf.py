@@ -7,7 +7,7 @@
     are two lines in one plot, so a startup regression shows as a gap between them)
   - cells: per cell (row x column): throughput (fresh connections, req/s), latency p50/p99, keep-alive
     p50/p99 and the per-worker keep-alive p50 range (load.keepalive.by_worker), fairness (max_share,
-    Jain's index), and the `degraded` verdict (harness.perf, the same function the CLI uses)
+    Jain's index), and the `degraded` verdict (harness.verdict.degraded, the same function the CLI uses)
   - bench: bench/results/<name>.json files, figures flattened to rows (a summary leaf is {median, min,
     max, n}); {bench, settings, figures, machine_*} files show `figures`, other shapes every scalar;
     bench_startup.py's results also get a plot of ready time vs N, one line per contender
@@ -20,8 +20,8 @@ import os
 import statistics
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from harness.perf import degradations
-from harness.records import ResultRecord
+from harness.model.records import ResultRecord
+from harness.verdict.degraded import degradations
 
 from . import svg
 from .merge import PLATFORM_NAMES, column_of, row_of, version_key

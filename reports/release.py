@@ -21,7 +21,7 @@ import re
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 from .merge import PLATFORM_NAMES, column_of, mark_degraded, row_of, version_key
 from .perf import performance

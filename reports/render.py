@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import jinja2
 from markupsafe import Markup
 
-from harness.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 from . import svg
 from .faults import fault_table
@@ -45,7 +45,7 @@ __all__ = [
     "write_report",
 ]
 
-#: one line per failure class, for the legend (the same meanings as harness.records.FAILURE_CLASSES).
+#: one line per failure class, for the legend (the same meanings as harness.model.records.FAILURE_CLASSES).
 CLASS_HELP: Dict[str, str] = {
     "passed": "started, every worker served, load clean, stopped clean, nothing leaked",
     "degraded": "passed, but keep-alive p50 is at least 10x its single-worker twin",

@@ -12,9 +12,9 @@ from typing import Any, List, Sequence, Tuple
 
 import pytest
 
-from harness import pythons
-from harness.records import Scenario
-from servers.adapters.reference import ProbeFailed, combinations, probe
+from harness.adapters.reference import ProbeFailed, combinations, probe
+from harness.env import pythons
+from harness.model.records import Scenario
 
 REFERENCE_WORKERS = (1, 2, 4)
 UPSTREAM = (("uvicorn", (2, 4)),)

@@ -23,8 +23,8 @@ from typing import Any, List, Tuple
 import pytest
 
 from harness.catalog import Entry, Expectation, case_skip, entries
+from harness.model.records import Scenario
 from harness.plugin import failure_message
-from harness.records import Scenario
 
 
 def _case_id(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:

@@ -10,8 +10,8 @@ asserts `passed`; otherwise it fails with the class, signature, reason and stder
 
 from typing import Any
 
+from harness.model.records import Scenario
 from harness.plugin import assert_passed
-from harness.records import Scenario
 
 
 def test_workers(scenario: Scenario, run_scenario: Any) -> None:

@@ -10,14 +10,14 @@ from typing import Dict, Optional, Sequence
 
 import pytest
 
-from servers.adapters import ADAPTERS, LaunchContext, Unsupported
-from servers.adapters._launcher import command
-from servers.adapters._versions import at_least, below, parse
-from servers.adapters.daphne import DaphneAdapter
-from servers.adapters.granian import GranianAdapter
-from servers.adapters.gunicorn import GunicornAdapter
-from servers.adapters.hypercorn import HypercornAdapter
-from servers.adapters.uvicorn import UvicornAdapter
+from harness.adapters import ADAPTERS, LaunchContext, Unsupported
+from harness.adapters._versions import at_least, below, parse
+from harness.adapters.daphne import DaphneAdapter
+from harness.adapters.granian import GranianAdapter
+from harness.adapters.gunicorn import GunicornAdapter
+from harness.adapters.hypercorn import HypercornAdapter
+from harness.adapters.uvicorn import UvicornAdapter
+from servers.launcher import command
 
 PY = "/envs/x/bin/python"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +106,7 @@ def test_uvicorn_start_method_goes_through_the_launcher() -> None:
     assert spec.argv[:7] == (
         PY,
         "-m",
-        "servers.adapters._launcher",
+        "servers.launcher",
         "--start-method",
         "forkserver",
         "--",
@@ -266,7 +266,7 @@ def test_launcher_sets_start_method_and_argv(tmp_path: object, version: str, met
 
 
 def test_launcher_rejects_bad_usage() -> None:
-    base = [sys.executable, "-m", "servers.adapters._launcher"]
+    base = [sys.executable, "-m", "servers.launcher"]
     env = dict(os.environ, PYTHONPATH=ROOT)
     for extra in (["--start-method", "nope", "--", "x"], ["--start-method", "spawn", "--"]):
         out = subprocess.run(base + extra, check=False, env=env, capture_output=True, text=True, timeout=30)

@@ -22,8 +22,8 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from harness.records import ResultRecord, Scenario
-from harness.run import run_scenario
+from harness.model.records import ResultRecord, Scenario
+from harness.run.runner import run_scenario
 from tests._refserver import RefServer, burst_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -147,7 +147,7 @@ def test_missing_interpreter_is_an_env_error(tmp_path: Path) -> None:
 
 
 def test_interpreter_too_old_is_an_env_error(tmp_path: Path) -> None:
-    from harness import pythons  # noqa: PLC0415
+    from harness.env import pythons  # noqa: PLC0415
 
     old = [i for i in pythons.discover() if i.version_tuple[:2] < (3, 6)]
     if not old:
@@ -156,7 +156,7 @@ def test_interpreter_too_old_is_an_env_error(tmp_path: Path) -> None:
 
 
 def test_reference_server_on_a_python_it_does_not_support_is_unsupported(tmp_path: Path) -> None:
-    from harness import pythons  # noqa: PLC0415
+    from harness.env import pythons  # noqa: PLC0415
 
     old = [i for i in pythons.discover() if (3, 6) <= i.version_tuple[:2] < (3, 8)]
     if not old:

@@ -1,4 +1,5 @@
-"""harness.bisect: the pure search (fake oracles, UNIT tests of the algorithm only), the judge, the
+"""harness.campaign.bisection and harness.cli.bisect_cmd: the pure search (fake oracles, UNIT tests of the
+algorithm only), the judge, the
 version orientation, and one real small bisect over released uvicorn versions (slow)."""
 
 import argparse
@@ -9,21 +10,20 @@ from typing import Callable, Dict, List, Sequence
 
 import pytest
 
-from harness.bisect import (
+from harness.campaign.bisection import (
     BAD,
     GOOD,
     SKIP,
     BisectError,
     Judge,
-    _recorded_env_errors,
-    _requirements,
-    add_parser,
     orient,
-    run,
+    pinned_requirements,
+    recorded_env_errors,
     search,
 )
-from harness.errors import UsageError
-from harness.records import ResultRecord, Scenario, append_record
+from harness.cli.bisect_cmd import add_parser, run
+from harness.model.errors import UsageError
+from harness.model.records import ResultRecord, Scenario, append_record
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -171,10 +171,10 @@ def test_judge() -> None:
 
 def test_requirements_replace_only_the_bisected_distribution() -> None:
     pinned = ["gunicorn==23.0.0", "uvicorn==0.36.0", "uvicorn_worker==0.3.0"]
-    got = _requirements("uvicorn-worker", pinned, ("gunicorn", "uvicorn-worker"), "0.4.0")
+    got = pinned_requirements("uvicorn-worker", pinned, ("gunicorn", "uvicorn-worker"), "0.4.0")
     assert got == ("gunicorn==23.0.0", "uvicorn==0.36.0", "uvicorn-worker==0.4.0")
-    assert _requirements("uvicorn", [], ("uvicorn",), "0.14.0") == ("uvicorn==0.14.0",)
-    assert _requirements("gunicorn", [], ("gunicorn", "uvicorn-worker"), "23.0.0") == (
+    assert pinned_requirements("uvicorn", [], ("uvicorn",), "0.14.0") == ("uvicorn==0.14.0",)
+    assert pinned_requirements("gunicorn", [], ("gunicorn", "uvicorn-worker"), "23.0.0") == (
         "uvicorn-worker",
         "gunicorn==23.0.0",
     )
@@ -247,9 +247,9 @@ def test_recorded_env_errors_are_reused_unless_transient_or_cleared(tmp_path: "o
     append_record(path, rec(c, "env-error", "Failed to build"))
     append_record(path, rec(c, "passed", ""))  # built later (e.g. --retry-env-errors): no longer failed
     append_record(path, rec(b, "env-error", "Failed to build", version="3.8.18"))
-    assert set(_recorded_env_errors(path, "3.11.7")) == {a.scenario_id}
-    assert set(_recorded_env_errors(path, "3.8.18")) == {b.scenario_id}
-    assert _recorded_env_errors(os.path.join(str(tmp_path), "missing.jsonl"), "3.11.7") == {}
+    assert set(recorded_env_errors(path, "3.11.7")) == {a.scenario_id}
+    assert set(recorded_env_errors(path, "3.8.18")) == {b.scenario_id}
+    assert recorded_env_errors(os.path.join(str(tmp_path), "missing.jsonl"), "3.11.7") == {}
 
 
 @pytest.mark.slow
@@ -270,7 +270,7 @@ def test_real_dependency_bisect_keeps_the_other_pins(tmp_path: "os.PathLike[str]
 
 
 def test_registered_in_the_harness_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main  # noqa: PLC0415 - the CLI module only for this test
+    from harness.cli.main import main  # noqa: PLC0415 - the CLI module only for this test
 
     assert main(["bisect", "uvicorn", "--good", "1", "--bad", "2", "--bad-signature", "x"]) == 2
     assert "--bad-signature needs --bad-class" in capsys.readouterr().err

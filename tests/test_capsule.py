@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from harness.capsule import ROOT_TOKEN, target_of, write_capsule
-from harness.records import ResultRecord, Scenario
+from harness.model.records import ResultRecord, Scenario
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD_PYTHONS = [

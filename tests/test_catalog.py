@@ -7,7 +7,7 @@ from typing import Any, Dict, List
 import pytest
 
 from harness.catalog import CatalogError, entries, load_entry, parse_entry
-from harness.records import FAILURE_CLASSES, Scenario
+from harness.model.records import FAILURE_CLASSES, Scenario
 
 GOOD = textwrap.dedent(
     """

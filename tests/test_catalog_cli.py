@@ -1,4 +1,4 @@
-"""harness.catalog_cli: selecting entries, the last verdict per platform, the listing, and one real
+"""harness.cli.catalog_cmd: selecting entries, the last verdict per platform, the listing, and one real
 `--run` of a catalog entry (real envs, real servers)."""
 
 import argparse
@@ -11,10 +11,10 @@ from typing import Any, Dict, List
 
 import pytest
 
-from harness.catalog import entries
-from harness.catalog_cli import add_parser, last_verdicts, list_catalog, run, select
-from harness.errors import UsageError
-from harness.records import ResultRecord, Scenario
+from harness.catalog import entries, last_verdicts, select
+from harness.cli.catalog_cmd import add_parser, list_catalog, run
+from harness.model.errors import UsageError
+from harness.model.records import ResultRecord, Scenario
 
 pytestmark = pytest.mark.timeout(600)
 

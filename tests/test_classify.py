@@ -1,13 +1,13 @@
-"""harness.classify: one test per RULES row (enforced), precedence, signatures and reasons."""
+"""harness.verdict.classify: one test per RULES row (enforced), precedence, signatures and reasons."""
 
 import os
 from typing import Any, Dict, List, Optional
 
 import pytest
 
-from harness.classify import RULES, Verdict, classify, exit_text, wrong_listeners
-from harness.observation import Observation
-from harness.records import FAILURE_CLASSES
+from harness.model.observation import Observation
+from harness.model.records import FAILURE_CLASSES
+from harness.verdict.classify import RULES, Verdict, classify, exit_text, wrong_listeners
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "outputs")
 

@@ -1,4 +1,4 @@
-"""harness.envs: real envs built from PyPI (small pinned packages; uv's cache keeps them quick).
+"""harness.env.venvs: real envs built from PyPI (small pinned packages; uv's cache keeps them quick).
 
 Timings are printed (run with -s to see them), never asserted.
 """
@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from harness import envs, pythons
-from harness._locks import FileLock, LockTimeout
-from harness.envs import EnvError
+from harness._platform.locks import FileLock, LockTimeout
+from harness.env import pythons
+from harness.env import venvs as envs
+from harness.env.venvs import EnvError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -181,7 +182,8 @@ def test_empty_requirements(cache):
 _CONCURRENT = """
 import json, sys
 sys.path.insert(0, {root!r})
-from harness import envs, pythons
+from harness.env import venvs as envs
+from harness.env import pythons
 env = envs.ensure_env(pythons.resolve({python!r}), ["h11==0.14.0"], cache_dir={cache!r})
 print(json.dumps({{"path": env.path, "cached": env.cached, "installed": env.installed,
                   "build_seconds": round(env.build_seconds, 3)}}))

@@ -1,4 +1,5 @@
-"""harness.faults against the real reference server: every fault, injected for real, and what the server did.
+"""harness.run.faults against the real reference server: every fault, injected for real, and what the server
+did.
 
 The server runs under tests._refserver.RefServer (events on stdout, its own session); the fault gets a
 FaultContext whose callables read that event stream. Negative controls (heartbeat off, exit 0 after a failed
@@ -12,9 +13,9 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 import pytest
 
-from harness import faults
-from harness.readiness import Target
-from harness.records import Scenario
+from harness.model.records import Scenario
+from harness.run import faults
+from harness.run.readiness import Target
 from tests._refserver import RefServer, assert_nothing_left, burst_until, stop_and_check
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
@@ -68,7 +69,7 @@ class _IgnoreTermAdapter:
     default_requirements: Tuple[str, ...] = ()
 
     def build(self, ctx: Any) -> Any:
-        from servers.adapters import LaunchSpec  # noqa: PLC0415
+        from harness.adapters import LaunchSpec  # noqa: PLC0415
 
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mpserver.py")
         argv = [ctx.python, script, "--workers", str(ctx.workers), "--ignore-term"]
@@ -80,7 +81,7 @@ IGNORE_TERM = _IgnoreTermAdapter()
 
 
 def test_server_ignoring_sigterm_is_escalated_and_recorded_shutdown_hang(tmp_path: Any) -> None:
-    from harness.run import run_scenario  # noqa: PLC0415
+    from harness.run.runner import run_scenario  # noqa: PLC0415
 
     sc = Scenario(server="tests.test_faults:IGNORE_TERM", workers=2, requests=10, keepalive_requests=0)
     record = run_scenario(sc, work_dir=str(tmp_path), base_timeout=4)
@@ -243,7 +244,7 @@ def test_no_fault_is_a_no_op(scratch: str) -> None:
 
 
 def _fault_record(server: str, fault: str, handled: Any, why: str, **extra: Any) -> Any:
-    from harness.records import ResultRecord  # noqa: PLC0415
+    from harness.model.records import ResultRecord  # noqa: PLC0415
 
     outcome = {
         "fault": fault,

@@ -8,9 +8,10 @@ from typing import Any, Dict, List
 
 import pytest
 
-from harness import cli, config, matrix
-from harness.errors import ConfigError
-from harness.records import ResultRecord, Scenario, append_record
+from harness.campaign import config, matrix
+from harness.cli import main as cli
+from harness.model.errors import ConfigError
+from harness.model.records import ResultRecord, Scenario, append_record
 
 
 def _main(argv: List[str], capsys: pytest.CaptureFixture[str]) -> "tuple[int, str, str]":

@@ -9,9 +9,9 @@ import time
 import psutil
 import pytest
 
-from harness import inspect
-from harness.process import ServerProcess
-from harness.readiness import Target
+from harness.run import inspection as inspect
+from harness.run.process import ServerProcess
+from harness.run.readiness import Target
 from tests import _mpserver
 from tests._mpserver import TIMEOUT
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from typing import Any, List
 
-from harness.records import read_records
+from harness.model.records import read_records
 
 LIGHT = ["--requests", "20", "--concurrency", "4", "--keepalive-requests", "5"]
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from harness.load import jain, percentiles, run_load
-from harness.process import ServerProcess
-from harness.readiness import NonLoopbackTarget, Target, wait_ready
+from harness.run.load import jain, percentiles, run_load
+from harness.run.process import ServerProcess
+from harness.run.readiness import NonLoopbackTarget, Target, wait_ready
 from tests import _mpserver
 from tests._mpserver import TIMEOUT
 

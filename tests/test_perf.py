@@ -4,8 +4,8 @@ import dataclasses
 import math
 from typing import Any, Dict
 
-from harness.perf import DEGRADED_RATIO, degradations, keepalive_p50, mark_degraded
-from harness.records import ResultRecord
+from harness.model.records import ResultRecord
+from harness.verdict.degraded import DEGRADED_RATIO, degradations, keepalive_p50, mark_degraded
 from reports import render
 from reports.merge import mark_degraded as report_mark_degraded
 from reports.perf import bench_tables, performance
@@ -151,7 +151,7 @@ def test_bench_tables_other_shapes_show_their_scalars() -> None:
 
 
 def test_cli_summary_judges_degraded_like_the_report() -> None:
-    from harness.matrix import summary  # noqa: PLC0415
+    from harness.campaign.matrix import summary  # noqa: PLC0415
 
     one = _ka(rec("uvicorn", "0.54.0", "3.11", "linux", workers=1), 3.5)
     slow = _ka(rec("uvicorn", "0.54.0", "3.11", "linux", workers=2), 44.0)

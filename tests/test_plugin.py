@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import envs
-from harness.records import read_records
+from harness.env import venvs as envs
+from harness.model.records import read_records
 
 pytest_plugins = ("pytester",)
 

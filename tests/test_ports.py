@@ -1,4 +1,4 @@
-"""Fixed-port serialization: harness._locks.port_lock and the fixed_port marker (harness.plugin; the
+"""Fixed-port serialization: harness._platform.locks.port_lock and the fixed_port marker (harness.plugin; the
 catalog marks its cases in scenarios/test_known_issues.py). uvicorn <=0.14 binds 127.0.0.1:8000 whatever
 --uds/--fd say: two such tests in two xdist workers must take turns, not fail each other with EADDRINUSE."""
 
@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from harness._locks import port_lock
+from harness._platform.locks import port_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 1  # a lock name only: nothing binds it
 
 _TRY = (
-    "import sys; from harness._locks import LockTimeout, port_lock\n"
+    "import sys; from harness._platform.locks import LockTimeout, port_lock\n"
     "try:\n"
     "    port_lock(int(sys.argv[1]), timeout=0.2).acquire()\n"
     "except LockTimeout:\n"

@@ -11,8 +11,9 @@ from typing import List
 import psutil
 import pytest
 
-from harness import _platform, reaper
-from harness.process import ServerProcess
+from harness import _platform
+from harness.run import reaper
+from harness.run.process import ServerProcess
 from tests import _mpserver
 from tests._mpserver import TIMEOUT, signal_state, with_default_sigint
 
@@ -210,7 +211,7 @@ _REAPER_CHILD = textwrap.dedent(
     """
     import os, sys, threading
     sys.path.insert(0, {root!r})
-    from harness.process import ServerProcess
+    from harness.run.process import ServerProcess
     from tests import _mpserver
     server = ServerProcess(_mpserver.argv("--workers", "2", "--info", {info!r}, "--ignore-term"),
                            env=dict(os.environ), cwd={cwd!r}, run_dir={cwd!r}).start()

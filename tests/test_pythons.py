@@ -1,4 +1,4 @@
-"""harness.pythons: discovery, resolution and probing of real interpreters on this machine."""
+"""harness.env.pythons: discovery, resolution and probing of real interpreters on this machine."""
 
 import glob
 import os
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from harness import pythons
-from harness.pythons import Interpreter, InterpreterNotFound
+from harness.env import pythons
+from harness.env.pythons import Interpreter, InterpreterNotFound
 
 
 def _pyenv_versions():

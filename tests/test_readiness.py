@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from harness import inspect, readiness
-from harness.process import ServerProcess
-from harness.readiness import NonLoopbackTarget, Target, wait_ready
+from harness.run import inspection as inspect
+from harness.run import readiness
+from harness.run.process import ServerProcess
+from harness.run.readiness import NonLoopbackTarget, Target, wait_ready
 from tests import _mpserver
 from tests._mpserver import TIMEOUT
 

@@ -33,8 +33,8 @@ TOKEN_VAR = "AWH_REAPER_TEST_TOKEN"
 INNER = """
 import os
 import pytest
-from harness.records import Scenario
-from harness.run import run_scenario
+from harness.model.records import Scenario
+from harness.run.runner import run_scenario
 
 @pytest.mark.timeout({timeout}, method="{method}")
 def test_slow_scenario(tmp_path):
@@ -87,7 +87,8 @@ def _resources(procs: List[psutil.Process]) -> Tuple[Set[int], Set[str]]:
 
 
 def _run_dirs(procs: List[psutil.Process]) -> Set[str]:
-    """The private directories harness.run made for the server (its scratch TMP dir and its run dir with
+    """The private directories harness.run.runner made for the server (its scratch TMP dir and its run dir
+    with
     HOME), read from the server processes' environment (run.py sets XDG_RUNTIME_DIR = TMPDIR)."""
     dirs: Set[str] = set()
     for proc in procs:
@@ -188,7 +189,7 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
     assert not alive, f"left behind after {how}: {[(p.pid, p.cmdline()) for p in alive]}\n{text[-2000:]}"
     assert not _listening(ports), f"still listening after {how}: {ports}"
     assert not [p for p in paths if os.path.exists(p)], f"UDS files left after {how}: {paths}"
-    # the run's private HOME/TMP go too (atexit, SIGTERM handler or the guardian: harness.reaper)
+    # the run's private HOME/TMP go too (atexit, SIGTERM handler or the guardian: harness.run.reaper)
     assert dirs and not [d for d in dirs if os.path.exists(d)], f"run dirs left after {how}: {dirs}"
     assert ports or paths  # we did see what to check
     return code, text
@@ -278,7 +279,7 @@ def test_matrix_killed_midway_keeps_every_record_and_resumes(tmp_path: Path) -> 
     after = results.read_bytes()
     assert after.startswith(before)  # the records written before the crash are untouched
     records = [json.loads(line) for line in after.splitlines()]
-    from harness.records import Scenario  # noqa: PLC0415
+    from harness.model.records import Scenario  # noqa: PLC0415
 
     sids = [Scenario.from_dict(r["scenario"]).scenario_id for r in records]
     assert len(sids) == len(set(sids)) == 6, sids  # each scenario exactly once: skipped, not re-run

@@ -1,4 +1,4 @@
-"""harness.records: Scenario / ResultRecord round trips, JSONL append and a torn last line."""
+"""harness.model.records: Scenario / ResultRecord round trips, JSONL append and a torn last line."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.records import (
+from harness.model.records import (
     FAILURE_CLASSES,
     ResultRecord,
     Scenario,

@@ -1,5 +1,6 @@
-"""Tests of harness/release.py: which scenarios a release check runs, the default previous version, and
-the exit status (the runs themselves are harness.matrix's, exercised for real in test_harness_cli)."""
+"""harness.campaign.release and harness.cli.release_cmd: which scenarios a release check runs, the default
+previous version, and the exit status (the runs themselves are harness.campaign.matrix's, exercised for
+real in test_harness_cli)."""
 
 import dataclasses
 import io
@@ -8,10 +9,11 @@ from typing import Any, List, Sequence
 
 import pytest
 
-from harness import release
+from harness.campaign import release
 from harness.catalog import entries, parse_entry
-from harness.errors import UsageError
-from harness.records import ResultRecord, Scenario
+from harness.cli import release_cmd
+from harness.model.errors import UsageError
+from harness.model.records import ResultRecord, Scenario
 
 from .test_reports import rec
 
@@ -117,7 +119,7 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
     calls = _fake_runs(monkeypatch, broken_at="0.55.0")
     out = io.StringIO()
     page = tmp_path / "release.html"
-    code = release.run_release(
+    code = release_cmd.release(
         "uvicorn",
         "0.55.0",
         workers=(1, 2),
@@ -127,7 +129,7 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
         list_versions=lambda dist: ["0.53.0", "0.54.0", "0.55.0"],
         out=out,
     )
-    assert code == release.EXIT_NEWLY_BROKEN
+    assert code == release_cmd.EXIT_NEWLY_BROKEN
     assert [sorted({r for s in c for r in s.requirements}) for c in calls] == [
         ["uvicorn==0.54.0"],
         ["uvicorn==0.55.0"],
@@ -137,7 +139,7 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
     assert "OSError: boom" in page.read_text(encoding="utf-8")
 
     _fake_runs(monkeypatch, broken_at="0.54.0")  # broken before, fixed now
-    code = release.run_release(
+    code = release_cmd.release(
         "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
         output=str(page), out=io.StringIO(),
     )  # fmt: skip
@@ -146,11 +148,11 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
 
 def test_run_release_refuses_servers_without_releases(tmp_path: Any) -> None:
     with pytest.raises(UsageError, match="no released versions"):
-        release.run_release("reference", "1.0", "0.9", output=str(tmp_path / "x.html"), out=io.StringIO())
+        release_cmd.release("reference", "1.0", "0.9", output=str(tmp_path / "x.html"), out=io.StringIO())
 
 
 def test_cli_release_usage_errors(tmp_path: Any, capsys: Any) -> None:
-    from harness.cli import main  # noqa: PLC0415
+    from harness.cli.main import main  # noqa: PLC0415
 
     out = str(tmp_path / "r.html")
     assert main(["release", "reference", "1.0", "--previous", "0.9", "-o", out]) == 2
@@ -163,8 +165,8 @@ def test_cli_release_usage_errors(tmp_path: Any, capsys: Any) -> None:
 def test_cli_release_for_real(tmp_path: Any, capsys: Any) -> None:
     """Two real uvicorn releases, one worker count, no catalog: the page and both JSONL files exist, the
     records carry per-worker keep-alive latency, and nothing newly broke (exit 0)."""
-    from harness.cli import main  # noqa: PLC0415
-    from harness.records import read_records  # noqa: PLC0415
+    from harness.cli.main import main  # noqa: PLC0415
+    from harness.model.records import read_records  # noqa: PLC0415
 
     page = tmp_path / "release.html"
     argv = ["release", "uvicorn", "0.54.0", "--previous", "0.53.0", "--workers", "1", "--no-catalog"]

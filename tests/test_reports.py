@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
-from harness.records import FAILURE_CLASSES, ResultRecord, Scenario, read_records
+from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, read_records
 from reports import clean_text, diff, merge, render, render_release, write_report
 from reports.svg import timeline, worker_bars
 
@@ -868,7 +868,7 @@ def test_pytest_html_gets_each_record_as_an_extra(pytester: Any, monkeypatch: An
     """With pytest-html installed, a test that ran a scenario carries its record (JSON) and verdict as
     extras in pytest-html's report; under xdist too. Skips where pytest-html is not installed."""
     pytest.importorskip("pytest_html")
-    from harness import envs  # noqa: PLC0415
+    from harness.env import venvs as envs  # noqa: PLC0415
 
     # pytester gives the inner session its own HOME; keep using the real env cache (no rebuilds)
     monkeypatch.setenv(
@@ -876,7 +876,7 @@ def test_pytest_html_gets_each_record_as_an_extra(pytester: Any, monkeypatch: An
     )
     pytester.makepyfile(
         test_x="""
-from harness.records import Scenario
+from harness.model.records import Scenario
 
 def test_one(run_scenario):
     run_scenario(Scenario(workers=1, strategy="inherit", start_method="fork", requests=20, concurrency=4,

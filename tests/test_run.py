@@ -11,10 +11,10 @@ from typing import Any, List
 
 import pytest
 
-from harness.matrix import run_matrix
-from harness.records import ResultRecord, Scenario, read_records
-from harness.run import parse_bind, run_scenario, scaled_timeout
-from harness.watch import NO_WORKER_GRACE_S, RESPAWN_GIVE_UP_FACTOR
+from harness.campaign.matrix import run_matrix
+from harness.model.records import ResultRecord, Scenario, read_records
+from harness.run.runner import parse_bind, run_scenario, scaled_timeout
+from harness.run.serverwatch import NO_WORKER_GRACE_S, RESPAWN_GIVE_UP_FACTOR
 
 #: servers.apps_broken cannot be imported (that is its point): its message, as the module states it
 BROKEN_MESSAGE = "servers.apps_broken fails at import on purpose"

@@ -1,4 +1,4 @@
-"""harness.signature on real output: fixtures in tests/fixtures/outputs (sources in SOURCES.md)."""
+"""harness.verdict.signature on real output: fixtures in tests/fixtures/outputs (sources in SOURCES.md)."""
 
 import os
 from typing import Any, Dict
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.signature import (
+from harness.verdict.signature import (
     decisive_line,
     errno_symbol,
     normalize,

@@ -19,7 +19,7 @@ RESPAWN_DELAY_S = 0.1
 WORKER_STARTUP_S = 0.4
 
 if __name__ != "__main__":  # the adapter half, imported by the harness
-    from servers.adapters import LaunchContext, LaunchSpec
+    from harness.adapters import LaunchContext, LaunchSpec
 
     class LostWorkersAdapter:
         distribution = ""

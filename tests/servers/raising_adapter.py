@@ -2,7 +2,7 @@
 
 from typing import Tuple
 
-from servers.adapters import LaunchContext, LaunchSpec
+from harness.adapters import LaunchContext, LaunchSpec
 
 
 class RaisingAdapter:

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Tuple
 
 if __name__ != "__main__":  # the adapter half, imported by the harness
-    from servers.adapters import LaunchContext, LaunchSpec
+    from harness.adapters import LaunchContext, LaunchSpec
 
     class WrongBindAdapter:
         name = "wrong-bind"

@@ -1,0 +1,72 @@
+"""gunicorn: `python -m gunicorn -w N -k WORKER -b (H:P | unix:PATH | fd://N) APP`.
+
+Flags by release (read from `gunicorn/config.py` of 19.9.0, 20.0.0 and 27.0.1):
+
+* `python -m gunicorn` (`gunicorn/__main__.py`) and `fd://FD` binds: from 20.0 (19.9.0 has neither)
+* 25.1.0 adds a control socket at `$XDG_RUNTIME_DIR/gunicorn.ctl`, else `~/.gunicorn/gunicorn.ctl`
+  (`--control-socket PATH`, `--no-control-socket`). Nothing is passed for it: the runner gives every run a
+  private HOME and XDG_RUNTIME_DIR, so parallel runs never share one and gunicorn keeps its default
+* `-w`, `-k`, `-b`, `--log-level`, `--error-logfile -` throughout
+
+The ASGI worker class comes from the env: `uvicorn_worker.UvicornWorker` when the `uvicorn-worker`
+distribution is installed, else `uvicorn.workers.UvicornWorker` (in uvicorn itself; deprecated from 0.30,
+still shipped in 0.54). Neither installed: Unsupported. Option `worker_class` overrides the choice.
+
+gunicorn forks its workers with os.fork(): a multiprocessing start method does not reach it (the launcher
+still runs when asked). Options: `log_level` (default info), `worker_class`.
+"""
+
+from typing import List
+
+from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_value
+from harness.adapters._versions import at_least
+from servers.launcher import command
+
+MIN_VERSION = "20.0.0"
+UVICORN_WORKER_PACKAGE = "uvicorn_worker.UvicornWorker"
+UVICORN_BUILTIN_WORKER = "uvicorn.workers.UvicornWorker"
+
+
+def _installed(ctx: LaunchContext, distribution: str) -> bool:
+    wanted = distribution.lower().replace("_", "-")
+    return any(name.lower().replace("_", "-") == wanted for name in ctx.installed)
+
+
+def worker_class(ctx: LaunchContext) -> str:
+    """The ASGI worker class for this env, or Unsupported when there is none."""
+    options = dict(ctx.options)
+    if "worker_class" in options:
+        return options["worker_class"]
+    if _installed(ctx, "uvicorn-worker"):
+        return UVICORN_WORKER_PACKAGE
+    if _installed(ctx, "uvicorn"):
+        return UVICORN_BUILTIN_WORKER
+    raise Unsupported("gunicorn needs an ASGI worker class: install uvicorn-worker (or uvicorn) in the env")
+
+
+class GunicornAdapter:
+    name = "gunicorn"
+    distribution = "gunicorn"
+    default_requirements = ("gunicorn", "uvicorn-worker")
+
+    def build(self, ctx: LaunchContext) -> LaunchSpec:
+        version = ctx.server_version
+        if not at_least(version, MIN_VERSION):
+            raise Unsupported(f"gunicorn {version} has no `python -m gunicorn` entry point (added in 20.0)")
+        options = dict(ctx.options)
+        bind = bind_value(ctx)
+        args: List[str] = [
+            "--workers", str(ctx.workers),
+            "--worker-class", worker_class(ctx),
+            "--bind", bind,
+            "--log-level", options.get("log_level", "info"),
+            "--error-logfile", "-",
+        ]  # fmt: skip
+        args.append(ctx.app)
+        return LaunchSpec(argv=command(ctx.python, "gunicorn", args, ctx.start_method))
+
+
+#: the instance registered in harness.adapters.ADAPTERS
+ADAPTER = GunicornAdapter()
+
+__all__ = ["ADAPTER", "GunicornAdapter", "worker_class"]

@@ -1,0 +1,49 @@
+"""hypercorn: `python -m hypercorn APP -w N -b (H:P | unix:PATH | fd://N)`.
+
+Flags by release (read from each release's `hypercorn/__main__.py` and `config.py`):
+
+* `-w/--workers`, `-b/--bind` with `unix:` and `fd://` binds: already in 0.5.3 (the oldest read)
+* `--log-level` from 0.8.0 (absent in 0.6.0); below it the flag is not passed
+* `--error-logfile -` (0.8.0+) sends the error log to stderr, where the harness reads it
+
+Start methods: hypercorn >= 0.14.2 starts workers with `multiprocessing.get_context("spawn")` (`run.py`);
+up to 0.14.1 it used `multiprocessing.Process`, i.e. the default start method, which the launcher emulates.
+
+Options: `log_level` (default info), `worker_class` (asyncio|uvloop|trio; omitted = asyncio).
+"""
+
+from typing import List
+
+from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_value
+from harness.adapters._versions import at_least
+from servers.launcher import command
+
+MIN_VERSION = "0.5.0"
+LOG_LEVEL_SINCE = "0.8.0"
+SPAWN_HARDCODED_SINCE = "0.14.2"
+
+
+class HypercornAdapter:
+    name = "hypercorn"
+    distribution = "hypercorn"
+    default_requirements = ("hypercorn",)
+
+    def build(self, ctx: LaunchContext) -> LaunchSpec:
+        version = ctx.server_version
+        if not at_least(version, MIN_VERSION):
+            raise Unsupported(f"hypercorn {version} is older than {MIN_VERSION}, the oldest release read")
+        options = dict(ctx.options)
+        bind = bind_value(ctx)
+        args: List[str] = ["--workers", str(ctx.workers), "--bind", bind]
+        if at_least(version, LOG_LEVEL_SINCE):
+            args += ["--log-level", options.get("log_level", "info"), "--error-logfile", "-"]
+        if "worker_class" in options:
+            args += ["--worker-class", options["worker_class"]]
+        args.append(ctx.app)
+        return LaunchSpec(argv=command(ctx.python, "hypercorn", args, ctx.start_method))
+
+
+#: the instance registered in harness.adapters.ADAPTERS
+ADAPTER = HypercornAdapter()
+
+__all__ = ["ADAPTER", "HypercornAdapter"]

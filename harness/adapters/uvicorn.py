@@ -1,0 +1,53 @@
+"""uvicorn: `python -m uvicorn APP --workers N (--host H --port P | --uds PATH | --fd N)`.
+
+Flags by release (read from each release's `uvicorn/main.py`):
+
+* 0.4.0 `--lifespan`; 0.5.0 `--workers`; `--uds` and `--fd` are older than both (0.3.0 has them)
+* 0.10.0 `uvicorn/__main__.py` (before it there is no `python -m uvicorn`): the floor of this adapter
+* `--log-level` throughout; reload is off unless `--reload` is given, so nothing is passed for it
+
+Start methods: uvicorn >= 0.10.1 starts workers with `multiprocessing.get_context("spawn")`
+(`uvicorn/subprocess.py`, later `_subprocess.py`), so an emulated default (the launcher) reaches only
+0.10.0. The adapter still runs the launcher when asked, and the result shows that the default did not matter.
+
+Options: `log_level` (default info), `lifespan` (auto|on|off; omitted = the version's default).
+"""
+
+from typing import List
+
+from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported
+from harness.adapters._versions import at_least
+from servers.launcher import command
+
+MIN_VERSION = "0.10.0"  # first release with uvicorn/__main__.py
+LIFESPAN_SINCE = "0.4.0"
+SPAWN_HARDCODED_SINCE = "0.10.1"
+
+
+class UvicornAdapter:
+    name = "uvicorn"
+    distribution = "uvicorn"
+    default_requirements = ("uvicorn",)
+
+    def build(self, ctx: LaunchContext) -> LaunchSpec:
+        version = ctx.server_version
+        if not at_least(version, MIN_VERSION):
+            raise Unsupported(f"uvicorn {version} has no `python -m uvicorn` (added in {MIN_VERSION})")
+        options = dict(ctx.options)
+        args: List[str] = [ctx.app, "--workers", str(ctx.workers)]
+        if ctx.uds:
+            args += ["--uds", ctx.uds]
+        elif ctx.fd is not None:
+            args += ["--fd", str(ctx.fd)]
+        else:
+            args += ["--host", ctx.host, "--port", str(ctx.port)]
+        args += ["--log-level", options.get("log_level", "info")]
+        if "lifespan" in options:
+            args += ["--lifespan", options["lifespan"]]
+        return LaunchSpec(argv=command(ctx.python, "uvicorn", args, ctx.start_method))
+
+
+#: the instance registered in harness.adapters.ADAPTERS
+ADAPTER = UvicornAdapter()
+
+__all__ = ["ADAPTER", "UvicornAdapter"]

@@ -1,0 +1,228 @@
+"""Matrix execution: many Scenarios, N at a time, each in its own harness subprocess.
+
+* default_matrix(pythons, servers, requirements, probe_fn) - the README matrix: the reference server x every
+  strategy available here x its start methods x workers {1, 2, 4}, + the latest uvicorn, hypercorn,
+  gunicorn (+ uvicorn-worker) and granian with 1, 2 and 4 workers (1 is the twin that `degraded` compares to)
+* run_matrix(scenarios, *, results, jobs, resume, ...) -> [ResultRecord] - runs them; every record is
+  appended to `results` by this (the parent) process, the only writer
+* summary(records) -> str - class counts + the non-passing rows with their signatures
+
+Isolation: each scenario runs in `python -m harness.campaign.matrix RUN-SPEC.json` (a fresh interpreter with
+its own
+reaper), so a crash, a hang past its deadline or a leaked fd in one cell cannot touch another; a child
+that dies without a record becomes a `harness-error` record here (pytest-xdist's handle_crashitem habit).
+Resumable: with resume=True, scenario ids already present in `results` are skipped.
+"""
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+
+from harness.campaign.config import ProbeFn, expand
+from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, read_records
+from harness.run.runner import BASE_TIMEOUT_S, run_scenario, scaled_timeout
+from harness.verdict.degraded import mark_degraded
+
+Progress = Callable[[int, int, ResultRecord], None]
+
+DEFAULT_WORKERS = (1, 2, 4)
+#: upstream servers in the default matrix, each at its latest release that installs here
+UPSTREAM_SERVERS = ("uvicorn", "hypercorn", "gunicorn", "granian")
+#: 1 worker is the single-worker twin a multi-worker cell's keep-alive latency is judged against (degraded)
+UPSTREAM_WORKERS = (1, 2, 4)
+
+
+def default_matrix(
+    pythons: Sequence[str] = ("",),
+    servers: Optional[Sequence[str]] = None,
+    requirements: Sequence[str] = (),
+    probe_fn: Optional[ProbeFn] = None,
+) -> List[Scenario]:
+    """The README's matrix. `servers` filters it; `requirements` replaces the upstream requirement set."""
+    entries: List[Dict[str, Any]] = []
+    want = set(servers) if servers else {"reference", *UPSTREAM_SERVERS}
+    if "reference" in want:
+        entries.append(
+            {"server": "reference", "strategy": "*", "start_method": "*", "workers": list(DEFAULT_WORKERS)}
+        )
+    for server in sorted(want - {"reference"}):
+        entry: Dict[str, Any] = {"server": server, "workers": list(UPSTREAM_WORKERS)}
+        if requirements:
+            entry["requirements"] = list(requirements)
+        entries.append(entry)
+    return expand(entries, {"python": list(pythons) or [""]}, probe_fn)
+
+
+def done_ids(results: str) -> Set[str]:
+    """Scenario ids that already have a record in `results` (for --resume)."""
+    if not results or not os.path.exists(results):
+        return set()
+    return {r.scenario_id for r in read_records([results])}
+
+
+def _child_argv(spec_path: str) -> List[str]:
+    return [sys.executable, "-m", "harness.campaign.matrix", spec_path]
+
+
+def _run_one_in_child(
+    scenario: Scenario, *, tmp: str, index: int, work_dir: str, capsule_dir: str, base_timeout: float
+) -> ResultRecord:
+    spec_path = os.path.join(tmp, f"{index}.spec.json")
+    out_path = os.path.join(tmp, f"{index}.record.json")
+    spec = {
+        "scenario": scenario.to_dict(),
+        "out": out_path,
+        "work_dir": work_dir,
+        "capsule_dir": capsule_dir,
+        "base_timeout": base_timeout,
+    }
+    with open(spec_path, "w", encoding="utf-8") as fh:
+        json.dump(spec, fh)
+    # readiness + load + stop, each bounded; generous outer bound for env builds
+    limit = 600.0 + 4 * scaled_timeout(base_timeout, scenario.workers)
+    t0 = time.monotonic()
+    err = ""
+    try:
+        proc = subprocess.run(
+            _child_argv(spec_path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=limit,
+            check=False,
+        )
+        err = proc.stdout.decode("utf-8", "replace")[-4000:]
+        code: Optional[int] = proc.returncode
+    except subprocess.TimeoutExpired as exc:  # the child's own reaper kills its server on SIGKILL's EOF
+        code = None
+        err = (
+            f"harness child exceeded {limit:.0f}s\n" + (exc.output or b"").decode("utf-8", "replace")[-4000:]
+        )
+    if os.path.exists(out_path):
+        with open(out_path, encoding="utf-8") as fh:
+            return ResultRecord.from_dict(json.load(fh))
+    line = err.strip().splitlines()[-1] if err.strip() else f"harness child exited {code}"
+    return ResultRecord(
+        scenario=scenario.to_dict(),
+        failure_class="harness-error",
+        signature=line[:200],
+        reason=f"the harness subprocess for this scenario died without a record (exit {code})",
+        stderr_tail=err,
+        duration_s=round(time.monotonic() - t0, 3),
+    )
+
+
+def run_matrix(
+    scenarios: Sequence[Scenario],
+    *,
+    results: str,
+    jobs: int = 1,
+    resume: bool = False,
+    work_dir: str = "",
+    capsule_dir: str = "",
+    base_timeout: float = BASE_TIMEOUT_S,
+    progress: Optional[Progress] = None,
+) -> List[ResultRecord]:
+    """Run every scenario (jobs at a time), append each record to `results`, return them in finish order.
+
+    With resume=True, scenarios whose id already has a record in `results` are skipped (not returned)."""
+    todo = list(scenarios)
+    if resume:
+        skip = done_ids(results)
+        todo = [s for s in todo if s.scenario_id not in skip]
+    records: List[ResultRecord] = []
+    lock = threading.Lock()
+    total = len(todo)
+    tmp = tempfile.mkdtemp(prefix="awh-matrix-")
+    work_dir = work_dir or os.path.join(tmp, "runs")
+
+    def one(index: int, scenario: Scenario) -> ResultRecord:
+        record = _run_one_in_child(
+            scenario,
+            tmp=tmp,
+            index=index,
+            work_dir=work_dir,
+            capsule_dir=capsule_dir,
+            base_timeout=base_timeout,
+        )
+        with lock:
+            append_record(results, record)
+            records.append(record)
+            if progress is not None:
+                progress(len(records), total, record)
+        return record
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(one, i, s) for i, s in enumerate(todo)]
+            for fut in futures:
+                fut.result()
+    finally:
+        for name in os.listdir(tmp):
+            if name.endswith(".json"):
+                os.unlink(os.path.join(tmp, name))
+        runs = os.path.join(tmp, "runs")
+        if os.path.isdir(runs) and not os.listdir(runs):
+            os.rmdir(runs)  # non-passing run dirs stay (the record's capsule points into the evidence)
+        if not os.listdir(tmp):
+            os.rmdir(tmp)
+    return records
+
+
+def summary(records: Sequence[ResultRecord]) -> str:
+    """Class counts, then one row per non-passing scenario: class, id, signature. `degraded` is judged
+    as the report judges it (harness.verdict.degraded.mark_degraded; the JSONL records are never
+    rewritten)."""
+    records = mark_degraded(records)
+    counts: Dict[str, int] = {}
+    for r in records:
+        counts[r.failure_class] = counts.get(r.failure_class, 0) + 1
+    lines = [
+        f"{len(records)} scenario(s): "
+        + ", ".join(f"{counts[c]} {c}" for c in FAILURE_CLASSES if c in counts)
+    ]
+    bad = [r for r in records if r.failure_class != "passed"]
+    if bad:
+        width_c = max(len(r.failure_class) for r in bad)
+        width_i = max(len(r.scenario_id) for r in bad)
+        lines.append("")
+        lines.append(f"{'class':<{width_c}}  {'scenario':<{width_i}}  signature / reason")
+        for r in sorted(bad, key=lambda r: (FAILURE_CLASSES.index(r.failure_class), r.scenario_id)):
+            tail = r.signature or r.reason
+            lines.append(f"{r.failure_class:<{width_c}}  {r.scenario_id:<{width_i}}  {tail}")
+    return "\n".join(lines)
+
+
+def _child_main(spec_path: str) -> int:
+    """`python -m harness.campaign.matrix SPEC.json`: run one scenario, write its record to spec["out"]."""
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    record = run_scenario(
+        Scenario.from_dict(spec["scenario"]),
+        results=None,
+        work_dir=spec.get("work_dir") or None,
+        capsule_dir=spec.get("capsule_dir") or None,
+        base_timeout=float(spec.get("base_timeout", BASE_TIMEOUT_S)),
+    )
+    tmp_out = spec["out"] + ".tmp"
+    with open(tmp_out, "w", encoding="utf-8") as fh:
+        fh.write(record.to_json())
+    os.replace(tmp_out, spec["out"])
+    return 0
+
+
+def records_as_dicts(records: Sequence[ResultRecord]) -> List[Dict[str, Any]]:
+    return [dataclasses.asdict(r) for r in records]
+
+
+__all__ = ["default_matrix", "done_ids", "run_matrix", "summary"]
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

@@ -1,0 +1,258 @@
+"""`harness release SERVER VERSION [--previous V]`: the same scenarios at two versions -> the release diff.
+
+For each of the two versions it runs
+
+* the default matrix of that server (harness.campaign.matrix.default_matrix, with the worker counts asked for
+-
+  1 included by default, so `degraded` can be judged against the single-worker twin) over the binds asked
+  for, with the server's distribution pinned to the version, and
+* every known-issue catalog entry (harness.catalog) that concerns the server - its scenario server is the
+  server, or one of its requirement sets pins the server's distribution (gunicorn + uvicorn-worker +
+  uvicorn for a uvicorn release) - with the entry's newest requirement set (its `fixed` case, else its
+  last) re-pinned to the version. Entries with a `skip` reason or for another platform are left out.
+
+The face (harness.cli.release_cmd) then diffs the two record sets (reports.diff) and writes one HTML page
+(reports.render_release): newly broken, newly fixed, unchanged, inconclusive. The JSONL of each side is kept
+under --results-dir.
+
+* previous_version(version, versions) -> the newest release older than `version`
+* release_scenarios(server, version, ...) -> [Scenario]
+* run_release(server, version, previous="", ...) -> ReleaseRun (both sides' records)
+"""
+
+import dataclasses
+import os
+import re
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from harness import catalog
+from harness.adapters import get_adapter
+from harness.campaign.config import expand
+from harness.campaign.matrix import Progress, run_matrix, summary
+from harness.model.errors import HarnessError, UsageError
+from harness.model.records import ResultRecord, Scenario
+from harness.run.runner import BASE_TIMEOUT_S
+from harness.verdict.degraded import mark_degraded
+
+__all__ = [
+    "ReleaseRun",
+    "catalog_scenarios",
+    "concerns",
+    "matrix_scenarios",
+    "previous_version",
+    "release_scenarios",
+    "run_release",
+]
+
+VersionLister = Callable[[str], List[str]]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip().lower())
+
+
+def _dist_of(requirement: str) -> str:
+    return _norm(re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0])
+
+
+def previous_version(version: str, versions: Sequence[str]) -> str:
+    """The newest of `versions` that is older than `version` (PEP 440 order); UsageError when none is."""
+    from packaging.version import InvalidVersion, Version  # noqa: PLC0415 - only here
+
+    try:
+        new = Version(version)
+    except InvalidVersion:
+        raise UsageError(f"not a version: {version!r}") from None
+    older = []
+    for v in versions:
+        try:
+            parsed = Version(v)
+        except InvalidVersion:
+            continue
+        if parsed < new and not parsed.is_prerelease:
+            older.append((parsed, v))
+    if not older:
+        raise UsageError(f"no release older than {version} to compare against; give --previous")
+    return max(older)[1]
+
+
+def _pinned(requirements: Sequence[str], distribution: str, version: str) -> Tuple[str, ...]:
+    """`requirements` with the distribution's own requirement replaced by `distribution==version`
+    (extras kept: uvicorn[standard]==X stays uvicorn[standard]); appended when absent."""
+    out: List[str] = []
+    found = False
+    for req in requirements:
+        if _dist_of(req) == _norm(distribution):
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)", req)
+            out.append(f"{m.group(1) if m else distribution}=={version}")
+            found = True
+        else:
+            out.append(req)
+    if not found:
+        out.insert(0, f"{distribution}=={version}")
+    return tuple(out)
+
+
+def matrix_scenarios(
+    server: str,
+    version: str,
+    *,
+    pythons: Sequence[str] = ("",),
+    workers: Sequence[int] = (1, 2, 4),
+    binds: Sequence[str] = ("tcp",),
+) -> List[Scenario]:
+    """The server's default-matrix entry, pinned to `version`, over `workers` x `binds` x `pythons`."""
+    adapter = get_adapter(server)
+    if not adapter.distribution:
+        raise UsageError(f"server {server!r} has no released versions to compare")
+    extra = [r for r in adapter.default_requirements if _dist_of(r) != _norm(adapter.distribution)]
+    reqs = [f"{adapter.distribution}=={version}", *extra]
+    entry = {"server": server, "requirements": reqs, "workers": list(workers), "bind": list(binds)}
+    return expand([entry], {"python": list(pythons) or [""]})
+
+
+def concerns(entry: catalog.Entry, server: str, distribution: str) -> bool:
+    """Does this catalog entry say something about a release of `server`?"""
+    if entry.scenario.server == server:
+        return True
+    return any(_dist_of(r) == _norm(distribution) for case in entry.cases for r in case.requirements)
+
+
+def catalog_scenarios(
+    server: str,
+    version: str,
+    *,
+    pythons: Sequence[str] = ("",),
+    entries: Optional[Sequence[catalog.Entry]] = None,
+    sys_platform: str = sys.platform,
+) -> List[Scenario]:
+    """Every catalog entry that concerns `server`, at `version`: the entry's newest requirement set (its
+    fixed case, else its last case) with the distribution re-pinned. The scenario carries the entry's id
+    (option known_issue) so the page links the cell to the issue. `pythons` == ("",): each entry's own
+    python pin; else those interpreters (entries whose python range excludes one are left out there)."""
+    adapter = get_adapter(server)
+    dist = adapter.distribution
+    out: List[Scenario] = []
+    seen = set()
+    for entry in catalog.entries() if entries is None else entries:
+        if entry.skip or entry.platform_skip(sys_platform) or not concerns(entry, server, dist):
+            continue
+        fixed = [c for c in entry.cases if c.expectation.role == "fixed"]
+        case = fixed[0] if fixed else entry.cases[-1]
+        base = dataclasses.replace(
+            entry.scenario,
+            requirements=_pinned(case.requirements, dist, version),
+            python=case.python or entry.scenario.python,
+        )
+        wanted = [p for p in pythons if p] or [base.python]
+        for py in wanted:
+            if py and py[0].isdigit() and entry.python_skip(py):
+                continue
+            sc = dataclasses.replace(base, python=py)
+            if sc.scenario_id in seen:  # several entries, one scenario (e.g. the failing-lifespan ones)
+                continue
+            seen.add(sc.scenario_id)
+            out.append(dataclasses.replace(sc, options=(*sc.options, ("known_issue", entry.id))))
+    return out
+
+
+def release_scenarios(
+    server: str,
+    version: str,
+    *,
+    pythons: Sequence[str] = ("",),
+    workers: Sequence[int] = (1, 2, 4),
+    binds: Sequence[str] = ("tcp",),
+    with_catalog: bool = True,
+    entries: Optional[Sequence[catalog.Entry]] = None,
+) -> List[Scenario]:
+    """The default matrix and (with_catalog) the catalog of `server`, at `version`; duplicates dropped."""
+    scenarios = matrix_scenarios(server, version, pythons=pythons, workers=workers, binds=binds)
+    if with_catalog:
+        scenarios += catalog_scenarios(server, version, pythons=pythons, entries=entries)
+    seen = set()
+    out = []
+    for sc in scenarios:
+        if sc.scenario_id not in seen:
+            seen.add(sc.scenario_id)
+            out.append(sc)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseRun:
+    """Both sides of a release check, as run.
+
+    * server, distribution, version, previous - what was compared (previous found on the index when not
+      given)
+    * sides - {version: the records of its scenarios, in order}"""
+
+    server: str
+    distribution: str
+    version: str
+    previous: str
+    sides: Dict[str, List[ResultRecord]]
+
+    @property
+    def records(self) -> List[ResultRecord]:
+        return [*self.sides[self.previous], *self.sides[self.version]]
+
+
+def run_release(
+    server: str,
+    version: str,
+    previous: str = "",
+    *,
+    pythons: Sequence[str] = ("",),
+    workers: Sequence[int] = (1, 2, 4),
+    binds: Sequence[str] = ("tcp",),
+    with_catalog: bool = True,
+    results_dir: str = "results",
+    jobs: int = 1,
+    work_dir: str = "",
+    capsule_dir: str = "",
+    base_timeout: float = BASE_TIMEOUT_S,
+    list_versions: Optional[VersionLister] = None,
+    progress: Optional[Callable[[int], Progress]] = None,
+    notify: Callable[[str], None] = lambda line: None,
+) -> ReleaseRun:
+    """Run both sides (each side's JSONL under `results_dir`); `notify` gets one line per step."""
+    adapter = get_adapter(server)
+    dist = adapter.distribution
+    if not dist:
+        raise UsageError(f"server {server!r} has no released versions to compare")
+    if not previous:
+        if list_versions is None:
+            from harness.env.venvs import EnvError  # noqa: PLC0415
+            from harness.env.venvs import list_versions as _pypi  # noqa: PLC0415
+
+            def list_versions(name: str) -> List[str]:
+                try:
+                    return _pypi(name)
+                except EnvError as exc:
+                    raise HarnessError(f"cannot list {name} releases: {exc}") from exc
+
+        previous = previous_version(version, list_versions(dist))
+        notify(f"harness release: previous {dist} release: {previous}")
+    if previous == version:
+        raise UsageError(f"--previous {previous} is the version itself")
+    sides: Dict[str, List[ResultRecord]] = {}
+    for ver in (previous, version):
+        scenarios = release_scenarios(
+            server, ver, pythons=pythons, workers=workers, binds=binds, with_catalog=with_catalog
+        )
+        results = os.path.join(results_dir, f"{server}-{ver}.jsonl")
+        n_issues = sum(1 for s in scenarios if dict(s.options).get("known_issue"))
+        notify(f"{server} {ver}: {len(scenarios)} scenario(s) ({n_issues} from the catalog) -> {results}")
+        sides[ver] = run_matrix(
+            scenarios,
+            results=results,
+            jobs=jobs,
+            work_dir=work_dir,
+            capsule_dir=capsule_dir or os.path.join(results_dir, "capsules"),
+            base_timeout=base_timeout,
+            progress=progress(len(scenarios)) if progress else None,
+        )
+        notify(summary(mark_degraded(sides[ver])))  # as the page judges them
+    return ReleaseRun(server, dist, version, previous, sides)

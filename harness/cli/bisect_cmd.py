@@ -1,0 +1,253 @@
+"""`harness bisect`: the face of harness.campaign.bisection - parse the flags, run one scenario per probed
+version, print every step and the answer."""
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import time
+from typing import IO, Any, Dict, List, Optional, Tuple
+
+from harness.campaign.bisection import (
+    GOOD,
+    SKIP,
+    SKIP_CLASSES,
+    BisectError,
+    Judge,
+    orient,
+    pinned_requirements,
+    record_line,
+    recorded_env_errors,
+    search,
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
+    """Register `harness bisect`."""
+    from harness.model.records import FAILURE_CLASSES, Scenario  # noqa: PLC0415
+    from harness.run.runner import BASE_TIMEOUT_S  # noqa: PLC0415
+
+    d = Scenario()
+    p = subparsers.add_parser(
+        "bisect", help="binary search over released versions for where one failure starts/stops"
+    )
+    p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian | daphne")
+    p.add_argument("--good", required=True, metavar="VERSION", help="a version without the failure")
+    p.add_argument("--bad", required=True, metavar="VERSION", help="a version with the failure")
+    p.add_argument("--dependency", default="", metavar="NAME", help="bisect this distribution instead")
+    p.add_argument("--requirement", action="append", default=[], metavar="SPEC", help="pinned, repeatable")
+    p.add_argument(
+        "--bad-class",
+        default="",
+        choices=[c for c in FAILURE_CLASSES if c != "passed"],
+        metavar="CLASS",
+        help="bad = this failure class (default: the --bad version's class + signature)",
+    )
+    p.add_argument("--bad-signature", default="", metavar="REGEX", help="bad = class and signature match")
+    p.add_argument("--python", default="", help='interpreter for the server: "3.10", a path')
+    p.add_argument("--workers", type=_positive_int, default=d.workers)
+    p.add_argument("--bind", default=d.bind, help="tcp | uds | fd:N")
+    p.add_argument("--app", default=d.app, metavar="MOD:ATTR")
+    p.add_argument("--start-method", default="")
+    p.add_argument("--stdin", default=d.stdin, choices=("inherit", "devnull", "closed"))
+    p.add_argument("--stop", default=d.stop, choices=("group", "master"))
+    p.add_argument("--requests", type=_non_negative_int, default=d.requests)
+    p.add_argument("--concurrency", type=_positive_int, default=d.concurrency)
+    p.add_argument("--keepalive-requests", type=_non_negative_int, default=d.keepalive_requests)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
+    p.add_argument("--results", default=os.path.join("results", "bisect.jsonl"), metavar="FILE.jsonl")
+    p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
+    p.add_argument("--work-dir", default="")
+    p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
+    p.add_argument(
+        "--retry-env-errors",
+        action="store_true",
+        help="rebuild envs that --results already records as env-error (default: skip them again)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
+    """`harness bisect`: 0 - an answer (exact or a range); 1 - no answer (an end is not what it was said
+    to be, or nothing could be tested)."""
+    from harness.adapters import get_adapter  # noqa: PLC0415
+    from harness.env import pythons  # noqa: PLC0415
+    from harness.env import venvs as envs  # noqa: PLC0415
+    from harness.model.errors import UsageError  # noqa: PLC0415
+    from harness.model.records import ResultRecord, Scenario  # noqa: PLC0415
+    from harness.run.runner import run_scenario, validate  # noqa: PLC0415
+
+    stream = out or sys.stdout
+
+    def say(text: str) -> None:
+        stream.write(text + "\n")
+        stream.flush()
+
+    adapter = get_adapter(args.server)
+    dist = args.dependency or adapter.distribution
+    if not dist:
+        raise UsageError(f"server {args.server!r} has no released versions; name one with --dependency")
+    if args.bad_signature:
+        try:
+            re.compile(args.bad_signature)
+        except re.error as exc:
+            raise UsageError(f"--bad-signature is not a valid regex: {exc}") from None
+        if not args.bad_class:
+            raise UsageError("--bad-signature needs --bad-class")
+    options = []
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
+        options.append((key, value if sep else ""))
+    try:
+        interp = pythons.resolve(args.python)
+    except pythons.InterpreterNotFound as exc:
+        raise UsageError(str(exc)) from None
+    base = Scenario(
+        server=args.server,
+        python=args.python,
+        workers=args.workers,
+        start_method=args.start_method,
+        app=args.app,
+        bind=args.bind,
+        stdin=args.stdin,
+        stop=args.stop,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        keepalive_requests=args.keepalive_requests,
+        options=tuple(options),
+    )
+    try:
+        validate(base)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    t0 = time.monotonic()
+    try:
+        every = envs.list_versions(dist, interp)
+        fits = set(envs.list_versions(dist, interp, python_compatible=True))
+        ordered, direction = orient(every, args.good, args.bad)
+    except (envs.EnvError, BisectError) as exc:
+        raise UsageError(f"{dist}: {exc}") from None
+    say(
+        f"bisect {dist}: {len(ordered)} released versions from {args.good} (good) to {args.bad} (bad), "
+        f"a {'fix search: good is newer' if direction == 'fix' else 'regression search: good is older'}; "
+        f"Python {interp.version}; results -> {args.results}"
+    )
+    judge = Judge(bad_class=args.bad_class or None, bad_signature=args.bad_signature)
+    if judge.defined:
+        say(f"bad = {judge.describe()}")
+    records: Dict[int, ResultRecord] = {}
+    why_skipped: Dict[int, str] = {}
+    failed_envs = {} if args.retry_env_errors else recorded_env_errors(args.results, interp.version)
+    step = [0]
+    builds: List[Tuple[str, float]] = []
+
+    def test(i: int) -> str:
+        version = ordered[i]
+        step[0] += 1
+        label = f"[step {step[0]}] {dist}=={version}"
+        if version not in fits:
+            why_skipped[i] = f"Requires-Python of every file excludes {interp.version} (not built)"
+            say(f"{label} -> skip: {why_skipped[i]}")
+            return SKIP
+        sc = dataclasses.replace(
+            base,
+            requirements=pinned_requirements(dist, args.requirement, adapter.default_requirements, version),
+        )
+        earlier = failed_envs.get(sc.scenario_id)
+        if earlier is not None:
+            why_skipped[i] = f"env-error: {earlier.signature} (recorded by run {earlier.run_id}; not rebuilt)"
+            say(f"{label} -> skip ({why_skipped[i]})")
+            return SKIP
+        t = time.monotonic()
+        record = run_scenario(
+            sc,
+            results=args.results,
+            work_dir=args.work_dir or None,
+            capsule_dir=args.capsule_dir or None,
+            base_timeout=args.timeout,
+        )
+        records[i] = record
+        if not record.timings.get("env_cached", True):
+            builds.append((version, float(record.timings.get("env_build") or 0.0)))
+        if not judge.defined and record.failure_class not in SKIP_CLASSES:
+            if record.failure_class == "passed":
+                say(f"{label} -> {record.verdict}  = good ({time.monotonic() - t:.1f}s)")
+                return GOOD
+            judge.define(record.failure_class, record.signature)
+            say(f"bad = {judge.describe()} (the verdict of {dist}=={version})")
+        outcome, why = judge.judge(record.failure_class, record.signature)
+        env_note = "env cached" if record.timings.get("env_cached") else "env built"
+        if outcome == SKIP:
+            why_skipped[i] = f"{record.failure_class}: {record.signature or record.reason}"
+            say(f"{label} -> skip ({why_skipped[i]})  ({time.monotonic() - t:.1f}s)")
+        else:
+            tail = f" [{why}]" if why else ""
+            say(
+                f"{label} -> {record.verdict}  = {outcome}{tail}  "
+                f"({time.monotonic() - t:.1f}s, {env_note}, run {record.run_id})"
+            )
+        return outcome
+
+    try:
+        result = search(len(ordered), test)
+    except BisectError as exc:
+        say(f"no answer: {exc}")
+        for i, why in sorted(why_skipped.items()):
+            say(f"  skipped {dist}=={ordered[i]}: {why}")
+        say(f"{step[0]} step(s), {time.monotonic() - t0:.1f}s")
+        return 1
+
+    def where(i: int) -> str:
+        rec = records.get(i)
+        if rec is None:
+            return "(no record)"
+        line = record_line(args.results, rec.run_id)
+        loc = f"{args.results}:{line}" if line else args.results
+        extra = f", capsule {rec.capsule}" if rec.capsule else ""
+        return f"{rec.verdict}  [{loc}, run_id {rec.run_id}{extra}]"
+
+    say("")
+    for i in sorted(result.skipped, key=lambda k: every.index(ordered[k])):
+        say(f"skipped {dist}=={ordered[i]}: {why_skipped.get(i, '')}")
+    good_v, bad_v = ordered[result.last_good], ordered[result.first_bad]
+    if direction == "regression":
+        say(f"first bad:  {dist}=={bad_v}  {where(result.first_bad)}")
+        say(f"last good:  {dist}=={good_v}  {where(result.last_good)}")
+    else:
+        say(f"first good (first fixed release): {dist}=={good_v}  {where(result.last_good)}")
+        say(f"last bad:   {dist}=={bad_v}  {where(result.first_bad)}")
+    good_rec = records.get(result.last_good)
+    if good_rec is not None and good_rec.failure_class != "passed":
+        say(
+            f"note: {dist}=={good_v} is good only in that it lacks the bad verdict; it fails otherwise "
+            f"({good_rec.failure_class}): bisect that failure with --bad {good_v} if it matters"
+        )
+    if not result.exact:
+        between = ", ".join(ordered[i] for i in result.untested_between)
+        say(f"not exact: {between} could not be tested; the change is in one of them or at the ends above")
+    build_note = ""
+    if builds:
+        build_note = "; envs built: " + ", ".join(f"{v} {s:.1f}s" for v, s in builds)
+    say(f"{step[0]} step(s), {time.monotonic() - t0:.1f}s wall{build_note}")
+    return 0
+
+
+__all__ = ["add_parser", "run"]

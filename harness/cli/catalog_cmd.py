@@ -1,0 +1,146 @@
+"""`harness catalog`: the known-issue catalog, with the last verdict per platform, and running it.
+
+    harness catalog [IDS...] [--results FILE.jsonl]          # id, title, platforms, cases, last verdicts
+    harness catalog --run [IDS...] [--results FILE.jsonl]    # run the cases runnable here, append records
+
+IDS are entry ids or shell-style patterns (`uvicorn-1009-*`); none = every entry. A record belongs to a
+case when its scenario id is the case's scenario id; "last" is the last such line of the results file,
+per `platform.sys_platform`. Each verdict is followed by `ok` or what differs from the expectation
+(harness.catalog.Expectation.mismatch). Running skips what the pytest collector skips (case_skip).
+
+* add_parser(subparsers) / run(args, out=None) -> exit code: 0 - done (whatever the verdicts);
+  1 - a `harness-error` record (the harness failed, not the server)
+* list_catalog(chosen, records, out) - the listing
+"""
+
+import argparse
+import os
+import sys
+import time
+from typing import IO, Any, Optional, Sequence
+
+from harness.campaign.catalog_runs import run_catalog
+from harness.catalog import Entry, Expectation, entries, last_verdicts, select
+from harness.model.records import ResultRecord, Scenario
+
+DEFAULT_RESULTS = os.path.join("results", "catalog.jsonl")
+
+
+def _expect_text(expectation: Expectation) -> str:
+    text = expectation.failure_class
+    if expectation.signature:
+        text += f" /{expectation.signature}/"
+    if expectation.exit_code is not None:
+        text += f" exit {expectation.exit_code}"
+    return text
+
+
+def _verdict_text(record: ResultRecord, expectation: Expectation) -> str:
+    problem = expectation.mismatch(record.failure_class, record.signature, record.exit_code)
+    verdict = record.verdict if len(record.verdict) <= 90 else record.verdict[:87] + "..."
+    when = record.started_at[:16] if record.started_at else "?"
+    return f"{verdict} ({'ok' if not problem else 'MISMATCH: ' + problem}; {when})"
+
+
+def _case_label(scenario: Scenario, expectation: Expectation) -> str:
+    label = "+".join(scenario.requirements)
+    if scenario.python:
+        label += f" (py{scenario.python})"
+    return label
+
+
+def list_catalog(chosen: Sequence[Entry], records: Sequence[ResultRecord], out: IO[str]) -> None:
+    """Print every entry with its cases and the last verdict per platform."""
+    last = last_verdicts(records)
+    for entry in chosen:
+        plats = ", ".join(entry.platforms) or "any"
+        flag = f"  [skip: {entry.skip}]" if entry.skip else ""
+        out.write(f"{entry.id}  ({plats})  {entry.title}{flag}\n")
+        cases = entry.scenarios()
+        width = max(len(_case_label(s, e)) for s, e in cases)
+        for scenario, expectation in cases:
+            head = f"  {expectation.role:<10} {_case_label(scenario, expectation):<{width}}"
+            out.write(f"{head}  expect {_expect_text(expectation)}\n")
+            seen = last.get(scenario.scenario_id, {})
+            if not seen:
+                out.write(f"  {'':<10} {'':<{width}}    (no record)\n")
+            for plat, record in sorted(seen.items()):
+                out.write(f"  {'':<10} {'':<{width}}    {plat}: {_verdict_text(record, expectation)}\n")
+
+
+def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
+    """Register `harness catalog`."""
+    p = subparsers.add_parser(
+        "catalog", help="list the known-issue catalog with last verdicts; --run runs it"
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="entry ids or patterns (default: all)")
+    p.add_argument("--run", action="store_true", help="run the cases runnable here, append the records")
+    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="FILE.jsonl", help="read / append records")
+    p.add_argument(
+        "--dir", default="", metavar="DIR", help="catalog directory (default: scenarios/known_issues)"
+    )
+    p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
+    p.add_argument("--work-dir", default="")
+    p.add_argument("--timeout", type=float, default=None, help="base timeout in seconds")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
+    """`harness catalog`; see the module docstring for exit codes."""
+    from harness.catalog import CatalogError  # noqa: PLC0415
+    from harness.model.errors import UsageError  # noqa: PLC0415
+    from harness.model.records import read_records  # noqa: PLC0415
+
+    stream = out or sys.stdout
+    try:
+        chosen = select(entries(args.dir or None), args.ids)
+    except (CatalogError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if not args.run:
+        records = list(read_records([args.results])) if os.path.exists(args.results) else []
+        stream.write(f"{len(chosen)} entries; verdicts from {args.results} ({len(records)} records)\n\n")
+        list_catalog(chosen, records, stream)
+        return 0
+    t0 = time.monotonic()
+    stream.write(f"running {len(chosen)} entries on {sys.platform} -> {args.results}\n")
+    stream.flush()
+    def progress(entry: Entry, expectation: Expectation, scenario: Scenario, outcome: Any) -> None:
+        label = f"{entry.id} {expectation.role} {_case_label(scenario, expectation)}"
+        if isinstance(outcome, str):
+            stream.write(f"skip  {label}: {outcome}\n")
+        else:
+            build = ""
+            if "env_cached" in outcome.timings:
+                cached = outcome.timings.get("env_cached")
+                built = outcome.timings.get("env_build", 0)
+                build = ", env cached" if cached else f", env built {built:.1f}s"
+            stream.write(
+                f"run   {label}: {_verdict_text(outcome, expectation)} [{outcome.duration_s:.1f}s{build}]\n"
+            )
+        stream.flush()
+
+    done, skipped = run_catalog(
+        chosen,
+        results=args.results,
+        progress=progress,
+        work_dir=args.work_dir,
+        capsule_dir=args.capsule_dir,
+        base_timeout=args.timeout,
+    )
+    bad = [(e, x, r) for e, x, r in done if x.mismatch(r.failure_class, r.signature, r.exit_code)]
+    builds = [r.timings.get("env_build", 0.0) for _, _, r in done if r.timings.get("env_cached") is False]
+    stream.write(
+        f"\n{len(done)} run, {len(done) - len(bad)} as expected, {len(bad)} not, {skipped} skipped; "
+        f"{time.monotonic() - t0:.1f}s wall; {len(builds)} env(s) built"
+        + (f" ({sum(builds):.1f}s in all)" if builds else "")
+        + "\n"
+    )
+    for entry, expectation, record in bad:
+        stream.write(
+            f"  not as expected: {entry.id} {expectation.role} {'+'.join(record.scenario['requirements'])}"
+            f": {expectation.mismatch(record.failure_class, record.signature, record.exit_code)}\n"
+        )
+    return 1 if any(r.failure_class == "harness-error" for _, _, r in done) else 0
+
+
+__all__ = ["DEFAULT_RESULTS", "add_parser", "list_catalog", "run"]

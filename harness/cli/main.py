@@ -1,0 +1,534 @@
+"""`harness`: the command line.
+
+    harness run --server uvicorn --requirement uvicorn==0.30.0 --workers 2    -> "<failure-class> <signature>"
+    harness run ... --json                                                     -> the whole record (JSON)
+    harness matrix [--config FILE] [--results FILE] [--report FILE.html] [--bench F.json...] [-n JOBS] ...
+    harness report RESULTS.jsonl|DIR... -o report.html [--bench bench/results/*.json]
+    harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
+    harness catalog [IDS...] [--run]                                           -> the known-issue catalog
+    harness bisect uvicorn --bad 0.14.0 --good 0.15.0 [--dependency D]         -> first bad / last good
+    harness pythons                                                            -> interpreters found here
+    harness probe [--python V]                                                 -> reference strategies here
+
+Exit codes: 0 - the run completed, whatever the verdict; 1 - the harness could not do its job (a
+`harness-error` record, a crash); 2 - bad usage (one line on stderr); 3 - `harness release` only: a
+cell that passed at --previous is broken at VERSION; 130 - interrupted.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from harness.adapters import get_adapter
+from harness.adapters.reference import ProbeFailed, combinations, probe
+from harness.campaign.config import load_matrix_file
+from harness.campaign.matrix import default_matrix, done_ids, run_matrix, summary
+from harness.cli import bisect_cmd as bisect
+from harness.cli import catalog_cmd as catalog_cli
+from harness.cli.release_cmd import release
+from harness.env import pythons
+from harness.env import venvs as envs
+from harness.model.errors import HarnessError, UsageError
+from harness.model.records import ResultRecord, Scenario, read_records
+from harness.run.faults import FAULTS
+from harness.run.faults import summary as fault_summary
+from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
+from reports import write_report
+from reports.perf import read_bench
+
+EXIT_OK = 0
+EXIT_HARNESS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> "Any":
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_scenario_args(p: argparse.ArgumentParser) -> None:
+    d = Scenario()
+    p.add_argument(
+        "--server", default="reference", help="reference | uvicorn | hypercorn | gunicorn | granian"
+    )
+    p.add_argument(
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="requirement for the server's env, repeatable (default: the server's latest)",
+    )
+    p.add_argument("--python", default="", help='interpreter for the server: "3.10", a path ("" = this one)')
+    p.add_argument("--workers", type=_positive_int, default=d.workers)
+    p.add_argument("--strategy", default="", help="reference server socket strategy (see `harness probe`)")
+    p.add_argument("--start-method", default="", help="fork | spawn | forkserver")
+    p.add_argument("--app", default=d.app, metavar="MOD:ATTR")
+    p.add_argument("--bind", default=d.bind, help="tcp | uds | fd:N")
+    p.add_argument("--stdin", default=d.stdin, choices=("inherit", "devnull", "closed"))
+    p.add_argument("--stop", default=d.stop, choices=("group", "master"))
+    p.add_argument("--requests", type=_non_negative_int, default=d.requests)
+    p.add_argument("--concurrency", type=_positive_int, default=d.concurrency)
+    p.add_argument("--keepalive-requests", type=_non_negative_int, default=d.keepalive_requests)
+    p.add_argument(
+        "--fault", default="", choices=("", *FAULTS), help="inject a fault (see harness.run.faults)"
+    )
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
+
+
+def _common_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--capsule-dir", default="", help="write reproduction capsules of non-passing runs here")
+    p.add_argument("--work-dir", default="", help="run directories go here (default: a temp dir)")
+    p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
+
+
+def _bench_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bench",
+        nargs="*",
+        default=[],
+        metavar="FILE.json",
+        help="bench results (bench/results/*.json) for the report's performance section",
+    )
+
+
+def _bench_files(paths: Sequence[str]) -> List[Tuple[str, Any]]:
+    for item in paths:
+        if not os.path.isfile(item):
+            raise UsageError(f"no such bench results file: {item}")
+    return read_bench(paths)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="multi-worker socket sharing harness for ASGI servers")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="run one scenario, print `<failure-class> <signature>`")
+    _add_scenario_args(p)
+    _common_run_args(p)
+    p.add_argument("--results", default="", metavar="FILE.jsonl", help="append the record here")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+
+    p = sub.add_parser("matrix", help="run a matrix of scenarios, print a summary, write the HTML report")
+    p.add_argument(
+        "--config", default="", metavar="FILE", help="matrix file (TOML or JSON); default: built-in"
+    )
+    p.add_argument("--results", default=os.path.join("results", "matrix.jsonl"), metavar="FILE.jsonl")
+    p.add_argument("--report", default="", metavar="FILE.html", help="write the HTML report here")
+    p.add_argument("-n", "--jobs", type=_positive_int, default=1, help="scenarios run in parallel")
+    p.add_argument("--python", default="", metavar="LIST", help='comma-separated interpreters ("3.8,3.12")')
+    p.add_argument("--server", action="append", default=[], help="restrict the default matrix (repeatable)")
+    p.add_argument(
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="requirement set for the upstream servers of the default matrix",
+    )
+    p.add_argument("--resume", action="store_true", help="skip scenarios already in --results")
+    _bench_arg(p)
+    _common_run_args(p)
+
+    p = sub.add_parser("report", help="write the HTML report of JSONL results")
+    p.add_argument("inputs", nargs="+", metavar="RESULTS", help="JSONL files or directories of them")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE.html")
+    _bench_arg(p)
+
+    p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff")
+    p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
+    p.add_argument("version", help="the new version, e.g. 0.55.0")
+    p.add_argument("--previous", default="", metavar="VERSION", help="default: the release before VERSION")
+    p.add_argument("--python", default="", metavar="LIST", help='comma-separated interpreters ("3.8,3.12")')
+    p.add_argument("--workers", default="1,2,4", metavar="LIST", help="worker counts (default 1,2,4)")
+    p.add_argument("--bind", default="tcp", metavar="LIST", help="binds, comma-separated (default tcp)")
+    p.add_argument("--no-catalog", action="store_true", help="leave out the known-issue catalog entries")
+    p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
+    p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
+    p.add_argument("-n", "--jobs", type=_positive_int, default=1)
+    _common_run_args(p)
+
+    catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
+    bisect.add_parser(sub)
+
+    sub.add_parser("pythons", help="list the interpreters found here")
+
+    p = sub.add_parser("probe", help="the reference server's strategies and start methods here")
+    p.add_argument("--python", default="")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+# -- validation --------------------------------------------------------------------------------------
+
+
+def _check_writable(path: str, what: str) -> None:
+    """A path we will write: create its directory and prove we can create a file there (root ignores
+    permission bits, so os.access alone would lie)."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path!r} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".harness-write-test-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+        if os.path.exists(path):
+            with open(path, "ab"):
+                pass
+    except OSError as exc:
+        raise UsageError(f"{what} {path!r} is not writable: {exc.strerror or exc}") from None
+
+
+def _parse_options(items: Sequence[str]) -> List[List[str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
+        out.append([key, value if sep else ""])
+    return out
+
+
+def _validate_scenario(sc: Scenario) -> None:
+    try:
+        validate(sc)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    get_adapter(sc.server)  # UnknownServer is a UsageError
+    if sc.server == "reference" and (sc.strategy or sc.start_method):
+        _validate_reference_names(sc.python, sc.strategy, sc.start_method)
+
+
+def _validate_reference_names(python: str, strategy: str, start_method: str) -> None:
+    """Unknown names are usage errors; known-but-unavailable ones run and are recorded `unsupported`."""
+    try:
+        data = probe(_python_path(python))
+    except ProbeFailed:
+        return  # the run will record why
+    strategies = data.get("strategies") or {}
+    if strategy and strategy not in strategies:
+        raise UsageError(f"unknown strategy {strategy!r}; known: {', '.join(strategies)}")
+    methods = set()
+    for info in strategies.values():
+        methods |= set(info.get("start_methods") or {})
+    if start_method and methods and start_method not in methods:
+        raise UsageError(f"unknown start method {start_method!r}; known: {', '.join(sorted(methods))}")
+
+
+def _python_path(spec: str) -> str:
+    try:
+        return pythons.resolve(spec).path
+    except pythons.InterpreterNotFound as exc:
+        raise UsageError(str(exc)) from None
+
+
+# -- commands ------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    sc = Scenario(
+        server=args.server,
+        requirements=tuple(args.requirement),
+        python=args.python,
+        workers=args.workers,
+        strategy=args.strategy,
+        start_method=args.start_method,
+        app=args.app,
+        bind=args.bind,
+        stdin=args.stdin,
+        stop=args.stop,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        keepalive_requests=args.keepalive_requests,
+        fault=args.fault,
+        options=tuple(tuple(kv) for kv in _parse_options(args.option)),  # type: ignore[misc]
+    )
+    _validate_scenario(sc)
+    _check_writable(args.results, "--results")
+    record = run_scenario(
+        sc,
+        results=args.results or None,
+        work_dir=args.work_dir or None,
+        # a non-passing run always gets its reproduction capsule: beside --results, else in the user cache
+        capsule_dir=args.capsule_dir
+        or (
+            os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
+            if args.results
+            else os.path.join(os.path.dirname(envs.default_cache_dir()), "capsules")
+        ),
+        base_timeout=args.timeout,
+    )
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        print(record.verdict)
+        if record.failure_class != "passed" and record.reason:
+            print(f"  {record.reason}", file=sys.stderr)
+        if record.fault:
+            print(f"  fault {fault_summary(record.fault)}", file=sys.stderr)
+        if record.capsule:
+            print(f"  capsule: {record.capsule}", file=sys.stderr)
+    return EXIT_HARNESS if record.failure_class == "harness-error" else EXIT_OK
+
+
+class _ProgressPrinter:
+    """A line per finished scenario; on a tty also a live counter line, rewritten in place."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.monotonic()
+        self.counts: Dict[str, int] = {}
+        if self.tty and total:
+            self._counter(0)
+
+    def _counter(self, done: int) -> None:
+        elapsed = time.monotonic() - self.t0
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        self.stream.write(f"\r\x1b[K[{done}/{self.total}] {elapsed:.0f}s {counts}")
+        self.stream.flush()
+
+    def __call__(self, done: int, total: int, record: ResultRecord) -> None:
+        self.counts[record.failure_class] = self.counts.get(record.failure_class, 0) + 1
+        width = len(str(total))
+        line = f"[{done:>{width}}/{total}] {record.failure_class:<16} {record.scenario_id}"
+        line += f"  {record.duration_s:.1f}s"
+        if record.failure_class != "passed" and (record.signature or record.reason):
+            line += f"  {(record.signature or record.reason)[:120]}"
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line + "\n")
+            if done < total:
+                self._counter(done)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
+    missing: Dict[str, str] = {}
+
+    def probe_fn(python: str) -> Dict[str, Any]:
+        if python in missing:
+            return {}
+        try:
+            return probe(_python_path(python))
+        except ProbeFailed as exc:
+            raise HarnessError(str(exc)) from exc
+
+    pythons = [p.strip() for p in args.python.split(",")] if args.python else [""]
+    for p in pythons:
+        if p:
+            try:
+                _python_path(p)
+            except UsageError as exc:
+                # a cell per server that records env-error with this reason: the matrix still runs the rest
+                missing[p] = str(exc)
+                print(f"harness matrix: {exc}: its cells will be env-error", file=sys.stderr)
+    if args.config:
+        scenarios = load_matrix_file(args.config, probe_fn)
+        if args.python:
+            scenarios = [dataclasses.replace(s, python=p) for s in scenarios for p in pythons]
+        if args.server:
+            scenarios = [s for s in scenarios if s.server in args.server]
+    else:
+        scenarios = default_matrix(pythons, args.server or None, args.requirement, probe_fn)
+    for sc in scenarios:
+        _validate_scenario(sc)
+    return scenarios
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    _check_writable(args.results, "--results")
+    _check_writable(args.report, "--report")
+    bench = _bench_files(args.bench)  # a bad path fails before the matrix runs, not after
+    scenarios = _matrix_scenarios(args)
+    if not scenarios:
+        raise UsageError("the matrix is empty (check --server / --config)")
+    capsule_dir = args.capsule_dir or os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
+    t0 = time.monotonic()
+    if args.resume:
+        done = done_ids(args.results)
+        skipped = [s for s in scenarios if s.scenario_id in done]
+        scenarios = [s for s in scenarios if s.scenario_id not in done]
+        print(f"harness matrix: --resume: {len(skipped)} scenario(s) already in {args.results}, skipped")
+    print(
+        f"harness matrix: {len(scenarios)} scenario(s), {args.jobs} at a time -> {args.results}", flush=True
+    )
+    progress = _ProgressPrinter(len(scenarios))
+    records = run_matrix(
+        scenarios,
+        results=args.results,
+        jobs=args.jobs,
+        resume=args.resume,
+        work_dir=args.work_dir,
+        capsule_dir=capsule_dir,
+        base_timeout=args.timeout,
+        progress=progress,
+    )
+    print()
+    print(summary(records))
+    print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
+    if args.report:
+        all_records = list(read_records([args.results])) if os.path.exists(args.results) else records
+        path = str(write_report(all_records, args.report, bench=bench))
+        print(f"report: {path}")
+    return EXIT_HARNESS if any(r.failure_class == "harness-error" for r in records) else EXIT_OK
+
+
+def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
+    files: List[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files.extend(sorted(os.path.join(item, n) for n in os.listdir(item) if n.endswith(".jsonl")))
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise UsageError(f"no such results file or directory: {item}")
+    if not files:
+        raise UsageError("no .jsonl results found in " + ", ".join(inputs))
+    return files
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _check_writable(args.output, "--output")
+    records = list(read_records(_jsonl_inputs(args.inputs)))
+    path = str(write_report(records, args.output, bench=_bench_files(args.bench)))
+    print(f"{len(records)} record(s) -> {path}")
+    return EXIT_OK
+
+
+def _int_list(text: str, what: str) -> List[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{what} expects a comma-separated list of integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{what}: every value must be >= 1, got {text!r}")
+    return values
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Delegates to harness.cli.release_cmd.release (exit 3 when a cell newly broke)."""
+    binds = [b.strip() for b in args.bind.split(",") if b.strip()]
+    for bind in binds:
+        try:
+            parse_bind(bind)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    pythons_ = [p.strip() for p in args.python.split(",")] if args.python else [""]
+    for p in pythons_:
+        if p:
+            _python_path(p)
+    _check_writable(args.output, "--output")
+    _check_writable(os.path.join(args.results_dir, "x.jsonl"), "--results-dir")
+    return release(
+        args.server,
+        args.version,
+        args.previous,
+        pythons=pythons_,
+        workers=_int_list(args.workers, "--workers"),
+        binds=binds,
+        with_catalog=not args.no_catalog,
+        results_dir=args.results_dir,
+        output=args.output,
+        jobs=args.jobs,
+        work_dir=args.work_dir,
+        capsule_dir=args.capsule_dir,
+        base_timeout=args.timeout,
+        progress=_ProgressPrinter,
+    )
+
+
+def cmd_pythons(args: argparse.Namespace) -> int:
+    print(pythons.format_table(pythons.discover()))
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    try:
+        data = probe(_python_path(args.python))
+    except ProbeFailed as exc:
+        raise HarnessError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return EXIT_OK
+    rows = combinations(data)
+    w1 = max([len("strategy"), *(len(r[0]) for r in rows)])
+    w2 = max([len("start method"), *(len(r[1]) for r in rows)])
+    print(f"{'strategy':<{w1}}  {'start method':<{w2}}  available  reason")
+    for strategy, method, ok, reason in rows:
+        print(f"{strategy:<{w1}}  {method or '-':<{w2}}  {'yes' if ok else 'no':<9}  {reason}")
+    print(f"default: {data.get('default_strategy', '')} / {data.get('default_start_method', '')}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "matrix": cmd_matrix,
+    "report": cmd_report,
+    "release": cmd_release,
+    "pythons": cmd_pythons,
+    "probe": cmd_probe,
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        func = getattr(args, "func", None)  # sub-commands registered by their own module (catalog)
+        return int(func(args)) if func is not None else COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"harness: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except HarnessError as exc:
+        print(f"harness: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_HARNESS
+    except BrokenPipeError:  # `harness catalog | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+__all__ = ["build_parser", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

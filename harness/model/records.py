@@ -1,0 +1,268 @@
+"""Scenario and ResultRecord: the plain, frozen data that crosses processes, xdist and JSONL files.
+
+Nothing in here holds a socket, a Popen or a psutil handle. `to_dict()` gives JSON-able dicts,
+`from_dict()` reads them back (unknown keys are ignored so that old readers survive new fields).
+
+Failure classes (stable lowercase strings: JSON keys and CSS classes) are listed in FAILURE_CLASSES.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+SCHEMA_VERSION = 1
+
+#: every failure class a record can carry, most benign first.
+FAILURE_CLASSES: Tuple[str, ...] = (
+    "passed",  # started, every worker served, load clean, stopped clean, nothing leaked
+    "degraded",  # passed, but keep-alive p50 >= 10x its single-worker twin (set by the report/bench)
+    "partial-workers",  # serving, but fewer distinct worker pids answered than asked for
+    "request-errors",  # all workers answered, but load saw errors/non-2xx
+    "wrong-listener",  # listening somewhere other than asked (other address/port/family, TCP instead of UDS)
+    "respawn-loop",  # workers keep dying and being replaced
+    "not-serving",  # the server is alive (and maybe bound) but no request gets an answer
+    "startup-failure",  # exited (or workers died) before it was ready
+    "shutdown-hang",  # did not stop on the stop signal within the deadline; escalated to SIGKILL
+    "leak",  # a process, listening socket or UDS file of the run survived the stop
+    "unsupported",  # the scenario cannot be expressed here (strategy/OS/version); with the reason
+    "env-error",  # the environment could not be built (interpreter missing, install failed)
+    "harness-error",  # the harness itself failed; a bug here, not in the server
+)
+
+
+def _frozen_tuple(value: Any) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One point of the matrix: what to run and how to drive it.
+
+    * server - reference | uvicorn | hypercorn | gunicorn | granian | daphne
+    * requirements - exact requirement strings for the server's env ("uvicorn==0.30.0", extras, extra pins);
+      empty: the server's latest that installs (reference: the project itself)
+    * python - interpreter the *server* runs under: "" (the harness's own), "3.10", or a path
+    * workers - N worker processes
+    * strategy / start_method - reference server: socket strategy and start method ("" = its default);
+      upstream servers: start_method emulates a multiprocessing default through a launcher
+    * app - MODULE:ATTR of the ASGI app
+    * bind - "tcp" (port 0), "uds" (a fresh path) or "fd:N" (the harness binds and passes fd N)
+    * stdin - inherit | devnull | closed
+    * stop - group (SIGTERM to the process group) | master (SIGTERM to the master only)
+    * requests / concurrency - the fresh-connection load; keepalive_requests - the keep-alive phase
+    * fault - a fault injected while load runs ("" = none)
+    * options - extra adapter options as (key, value) pairs
+    """
+
+    server: str = "reference"
+    requirements: Tuple[str, ...] = ()
+    python: str = ""
+    workers: int = 2
+    strategy: str = ""
+    start_method: str = ""
+    app: str = "servers.apps:pid"
+    bind: str = "tcp"
+    stdin: str = "devnull"
+    stop: str = "group"
+    requests: int = 200
+    concurrency: int = 16
+    keepalive_requests: int = 50
+    fault: str = ""
+    options: Tuple[Tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requirements", _frozen_tuple(self.requirements))
+        object.__setattr__(
+            self, "options", tuple((str(k), str(v)) for k, v in (self.options or ()))
+        )
+
+    @property
+    def scenario_id(self) -> str:
+        """A stable, readable id: the same scenario gets the same id on every machine."""
+        parts = [self.server]
+        if self.requirements:
+            parts.append("+".join(self.requirements))
+        if self.strategy:
+            parts.append(self.strategy)
+        if self.start_method:
+            parts.append(self.start_method)
+        parts.append(f"w{self.workers}")
+        if self.bind != "tcp":
+            parts.append(self.bind)
+        if self.app != Scenario.app:
+            parts.append(self.app)
+        if self.fault:
+            parts.append(f"fault={self.fault}")
+        if self.stop != "group":
+            parts.append(f"stop={self.stop}")
+        if self.stdin != "devnull":
+            parts.append(f"stdin={self.stdin}")
+        if self.python:
+            parts.append(f"py{self.python}")
+        if self.options:
+            parts.append(",".join(f"{k}={v}" for k, v in self.options))
+        return "-".join(p.replace(" ", "") for p in parts)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["requirements"] = list(self.requirements)
+        d["options"] = [list(kv) for kv in self.options]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Scenario":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if "options" in kwargs:
+            kwargs["options"] = tuple(tuple(kv) for kv in kwargs["options"])
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultRecord:
+    """The outcome of one scenario run. Plain JSON; appended one per line to a JSONL file.
+
+    * scenario - the Scenario, as a dict
+    * failure_class - one of FAILURE_CLASSES; signature - the normalized decisive line ("" when passed)
+    * reason - one human sentence saying why this class was chosen
+    * exit_code / exit_name - the server master's exit code and (reference server) its name
+    * platform - {system, release, machine, sys_platform}
+    * python - {requested, executable, version, implementation}
+    * installed - {distribution: version} read back from the env; server_version - the server's version
+    * timings - seconds since launch: {first_response, all_workers, load_done, stop_sent, stopped,
+      worker_ready: {pid: s}, ready_event: s, readiness_gave_up: {t, why} (upstream: the readiness wait
+      ended before its deadline - no worker alive for harness.run.serverwatch.NO_WORKER_GRACE_S, or
+      RESPAWN_GIVE_UP_FACTOR x N workers died)}
+    * load - {requests, ok, errors: {class: n}, status: {code: n}, per_worker: {pid: n}, max_share, jain,
+      latency_ms: {p50, p90, p99, max}, rate,
+      keepalive: {requests, ok, per_worker, latency_ms: {...}, by_worker: {pid: {p50, p99}}}}
+    * snapshots - [{phase, processes: [{pid, ppid, name, cmdline, role}],
+      listeners: [{pid, family, address, port, path}]}]
+    * leaks - {processes: [...], listeners: [...], uds: [...]}
+    * worker_pids - pids that answered requests
+    * events - the reference server's events (or []), fault - what the fault did
+    * command - argv of the server; cwd; env - the environment variables the harness set
+    * stderr_tail / stdout_tail - the end of the server's output (untrusted text)
+    * capsule - path of the reproduction folder, or ""
+    """
+
+    scenario: Dict[str, Any]
+    failure_class: str
+    signature: str = ""
+    reason: str = ""
+    exit_code: Optional[int] = None
+    exit_name: str = ""
+    platform: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    python: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    installed: Dict[str, str] = dataclasses.field(default_factory=dict)
+    server_version: str = ""
+    timings: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    load: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    snapshots: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    leaks: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    worker_pids: List[int] = dataclasses.field(default_factory=list)
+    events: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    fault: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    command: List[str] = dataclasses.field(default_factory=list)
+    env: Dict[str, str] = dataclasses.field(default_factory=dict)
+    stderr_tail: str = ""
+    stdout_tail: str = ""
+    capsule: str = ""
+    started_at: str = ""
+    duration_s: float = 0.0
+    run_id: str = ""
+    harness_version: str = ""
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.failure_class not in FAILURE_CLASSES:
+            raise ValueError(f"unknown failure class {self.failure_class!r}")
+
+    @property
+    def scenario_obj(self) -> Scenario:
+        return Scenario.from_dict(self.scenario)
+
+    @property
+    def scenario_id(self) -> str:
+        return self.scenario_obj.scenario_id
+
+    @property
+    def key(self) -> str:
+        """Identity of a cell across runs and machines: scenario + platform + python version."""
+        py = str(self.python.get("version", ""))
+        plat = str(self.platform.get("sys_platform", ""))
+        raw = f"{self.scenario_id}|{plat}|{py}"
+        return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+    @property
+    def verdict(self) -> str:
+        """The one-line verdict the CLI prints: `<failure-class> <signature>`."""
+        return f"{self.failure_class} {self.signature}".rstrip()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ResultRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def append_record(path: str, record: ResultRecord) -> None:
+    """Append one record as one line and flush it to disk.
+
+    One `write()` of one line on a file opened with O_APPEND: safe for several xdist workers appending
+    to the same file (each line lands whole)."""
+    line = (record.to_json() + "\n").encode("utf-8")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iter_json_objects(path: str) -> Iterator[Dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, in order; blank lines, a torn last line (a crash or a writer
+    mid-line) and non-object lines are skipped, not fatal. Undecodable bytes are replaced."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for raw in fh:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                yield data
+
+
+def read_records(paths: Iterable[str]) -> Iterator[ResultRecord]:
+    """Read records from JSONL files; a torn last line (a crash mid-write) is skipped, not fatal."""
+    for path in paths:
+        for data in iter_json_objects(path):
+            if "failure_class" in data:
+                yield ResultRecord.from_dict(data)
+
+
+__all__ = [
+    "FAILURE_CLASSES",
+    "SCHEMA_VERSION",
+    "ResultRecord",
+    "Scenario",
+    "append_record",
+    "iter_json_objects",
+    "read_records",
+]

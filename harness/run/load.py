@@ -1,0 +1,230 @@
+"""Bounded HTTP load with httpx: how the kernel spreads fresh connections, and what keep-alive does.
+
+    load = run_load(target, requests=200, concurrency=16, timeout_s=30, keepalive_requests=50,
+                    expected_pids=ready.pid_first_seen)
+
+* run_load(target, *, requests, concurrency, timeout_s, keepalive_requests, path="/", expected_pids=(),
+  expected_workers=0, keepalive_connections=4, request_timeout_s=5.0) -> dict (ResultRecord.load):
+  - fresh-connection phase: `requests` GETs, `concurrency` in flight, EVERY request on a new connection
+    (pool without keep-alive + `Connection: close`), so what is measured is the kernel's accept
+    distribution over the workers
+  - keep-alive phase: `keepalive_requests` GETs over a pool of `keepalive_connections` persistent
+    connections (FACTS: a pool tends to land on one worker; the figure shows it)
+  - bounds: each phase has its own deadline of `timeout_s` (so the call returns within about
+    2 * timeout_s): no request is issued after it and those still in flight are cancelled then; httpx's
+    connect/read/write/pool timeouts are min(request_timeout_s, timeout_s)
+* the dict: {requests (asked for), ok (2xx), errors: {class: n} (httpx exception class names,
+  "RequestDeadline" for a request cut by the phase deadline, "NotSent" for requests the deadline left
+  unissued), status: {"200": n}, per_worker: {"pid": n} (2xx answers by x-worker-pid; "unknown" when
+  the header is missing), max_share (busiest worker's share of ok), jain (Jain's fairness index over the
+  expected workers, missing ones counting 0; 0.0 when nothing answered), latency_ms: {p50, p90, p99,
+  max} (every response), rate (responses/s), duration_s, keepalive: {requests, ok, errors, status,
+  per_worker, latency_ms, by_worker: {"pid": {p50, p99}}, connections, duration_s, rate}}
+  Invariant: ok + non-2xx responses + sum(errors) == requests. Keys of per_worker/status are strings so
+  the dict survives a JSON round trip unchanged.
+* jain(values) - (sum x)^2 / (n * sum x^2); percentiles(values) - nearest-rank p50/p90/p99/max.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import httpx
+
+from harness.run.readiness import Target
+
+__all__ = ["jain", "percentiles", "run_load"]
+
+_Sample = Tuple[Optional[int], Optional[str], float, Optional[str]]  # status, pid, latency_ms, error class
+
+
+def jain(values: Sequence[float]) -> float:
+    total = float(sum(values))
+    squares = float(sum(v * v for v in values))
+    if not values or squares == 0:
+        return 0.0
+    return total * total / (len(values) * squares)
+
+
+def _rank(sorted_values: List[float], q: float) -> float:
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def percentiles(values: Iterable[float]) -> Dict[str, float]:
+    data = sorted(values)
+    if not data:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    return {
+        "p50": round(_rank(data, 0.50), 3),
+        "p90": round(_rank(data, 0.90), 3),
+        "p99": round(_rank(data, 0.99), 3),
+        "max": round(data[-1], 3),
+    }
+
+
+def _client(target: Target, connections: int, keepalive: bool, timeout: float) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections if keepalive else 0
+    )
+    # verify=False: Target.url is always plain http:// on loopback, so no TLS is ever negotiated; with
+    # the default, every client loads certifi's CA bundle into an SSLContext it never uses (~20 ms of CPU
+    # per client, two clients per run_load, inside the fresh phase's measured duration)
+    transport = httpx.AsyncHTTPTransport(uds=target.uds or None, limits=limits, retries=0, verify=False)
+    headers = {} if keepalive else {"connection": "close"}
+    return httpx.AsyncClient(
+        base_url=target.url,
+        transport=transport,
+        timeout=httpx.Timeout(timeout),
+        headers=headers,
+        trust_env=False,
+    )
+
+
+async def _phase(
+    target: Target,
+    *,
+    n: int,
+    concurrency: int,
+    keepalive: bool,
+    deadline: float,
+    request_timeout: float,
+    path: str,
+) -> Tuple[List[_Sample], float]:
+    samples: List[_Sample] = []
+    issued = 0
+    started = time.monotonic()
+    async with _client(target, concurrency, keepalive, request_timeout) as client:
+
+        async def worker() -> None:
+            nonlocal issued
+            while issued < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                issued += 1
+                t0 = time.perf_counter()
+                try:
+                    response = await client.get(path)
+                except httpx.HTTPError as exc:
+                    samples.append((None, None, 0.0, type(exc).__name__))
+                    continue
+                except OSError as exc:
+                    samples.append((None, None, 0.0, type(exc).__name__))
+                    continue
+                ms = (time.perf_counter() - t0) * 1000.0
+                samples.append((response.status_code, response.headers.get("x-worker-pid"), ms, None))
+
+        # One deadline for the phase (cheaper than a wait_for per request): what is in flight then is cut.
+        tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, n)))]
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    duration = time.monotonic() - started
+    samples.extend((None, None, 0.0, "RequestDeadline") for _ in range(issued - len(samples)))
+    samples.extend((None, None, 0.0, "NotSent") for _ in range(n - issued))
+    return samples, duration
+
+
+def _stats(samples: List[_Sample], n: int, duration: float) -> Dict[str, Any]:
+    errors: Dict[str, int] = {}
+    status: Dict[str, int] = {}
+    per_worker: Dict[str, int] = {}
+    latencies: List[float] = []
+    by_worker_lat: Dict[str, List[float]] = {}
+    ok = 0
+    for code, pid, ms, error in samples:
+        if error is not None or code is None:
+            errors[error or "Unknown"] = errors.get(error or "Unknown", 0) + 1
+            continue
+        status[str(code)] = status.get(str(code), 0) + 1
+        latencies.append(ms)
+        if 200 <= code < 300:
+            ok += 1
+            key = pid.strip() if pid else "unknown"
+            per_worker[key] = per_worker.get(key, 0) + 1
+            by_worker_lat.setdefault(key, []).append(ms)
+    responses = sum(status.values())
+    return {
+        "requests": n,
+        "ok": ok,
+        "errors": errors,
+        "status": status,
+        "per_worker": per_worker,
+        "latency_ms": percentiles(latencies),
+        "rate": round(responses / duration, 1) if duration > 0 else 0.0,
+        "duration_s": round(duration, 4),
+        "_by_worker_lat": by_worker_lat,
+    }
+
+
+def _fairness(
+    per_worker: Dict[str, int], ok: int, expected_pids: Iterable[int], expected_workers: int
+) -> Tuple[float, float]:
+    keys = {str(p) for p in expected_pids} | {k for k in per_worker if k != "unknown"}
+    counts = [per_worker.get(k, 0) for k in sorted(keys)]
+    counts += [0] * max(0, expected_workers - len(counts))
+    max_share = round(max(per_worker.values()) / ok, 4) if ok and per_worker else 0.0
+    return max_share, round(jain(counts), 4)
+
+
+def run_load(
+    target: Target,
+    *,
+    requests: int,
+    concurrency: int,
+    timeout_s: float,
+    keepalive_requests: int,
+    path: str = "/",
+    expected_pids: Iterable[int] = (),
+    expected_workers: int = 0,
+    keepalive_connections: int = 4,
+    request_timeout_s: float = 5.0,
+) -> Dict[str, Any]:
+    """Run both phases against `target` (loopback only: Target refuses anything else). See module doc."""
+    if requests < 0 or keepalive_requests < 0 or concurrency < 1 or timeout_s <= 0:
+        raise ValueError("requests/keepalive_requests >= 0, concurrency >= 1 and timeout_s > 0 are required")
+    expected = list(expected_pids)
+    request_timeout = min(request_timeout_s, timeout_s)
+
+    async def both() -> Tuple[Tuple[List[_Sample], float], Tuple[List[_Sample], float], int]:
+        fresh = await _phase(
+            target,
+            n=requests,
+            concurrency=concurrency,
+            keepalive=False,
+            deadline=time.monotonic() + timeout_s,
+            request_timeout=request_timeout,
+            path=path,
+        )
+        conns = max(1, min(keepalive_connections, max(1, keepalive_requests)))
+        kept = await _phase(
+            target,
+            n=keepalive_requests,
+            concurrency=conns,
+            keepalive=True,
+            deadline=time.monotonic() + timeout_s,
+            request_timeout=request_timeout,
+            path=path,
+        )
+        return fresh, kept, conns
+
+    (fresh_samples, fresh_s), (kept_samples, kept_s), conns = asyncio.run(both())
+    result = _stats(fresh_samples, requests, fresh_s)
+    result.pop("_by_worker_lat")
+    result["max_share"], result["jain"] = _fairness(
+        result["per_worker"], result["ok"], expected, expected_workers
+    )
+    kept = _stats(kept_samples, keepalive_requests, kept_s)
+    by_worker_lat = kept.pop("_by_worker_lat")
+    kept["by_worker"] = {
+        pid: {"p50": percentiles(v)["p50"], "p99": percentiles(v)["p99"]}
+        for pid, v in sorted(by_worker_lat.items())
+    }
+    kept["connections"] = conns
+    result["keepalive"] = kept
+    return result
