@@ -180,9 +180,10 @@ class HarnessReporter:
         self.records = self._session_records()
         if self.report_path:
             try:
+                from harness import catalog  # noqa: PLC0415
                 from reports import write_report  # noqa: PLC0415 - Jinja2 only when a report is asked for
 
-                self.written = str(write_report(self.records, self.report_path))
+                self.written = str(write_report(self.records, self.report_path, cards=catalog.cards()))
             except Exception as exc:  # the report must not turn a green session red silently: say it
                 self.error = f"{type(exc).__name__}: {exc}"
         if self._own_results:
@@ -258,7 +259,9 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[...,
     config = request.config
     counter = [0]
 
-    def run(scenario: Optional[Scenario] = None, **fields: Any) -> ResultRecord:
+    def run(
+        scenario: Optional[Scenario] = None, *, catalog: Optional[Dict[str, str]] = None, **fields: Any
+    ) -> ResultRecord:
         sc = scenario if scenario is not None else Scenario()
         if fields:
             sc = dataclasses.replace(sc, **fields)
@@ -273,6 +276,7 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[...,
             work_dir=work,
             capsule_dir=str(config.getoption("harness_capsule_dir") or "") or None,
             base_timeout=config.getoption("harness_timeout") or BASE_TIMEOUT_S,
+            catalog=catalog,
         )
         request.node.stash.setdefault(_RECORDS, []).append(record)
         request.node.user_properties.append(("harness_scenario", sc.scenario_id))

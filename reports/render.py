@@ -8,8 +8,10 @@ paths) is untrusted: the Jinja2 environment autoescapes every expression, and it
 ANSI escape sequences and shows control characters (NUL, ...) as visible symbols. Nothing from a record is
 ever marked safe; only the SVG builders in reports.svg return Markup, and they escape their text inputs.
 
-Known-issue catalog entries are records whose scenario options carry ("known_issue", "<id>"). The card
-reads these optional keys from the same options (all data, no code per issue):
+Known-issue catalog cases are records whose `catalog` field names the entry ({"id", "role"}). The card's
+text comes from `cards` ({id: harness.catalog.Entry.card()}, given by the face that renders); records of
+older harnesses carried the id as a scenario option ("known_issue", "<id>") and these keys beside it, and
+are still read (all data, no code per issue):
 
 * title - what broke, one line; url (or link) - the upstream issue; trigger - what makes it happen
 * fixed_in - first fixed version: "0.15.0", or "<distribution> <version>" ("uvicorn-worker 0.4.0") when the
@@ -28,7 +30,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import jinja2
 from markupsafe import Markup
 
-from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.model import classes
+from harness.model.classes import FAILURE_CLASSES
+from harness.model.records import ResultRecord, Scenario
 
 from . import svg
 from .faults import fault_table
@@ -45,27 +49,13 @@ __all__ = [
     "write_report",
 ]
 
-#: one line per failure class, for the legend (the same meanings as harness.model.records.FAILURE_CLASSES).
+#: the legend: every failure class's meaning (harness.model.classes), plus the report's own cell state
 CLASS_HELP: Dict[str, str] = {
-    "passed": "started, every worker served, load clean, stopped clean, nothing leaked",
-    "degraded": "passed, but keep-alive p50 is at least 10x its single-worker twin",
-    "partial-workers": "serving, but fewer distinct worker pids answered than asked for",
-    "request-errors": "all workers answered, but the load saw errors or non-2xx responses",
-    "wrong-listener": "listening somewhere other than asked (address, port, family, TCP instead of UDS)",
-    "respawn-loop": "workers keep dying and being replaced",
-    "not-serving": "the server is alive (maybe bound) but no request gets an answer",
-    "startup-failure": "exited, or its workers died, before it was ready",
-    "shutdown-hang": "did not stop on the stop signal within the deadline; SIGKILLed",
-    "leak": "a process, listening socket or UDS file of the run survived the stop",
-    "unsupported": "the scenario cannot be expressed here (strategy / OS / version)",
-    "env-error": "the environment could not be built (interpreter missing, install failed)",
-    "harness-error": "the harness itself failed: a harness bug, not a server bug",
+    **classes.CLASS_HELP,
     "conflict": "runs of the same cell disagree: every verdict is listed",
 }
-
-#: classes that say nothing about the server (the run never got to judge it).
-INCONCLUSIVE = ("unsupported", "env-error", "harness-error")
-OK_CLASSES = ("passed", "degraded")
+INCONCLUSIVE = classes.INCONCLUSIVE
+OK_CLASSES = classes.OK_CLASSES
 
 _ANSI = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement
@@ -266,17 +256,28 @@ def _reproduced(record: ResultRecord, expect: str) -> Optional[bool]:
     return record.failure_class not in OK_CLASSES
 
 
-def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
-    """One issue-verification card (a plain dict for the template) per known_issue id in the records."""
+def _issue_of(record: ResultRecord) -> Tuple[str, str]:
+    """(catalog entry id, role) of a record: its catalog field, else the options of older records."""
+    tag = record.catalog if isinstance(record.catalog, dict) else {}
+    if tag.get("id"):
+        return str(tag["id"]), str(tag.get("role") or "")
+    opts = _options(record)
+    return opts.get("known_issue", ""), opts.get("role", "")
+
+
+def known_issues(
+    cells: Sequence[Cell], cards: Optional[Mapping[str, Mapping[str, str]]] = None
+) -> List[Dict[str, Any]]:
+    """One issue-verification card (a plain dict for the template) per catalog entry in the records."""
     by_issue: Dict[str, List[Tuple[ResultRecord, Cell]]] = {}
     for cell in cells:
         for rec in cell.records:
-            issue = _options(rec).get("known_issue")
+            issue = _issue_of(rec)[0]
             if issue:
                 by_issue.setdefault(issue, []).append((rec, cell))
-    cards: List[Dict[str, Any]] = []
+    out_cards: List[Dict[str, Any]] = []
     for issue, pairs in sorted(by_issue.items()):
-        opts: Dict[str, str] = {}
+        opts: Dict[str, str] = {str(k): str(v) for k, v in ((cards or {}).get(issue) or {}).items() if v}
         for rec, _ in pairs:
             for k, v in _options(rec).items():
                 opts.setdefault(k, v)
@@ -286,7 +287,7 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
         dist, fixed = _fixed_in(opts.get("fixed_in", ""), server) if opts.get("fixed_in") else (server, "")
 
         def on_fixed(rec: ResultRecord, dist: str = dist, fixed: str = fixed) -> bool:
-            role = _options(rec).get("role", "")
+            role = _issue_of(rec)[1]
             if role:  # the catalog says which case this run is (affected | fixed | unaffected)
                 return role == "fixed"
             ver = _installed_version(rec, dist)
@@ -353,7 +354,7 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
                 for r, _ in pairs
             }
         )
-        cards.append(
+        out_cards.append(
             {
                 "id": issue,
                 "title": opts.get("title") or (shown.reason or issue),
@@ -374,7 +375,7 @@ def known_issues(cells: Sequence[Cell]) -> List[Dict[str, Any]]:
                 "executions": executions,
             }
         )
-    return cards
+    return out_cards
 
 
 # --- page ---------------------------------------------------------------------------------------
@@ -440,6 +441,7 @@ def render(
     generated_at: Optional[str] = None,
     record_lists: Optional[Iterable[Iterable[ResultRecord]]] = None,
     bench: Sequence[Tuple[str, Any]] = (),
+    cards: Optional[Mapping[str, Mapping[str, str]]] = None,
 ) -> str:
     """The whole report as one HTML string. Pure: the same records give the same page.
 
@@ -448,6 +450,7 @@ def render(
     * generated_at - shown in the header; default: the newest record's started_at (not the clock)
     * record_lists - alternatively, one list per source (machine / CI job); merged with `records`
     * bench - (source name, decoded bench/results/<name>.json) pairs for the performance section
+    * cards - {catalog entry id: its card text (harness.catalog.Entry.card())}
     """
     lists: List[List[ResultRecord]] = [list(records)]
     if record_lists is not None:
@@ -470,7 +473,7 @@ def render(
         platforms=[(p, PLATFORM_NAMES.get(p, p)) for p, _, _ in _header_groups(view)],
         signatures=_signature_groups(view),
         column_failing=_column_failing(view),
-        issues=known_issues(view.cells),
+        issues=known_issues(view.cells, cards),
         faults=fault_table(all_records),
         perf=performance([r for rl in lists for r in rl], bench),
         detail_groups=(
@@ -493,11 +496,12 @@ def write_report(
     title: str = "ASGI multi-worker socket sharing: results",
     generated_at: Optional[str] = None,
     bench: Sequence[Tuple[str, Any]] = (),
+    cards: Optional[Mapping[str, Mapping[str, str]]] = None,
 ) -> str:
     """Render and write the report to `path` (UTF-8); returns the absolute path."""
     if generated_at is None:
         generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    html = render(records, title=title, generated_at=generated_at, bench=bench)
+    html = render(records, title=title, generated_at=generated_at, bench=bench, cards=cards)
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:

@@ -73,7 +73,7 @@ def _params() -> List[Any]:
 @pytest.mark.parametrize("case", _params())
 def test_known_issue(case: Tuple[Entry, Scenario, Expectation], run_scenario: Any) -> None:
     entry, scenario, expectation = case
-    record = run_scenario(scenario)
+    record = run_scenario(scenario, catalog=entry.tag(expectation.role))
     problem = expectation.mismatch(record.failure_class, record.signature, record.exit_code)
     if problem:
         head = f"{entry.id} ({expectation.role}, {'+'.join(scenario.requirements)}): {problem}"

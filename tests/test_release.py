@@ -40,12 +40,12 @@ def test_pinned_replaces_the_distribution_and_keeps_extras() -> None:
 
 
 def test_release_scenarios_are_the_matrix_and_the_servers_catalog_at_that_version() -> None:
-    scenarios = release.release_scenarios("uvicorn", "0.54.0", workers=(1, 2, 4))
-    matrix = [s for s in scenarios if not dict(s.options).get("known_issue")]
+    pairs = release.release_scenarios("uvicorn", "0.54.0", workers=(1, 2, 4))
+    matrix = [s for s, tag in pairs if not tag]
     assert [(s.server, s.workers, s.requirements) for s in matrix] == [
         ("uvicorn", n, ("uvicorn==0.54.0",)) for n in (1, 2, 4)
     ]
-    issues = {dict(s.options)["known_issue"]: s for s in scenarios if dict(s.options).get("known_issue")}
+    issues = {tag["id"]: s for s, tag in pairs if tag}
     # every catalog entry that concerns uvicorn and runs here, each at the new version
     expected = {
         e.id
@@ -64,7 +64,8 @@ def test_release_scenarios_are_the_matrix_and_the_servers_catalog_at_that_versio
     for sc in issues.values():
         assert any(r.startswith("uvicorn==0.54.0") for r in sc.requirements), sc.requirements
         assert not any(r.startswith("uvicorn==") and r != "uvicorn==0.54.0" for r in sc.requirements)
-    assert not any(s.server == "hypercorn" for s in scenarios)
+    assert not any(s.server == "hypercorn" for s, _ in pairs)
+    assert all(tag["role"] in ("affected", "fixed", "unaffected") for _, tag in pairs if tag)
     # a gunicorn entry that pins uvicorn concerns a uvicorn release
     if "uvicorn-worker-35" in issues:
         assert issues["uvicorn-worker-35"].server == "gunicorn"
@@ -88,7 +89,9 @@ def _entry(**extra: Any) -> Any:
 def test_catalog_scenarios_respect_skip_platform_and_python_range() -> None:
     entry = _entry()
     sc = release.catalog_scenarios("uvicorn", "0.54.0", pythons=("3.11", "3.12"), entries=[entry])
-    assert [(s.python, s.requirements) for s in sc] == [("3.12", ("uvicorn==0.54.0",))]
+    assert [(s.python, s.requirements, tag) for s, tag in sc] == [
+        ("3.12", ("uvicorn==0.54.0",), {"id": "x-1", "role": "affected"})
+    ]
     assert release.catalog_scenarios("uvicorn", "0.54.0", entries=[_entry(skip="needs a fault")]) == []
     windows_only = _entry(platforms=["win32"])
     assert release.catalog_scenarios("uvicorn", "1", entries=[windows_only], sys_platform="linux") == []

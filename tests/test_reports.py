@@ -896,3 +896,22 @@ def test_one(run_scenario):
 if __name__ == "__main__":
     write_fixtures()
     sys.exit(0)
+
+
+def test_known_issue_card_from_the_record_catalog_field_and_the_entrys_card() -> None:
+    """A record of today's harness names its catalog case in `catalog` (no scenario options): the card's
+    text comes from the catalog entry's card, given to render by the face."""
+    failing = dataclasses.replace(
+        rec("uvicorn", "0.14.0", "3.11", "linux", "wrong-listener", "wrong-listener: tcp 127.0.0.1:8000"),
+        catalog={"id": "uvicorn-1009-uds", "role": "affected"},
+    )
+    fixed = dataclasses.replace(
+        rec("uvicorn", "0.15.0", "3.11", "linux"), catalog={"id": "uvicorn-1009-uds", "role": "fixed"}
+    )
+    cards = {"uvicorn-1009-uds": {"title": "binds TCP 8000 instead of the UDS", "fixed_in": "uvicorn 0.15.0"}}
+    html = render([failing, fixed], cards=cards)
+    start = html.index('id="issue-uvicorn-1009-uds"')
+    card = html[start : html.index("</article>", start)]
+    assert "binds TCP 8000 instead of the UDS" in card and "0.15.0" in card
+    assert re.search(r"Linux — Reproduced: <span class=\"yes\">yes</span>", card)
+    assert "known_issue" not in html  # nothing of the old option form leaks into row labels

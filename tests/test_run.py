@@ -13,7 +13,7 @@ import pytest
 
 from harness.campaign.matrix import run_matrix
 from harness.model.records import ResultRecord, Scenario, read_records
-from harness.run.runner import parse_bind, run_scenario, scaled_timeout
+from harness.run.runner import lost_run_record, parse_bind, run_scenario, scaled_timeout
 from harness.run.serverwatch import NO_WORKER_GRACE_S, RESPAWN_GIVE_UP_FACTOR
 
 #: servers.apps_broken cannot be imported (that is its point): its message, as the module states it
@@ -193,3 +193,25 @@ def test_respawn_loop_is_decided_before_the_deadline(tmp_path: Any) -> None:
     assert gave_up["why"].endswith("workers died before readiness")
     assert dead >= RESPAWN_GIVE_UP_FACTOR * 2
     assert gave_up["t"] < record.timings["readiness_deadline"]
+
+
+def test_early_ends_are_classified_with_a_signature(tmp_path: Any) -> None:
+    """unsupported / env-error / harness-error come out of the classifier like every other verdict: a
+    non-empty, machine-independent signature and a reason (the fuller text, this machine's included)."""
+    share = _run(tmp_path, strategy="share")
+    assert share.failure_class == "unsupported"
+    assert "Windows-only" in share.signature and share.signature in share.reason
+    missing = _run(tmp_path, python="3.99")
+    assert (missing.failure_class, missing.signature) == ("env-error", "no Python 3.99 found")
+    assert "have:" in missing.reason and "have:" not in missing.signature
+    bad = _run(tmp_path, workers=0)
+    assert (bad.failure_class, bad.signature) == ("harness-error", "workers must be >= 1, not 0")
+    tagged = run_scenario(Scenario(strategy="share"), catalog={"id": "x-1", "role": "fixed"})
+    assert tagged.catalog == {"id": "x-1", "role": "fixed"} and Scenario().options == ()
+
+
+def test_a_run_lost_without_a_record_is_a_classified_harness_error() -> None:
+    record = lost_run_record(Scenario(), "Traceback ...\nRuntimeError: the child died", 1.5)
+    assert record.failure_class == "harness-error"
+    assert record.signature == "RuntimeError: the child died"
+    assert "died without a record" in record.reason and record.duration_s >= 1.5

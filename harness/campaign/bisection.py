@@ -34,13 +34,15 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from harness.model.classes import INCONCLUSIVE
+
 GOOD = "good"
 BAD = "bad"
 SKIP = "skip"
 OUTCOMES = (GOOD, BAD, SKIP)
 
 #: verdicts that say nothing about the server's behaviour: the version is skipped, not judged
-SKIP_CLASSES = ("env-error", "unsupported", "harness-error")
+SKIP_CLASSES = INCONCLUSIVE
 
 
 class BisectError(ValueError):

@@ -43,6 +43,7 @@ def run_catalog(
                 work_dir=work_dir or None,
                 capsule_dir=capsule_dir or None,
                 base_timeout=base_timeout if base_timeout is not None else BASE_TIMEOUT_S,
+                catalog=entry.tag(expectation.role),
             )
             done.append((entry, expectation, record))
             if progress is not None:

@@ -15,7 +15,6 @@ Resumable: with resume=True, scenario ids already present in `results` are skipp
 """
 
 import concurrent.futures
-import dataclasses
 import json
 import os
 import subprocess
@@ -23,11 +22,11 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from harness.campaign.config import ProbeFn, expand
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, read_records
-from harness.run.runner import BASE_TIMEOUT_S, run_scenario, scaled_timeout
+from harness.run.runner import BASE_TIMEOUT_S, lost_run_record, run_scenario, scaled_timeout
 from harness.verdict.degraded import mark_degraded
 
 Progress = Callable[[int, int, ResultRecord], None]
@@ -72,7 +71,14 @@ def _child_argv(spec_path: str) -> List[str]:
 
 
 def _run_one_in_child(
-    scenario: Scenario, *, tmp: str, index: int, work_dir: str, capsule_dir: str, base_timeout: float
+    scenario: Scenario,
+    *,
+    tmp: str,
+    index: int,
+    work_dir: str,
+    capsule_dir: str,
+    base_timeout: float,
+    catalog: Optional[Dict[str, str]] = None,
 ) -> ResultRecord:
     spec_path = os.path.join(tmp, f"{index}.spec.json")
     out_path = os.path.join(tmp, f"{index}.record.json")
@@ -82,6 +88,7 @@ def _run_one_in_child(
         "work_dir": work_dir,
         "capsule_dir": capsule_dir,
         "base_timeout": base_timeout,
+        "catalog": dict(catalog or {}),
     }
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
@@ -108,15 +115,8 @@ def _run_one_in_child(
     if os.path.exists(out_path):
         with open(out_path, encoding="utf-8") as fh:
             return ResultRecord.from_dict(json.load(fh))
-    line = err.strip().splitlines()[-1] if err.strip() else f"harness child exited {code}"
-    return ResultRecord(
-        scenario=scenario.to_dict(),
-        failure_class="harness-error",
-        signature=line[:200],
-        reason=f"the harness subprocess for this scenario died without a record (exit {code})",
-        stderr_tail=err,
-        duration_s=round(time.monotonic() - t0, 3),
-    )
+    text = err if err.strip() else f"harness child exited {code}"
+    return lost_run_record(scenario, text, time.monotonic() - t0)
 
 
 def run_matrix(
@@ -129,10 +129,12 @@ def run_matrix(
     capsule_dir: str = "",
     base_timeout: float = BASE_TIMEOUT_S,
     progress: Optional[Progress] = None,
+    catalog: Optional[Mapping[str, Dict[str, str]]] = None,
 ) -> List[ResultRecord]:
     """Run every scenario (jobs at a time), append each record to `results`, return them in finish order.
 
-    With resume=True, scenarios whose id already has a record in `results` are skipped (not returned)."""
+    With resume=True, scenarios whose id already has a record in `results` are skipped (not returned).
+    `catalog` maps a scenario id to the known-issue case it is ({"id", "role"}: ResultRecord.catalog)."""
     todo = list(scenarios)
     if resume:
         skip = done_ids(results)
@@ -151,6 +153,7 @@ def run_matrix(
             work_dir=work_dir,
             capsule_dir=capsule_dir,
             base_timeout=base_timeout,
+            catalog=(catalog or {}).get(scenario.scenario_id),
         )
         with lock:
             append_record(results, record)
@@ -210,16 +213,13 @@ def _child_main(spec_path: str) -> int:
         work_dir=spec.get("work_dir") or None,
         capsule_dir=spec.get("capsule_dir") or None,
         base_timeout=float(spec.get("base_timeout", BASE_TIMEOUT_S)),
+        catalog=spec.get("catalog") or None,
     )
     tmp_out = spec["out"] + ".tmp"
     with open(tmp_out, "w", encoding="utf-8") as fh:
         fh.write(record.to_json())
     os.replace(tmp_out, spec["out"])
     return 0
-
-
-def records_as_dicts(records: Sequence[ResultRecord]) -> List[Dict[str, Any]]:
-    return [dataclasses.asdict(r) for r in records]
 
 
 __all__ = ["default_matrix", "done_ids", "run_matrix", "summary"]

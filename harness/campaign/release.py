@@ -126,14 +126,14 @@ def catalog_scenarios(
     pythons: Sequence[str] = ("",),
     entries: Optional[Sequence[catalog.Entry]] = None,
     sys_platform: str = sys.platform,
-) -> List[Scenario]:
+) -> List[Tuple[Scenario, Dict[str, str]]]:
     """Every catalog entry that concerns `server`, at `version`: the entry's newest requirement set (its
-    fixed case, else its last case) with the distribution re-pinned. The scenario carries the entry's id
-    (option known_issue) so the page links the cell to the issue. `pythons` == ("",): each entry's own
+    fixed case, else its last case) with the distribution re-pinned, each with its catalog tag
+    (ResultRecord.catalog) so the page links the cell to the issue. `pythons` == ("",): each entry's own
     python pin; else those interpreters (entries whose python range excludes one are left out there)."""
     adapter = get_adapter(server)
     dist = adapter.distribution
-    out: List[Scenario] = []
+    out: List[Tuple[Scenario, Dict[str, str]]] = []
     seen = set()
     for entry in catalog.entries() if entries is None else entries:
         if entry.skip or entry.platform_skip(sys_platform) or not concerns(entry, server, dist):
@@ -153,7 +153,7 @@ def catalog_scenarios(
             if sc.scenario_id in seen:  # several entries, one scenario (e.g. the failing-lifespan ones)
                 continue
             seen.add(sc.scenario_id)
-            out.append(dataclasses.replace(sc, options=(*sc.options, ("known_issue", entry.id))))
+            out.append((sc, entry.tag(case.expectation.role)))
     return out
 
 
@@ -166,17 +166,20 @@ def release_scenarios(
     binds: Sequence[str] = ("tcp",),
     with_catalog: bool = True,
     entries: Optional[Sequence[catalog.Entry]] = None,
-) -> List[Scenario]:
-    """The default matrix and (with_catalog) the catalog of `server`, at `version`; duplicates dropped."""
-    scenarios = matrix_scenarios(server, version, pythons=pythons, workers=workers, binds=binds)
+) -> List[Tuple[Scenario, Dict[str, str]]]:
+    """The default matrix ({} tags) and (with_catalog) the catalog of `server` (its entries' tags), at
+    `version`; duplicates dropped."""
+    pairs: List[Tuple[Scenario, Dict[str, str]]] = [
+        (sc, {}) for sc in matrix_scenarios(server, version, pythons=pythons, workers=workers, binds=binds)
+    ]
     if with_catalog:
-        scenarios += catalog_scenarios(server, version, pythons=pythons, entries=entries)
+        pairs += catalog_scenarios(server, version, pythons=pythons, entries=entries)
     seen = set()
     out = []
-    for sc in scenarios:
+    for sc, tag in pairs:
         if sc.scenario_id not in seen:
             seen.add(sc.scenario_id)
-            out.append(sc)
+            out.append((sc, tag))
     return out
 
 
@@ -239,11 +242,13 @@ def run_release(
         raise UsageError(f"--previous {previous} is the version itself")
     sides: Dict[str, List[ResultRecord]] = {}
     for ver in (previous, version):
-        scenarios = release_scenarios(
+        pairs = release_scenarios(
             server, ver, pythons=pythons, workers=workers, binds=binds, with_catalog=with_catalog
         )
+        scenarios = [sc for sc, _ in pairs]
+        tags = {sc.scenario_id: tag for sc, tag in pairs if tag}
         results = os.path.join(results_dir, f"{server}-{ver}.jsonl")
-        n_issues = sum(1 for s in scenarios if dict(s.options).get("known_issue"))
+        n_issues = len(tags)
         notify(f"{server} {ver}: {len(scenarios)} scenario(s) ({n_issues} from the catalog) -> {results}")
         sides[ver] = run_matrix(
             scenarios,
@@ -253,6 +258,7 @@ def run_release(
             capsule_dir=capsule_dir or os.path.join(results_dir, "capsules"),
             base_timeout=base_timeout,
             progress=progress(len(scenarios)) if progress else None,
+            catalog=tags,
         )
         notify(summary(mark_degraded(sides[ver])))  # as the page judges them
     return ReleaseRun(server, dist, version, previous, sides)

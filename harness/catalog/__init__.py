@@ -123,6 +123,21 @@ class Entry:
     notes: str = ""
     path: str = ""
 
+    def tag(self, role: str) -> Dict[str, str]:
+        """What a record of one of this entry's cases carries (ResultRecord.catalog)."""
+        return {"id": self.id, "role": role}
+
+    def card(self) -> Dict[str, str]:
+        """What the report's known-issue card shows of the entry: title, link, fixed_in, expect."""
+        fixed = [c for c in self.cases if c.expectation.role == "fixed"]
+        affected = [c for c in self.cases if c.expectation.role == "affected"]
+        out = {"title": self.title, "url": self.links[0] if self.links else ""}
+        if fixed and fixed[0].requirements:
+            out["fixed_in"] = fixed[0].requirements[-1].replace("==", " ")
+        if affected:
+            out["expect"] = affected[0].expectation.failure_class
+        return out
+
     def scenarios(self) -> List[Tuple[Scenario, Expectation]]:
         """Each case as a runnable Scenario with its Expectation."""
         result = []
@@ -386,6 +401,15 @@ def select(all_entries: Sequence[Entry], patterns: Sequence[str]) -> List[Entry]
 
 
 
+def cards(directory: Optional[str] = None) -> Dict[str, Dict[str, str]]:
+    """{entry id: Entry.card()} of the catalog, for the report's known-issue cards ({} when it cannot be
+    read: a report never fails for the catalog)."""
+    try:
+        return {entry.id: entry.card() for entry in entries(directory)}
+    except (CatalogError, OSError):
+        return {}
+
+
 __all__ = [
     "DEFAULT_DIRECTORY",
     "PLATFORMS",
@@ -393,6 +417,7 @@ __all__ = [
     "CatalogError",
     "Entry",
     "Expectation",
+    "cards",
     "case_skip",
     "entries",
     "last_verdicts",

@@ -24,6 +24,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from harness import catalog
 from harness.adapters import get_adapter
 from harness.adapters.reference import ProbeFailed, combinations, probe
 from harness.campaign.config import load_matrix_file
@@ -401,7 +402,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
     if args.report:
         all_records = list(read_records([args.results])) if os.path.exists(args.results) else records
-        path = str(write_report(all_records, args.report, bench=bench))
+        path = str(write_report(all_records, args.report, bench=bench, cards=catalog.cards()))
         print(f"report: {path}")
     return EXIT_HARNESS if any(r.failure_class == "harness-error" for r in records) else EXIT_OK
 
@@ -423,7 +424,7 @@ def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
 def cmd_report(args: argparse.Namespace) -> int:
     _check_writable(args.output, "--output")
     records = list(read_records(_jsonl_inputs(args.inputs)))
-    path = str(write_report(records, args.output, bench=_bench_files(args.bench)))
+    path = str(write_report(records, args.output, bench=_bench_files(args.bench), cards=catalog.cards()))
     print(f"{len(records)} record(s) -> {path}")
     return EXIT_OK
 

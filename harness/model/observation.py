@@ -9,6 +9,8 @@ Keeping this plain keeps the classifier a pure, table-tested function.
 * unsupported - non-empty: the scenario cannot run here, and why (adapter or strategy said so)
 * env_error - non-empty: the environment could not be built; the installer's decisive line
 * harness_error - non-empty: the harness failed (exception text)
+* detail - with one of the three above: the reason's fuller text (the interpreters this machine has, the
+  installer's line); the signature never reads it, so it may name what only this machine has
 * expected_workers - N asked for
 * ready - N distinct worker pids answered within the readiness deadline
 * answered_pids - every distinct pid that answered (readiness + load)
@@ -40,6 +42,7 @@ class Observation:
     unsupported: str = ""
     env_error: str = ""
     harness_error: str = ""
+    detail: str = ""
     expected_workers: int = 1
     ready: bool = False
     answered_pids: Tuple[int, ...] = ()

@@ -3,7 +3,7 @@
 Nothing in here holds a socket, a Popen or a psutil handle. `to_dict()` gives JSON-able dicts,
 `from_dict()` reads them back (unknown keys are ignored so that old readers survive new fields).
 
-Failure classes (stable lowercase strings: JSON keys and CSS classes) are listed in FAILURE_CLASSES.
+Failure classes come from harness.model.classes (re-exported here as FAILURE_CLASSES).
 """
 
 import dataclasses
@@ -12,25 +12,9 @@ import json
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from harness.model.classes import FAILURE_CLASSES
+
 SCHEMA_VERSION = 1
-
-#: every failure class a record can carry, most benign first.
-FAILURE_CLASSES: Tuple[str, ...] = (
-    "passed",  # started, every worker served, load clean, stopped clean, nothing leaked
-    "degraded",  # passed, but keep-alive p50 >= 10x its single-worker twin (set by the report/bench)
-    "partial-workers",  # serving, but fewer distinct worker pids answered than asked for
-    "request-errors",  # all workers answered, but load saw errors/non-2xx
-    "wrong-listener",  # listening somewhere other than asked (other address/port/family, TCP instead of UDS)
-    "respawn-loop",  # workers keep dying and being replaced
-    "not-serving",  # the server is alive (and maybe bound) but no request gets an answer
-    "startup-failure",  # exited (or workers died) before it was ready
-    "shutdown-hang",  # did not stop on the stop signal within the deadline; escalated to SIGKILL
-    "leak",  # a process, listening socket or UDS file of the run survived the stop
-    "unsupported",  # the scenario cannot be expressed here (strategy/OS/version); with the reason
-    "env-error",  # the environment could not be built (interpreter missing, install failed)
-    "harness-error",  # the harness itself failed; a bug here, not in the server
-)
-
 
 def _frozen_tuple(value: Any) -> Tuple[str, ...]:
     if value is None:
@@ -150,6 +134,9 @@ class ResultRecord:
     * command - argv of the server; cwd; env - the environment variables the harness set
     * stderr_tail / stdout_tail - the end of the server's output (untrusted text)
     * capsule - path of the reproduction folder, or ""
+    * catalog - {"id", "role"} when the run is a case of a known-issue catalog entry (harness.catalog): the
+      entry's id and its case (affected | fixed | unaffected); {} otherwise. The entry's title, links and
+      fixed-in version are read from the catalog by id, never carried in the record
     """
 
     scenario: Dict[str, Any]
@@ -174,6 +161,7 @@ class ResultRecord:
     stderr_tail: str = ""
     stdout_tail: str = ""
     capsule: str = ""
+    catalog: Dict[str, str] = dataclasses.field(default_factory=dict)
     started_at: str = ""
     duration_s: float = 0.0
     run_id: str = ""

@@ -23,8 +23,8 @@ decisive, a stable synthetic one per class (`not-serving: ECONNREFUSED`, `partia
 import dataclasses
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
+from harness.model.classes import FAILURE_CLASSES
 from harness.model.observation import Observation
-from harness.model.records import FAILURE_CLASSES
 from harness.verdict.signature import decisive_line, normalize, signature_for
 from servers import exitcodes
 
@@ -43,7 +43,7 @@ class Rule(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """* failure_class - one of records.FAILURE_CLASSES
+    """* failure_class - one of harness.model.classes.FAILURE_CLASSES
     * signature - normalized decisive line or a synthetic one ("" only when passed)
     * reason - one human sentence
     * rule - the name of the RULES row that decided"""
@@ -380,7 +380,9 @@ def _reason(rule: Rule, obs: Observation) -> str:
     got = _distinct_answered(obs)
     cls = rule.failure_class
     named = bool(obs.events)
-    if cls == "unsupported":
+    if cls in ("unsupported", "env-error", "harness-error") and obs.detail:
+        text = obs.detail
+    elif cls == "unsupported":
         text = f"Unsupported here: {_first_line(obs.unsupported)}"
     elif cls == "env-error":
         text = (
