@@ -27,7 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 
-#: the one base timeout of these tests (STYLE #4); scale it on slow machines with HARNESS_TIMEOUT_SCALE.
+#: the one base timeout of these tests; scale it on slow machines with HARNESS_TIMEOUT_SCALE.
 TIMEOUT = 10.0 * float(os.environ.get("HARNESS_TIMEOUT_SCALE", "1"))
 
 

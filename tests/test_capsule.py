@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Tuple
 import psutil
 import pytest
 
+from harness import capsule
 from harness.capsule import ROOT_TOKEN, target_of, write_capsule
 from harness.model.records import ResultRecord, Scenario
 
@@ -169,8 +170,10 @@ def test_capsule_files(tmp_path: Path) -> None:
     command = open(os.path.join(folder, "command.txt")).read().splitlines()
     assert "--host 127.0.0.1 --port 0 --events" in command[0]
     # the project root inside env values becomes the capsule folder
-    repro = open(os.path.join(folder, "repro.py")).read()
+    repro = open(os.path.join(folder, "capsule.json")).read()
     assert ROOT_TOKEN in repro and PROJECT_ROOT not in repro
+    shipped = os.path.join(os.path.dirname(capsule.__file__), "repro.py")
+    assert open(os.path.join(folder, "repro.py")).read() == open(shipped).read()  # the real file, as it is
     # the run's private dir becomes {run}: nothing of the original run dir is reused
     assert str(tmp_path / "run-1") not in repro and "{run}/events/events.jsonl" in repro
     run_sh = open(os.path.join(folder, "run.sh")).read()

@@ -1,4 +1,4 @@
-"""The one harness module with `sys.platform` branches (STYLE #12): process groups, stop signals, kills.
+"""The one harness module with `sys.platform` branches: process groups, stop signals, kills.
 
 Everything else in the harness calls these functions and stays platform-neutral.
 

@@ -9,7 +9,7 @@
     (pool without keep-alive + `Connection: close`), so what is measured is the kernel's accept
     distribution over the workers
   - keep-alive phase: `keepalive_requests` GETs over a pool of `keepalive_connections` persistent
-    connections (FACTS: a pool tends to land on one worker; the figure shows it)
+    connections (a pool tends to land on one worker; the figure shows it)
   - bounds: each phase has its own deadline of `timeout_s` (so the call returns within about
     2 * timeout_s): no request is issued after it and those still in flight are cancelled then; httpx's
     connect/read/write/pool timeouts are min(request_timeout_s, timeout_s)

@@ -21,7 +21,7 @@
   ReadTimeout, RemoteProtocolError (closed before/with a malformed response), NoWorkerPid (a response
   without x-worker-pid), NoTarget (target_fn had nothing yet), other OSError subclass names.
 
-How it probes (FACTS: one shared accept queue favours some workers): raw non-blocking sockets in one
+How it probes (one shared accept queue favours some workers, measured): raw non-blocking sockets in one
 selector loop, each probe a FRESH connection sending `Connection: close`; as soon as a probe finishes the
 next one starts (no sleeps); the number in flight is sized to the workers still missing (2 per missing
 worker, but never fewer than N or 4, at most 32), so the last, slow-to-accept worker keeps being offered

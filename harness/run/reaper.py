@@ -8,8 +8,9 @@ away is killed, by three layers (each covers what the one before cannot):
    KeyboardInterrupt unwinds through the `with ServerProcess(...)` blocks first, which stop gracefully).
 2. SIGTERM handler - SIGTERM's default would end the process without atexit. Turning it into an
    exception is not enough (pytest reports a SystemExit inside a test as a failure and carries on), so
-   here the handler does the work itself (the exception to STYLE #5): SIGKILL the registered sessions,
-   then chain to the previous handler, or restore the default and re-deliver SIGTERM to ourselves.
+   here the handler does the work itself (the exception to "signal handlers only enqueue"): SIGKILL the
+   registered sessions, then chain to the previous handler, or restore the default and re-deliver SIGTERM to
+   ourselves.
 3. a guardian process - covers SIGKILL of the harness and `os._exit` (pytest-timeout's thread method):
    a tiny `python -m harness.run.reaper --guardian` in its own session reads "+pid"/"-pid" lines from a pipe
    whose write end only we hold; at EOF (our death, however it happened) it SIGKILLs what is left.
