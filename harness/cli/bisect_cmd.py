@@ -9,6 +9,7 @@ import sys
 import time
 from typing import IO, Any, Dict, List, Optional, Tuple
 
+from harness.adapters import get_adapter
 from harness.campaign.bisection import (
     GOOD,
     SKIP,
@@ -21,27 +22,17 @@ from harness.campaign.bisection import (
     recorded_env_errors,
     search,
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from harness.cli._args import non_negative_int, positive_int, scenario_from_args
+from harness.env import pythons
+from harness.env import venvs as envs
+from harness.model.classes import FAILURE_CLASSES
+from harness.model.errors import UsageError
+from harness.model.records import ResultRecord, Scenario
+from harness.run.runner import BASE_TIMEOUT_S, run_scenario, validate
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     """Register `harness bisect`."""
-    from harness.model.records import FAILURE_CLASSES, Scenario  # noqa: PLC0415
-    from harness.run.runner import BASE_TIMEOUT_S  # noqa: PLC0415
-
     d = Scenario()
     p = subparsers.add_parser(
         "bisect", help="binary search over released versions for where one failure starts/stops"
@@ -60,15 +51,15 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     )
     p.add_argument("--bad-signature", default="", metavar="REGEX", help="bad = class and signature match")
     p.add_argument("--python", default="", help='interpreter for the server: "3.10", a path')
-    p.add_argument("--workers", type=_positive_int, default=d.workers)
+    p.add_argument("--workers", type=positive_int, default=d.workers)
     p.add_argument("--bind", default=d.bind, help="tcp | uds | fd:N")
     p.add_argument("--app", default=d.app, metavar="MOD:ATTR")
     p.add_argument("--start-method", default="")
     p.add_argument("--stdin", default=d.stdin, choices=("inherit", "devnull", "closed"))
     p.add_argument("--stop", default=d.stop, choices=("group", "master"))
-    p.add_argument("--requests", type=_non_negative_int, default=d.requests)
-    p.add_argument("--concurrency", type=_positive_int, default=d.concurrency)
-    p.add_argument("--keepalive-requests", type=_non_negative_int, default=d.keepalive_requests)
+    p.add_argument("--requests", type=non_negative_int, default=d.requests)
+    p.add_argument("--concurrency", type=positive_int, default=d.concurrency)
+    p.add_argument("--keepalive-requests", type=non_negative_int, default=d.keepalive_requests)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
     p.add_argument("--results", default=os.path.join("results", "bisect.jsonl"), metavar="FILE.jsonl")
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
@@ -85,13 +76,6 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
 def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     """`harness bisect`: 0 - an answer (exact or a range); 1 - no answer (an end is not what it was said
     to be, or nothing could be tested)."""
-    from harness.adapters import get_adapter  # noqa: PLC0415
-    from harness.env import pythons  # noqa: PLC0415
-    from harness.env import venvs as envs  # noqa: PLC0415
-    from harness.model.errors import UsageError  # noqa: PLC0415
-    from harness.model.records import ResultRecord, Scenario  # noqa: PLC0415
-    from harness.run.runner import run_scenario, validate  # noqa: PLC0415
-
     stream = out or sys.stdout
 
     def say(text: str) -> None:
@@ -109,30 +93,11 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
             raise UsageError(f"--bad-signature is not a valid regex: {exc}") from None
         if not args.bad_class:
             raise UsageError("--bad-signature needs --bad-class")
-    options = []
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
-        options.append((key, value if sep else ""))
     try:
         interp = pythons.resolve(args.python)
     except pythons.InterpreterNotFound as exc:
         raise UsageError(str(exc)) from None
-    base = Scenario(
-        server=args.server,
-        python=args.python,
-        workers=args.workers,
-        start_method=args.start_method,
-        app=args.app,
-        bind=args.bind,
-        stdin=args.stdin,
-        stop=args.stop,
-        requests=args.requests,
-        concurrency=args.concurrency,
-        keepalive_requests=args.keepalive_requests,
-        options=tuple(options),
-    )
+    base = scenario_from_args(args)
     try:
         validate(base)
     except ValueError as exc:

@@ -31,6 +31,7 @@ from harness.campaign.config import load_matrix_file
 from harness.campaign.matrix import default_matrix, done_ids, run_matrix, summary
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
+from harness.cli._args import non_negative_int, positive_int, scenario_from_args
 from harness.cli.release_cmd import release
 from harness.env import pythons
 from harness.env import venvs as envs
@@ -55,26 +56,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     d = Scenario()
     p.add_argument(
@@ -88,16 +69,16 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
         help="requirement for the server's env, repeatable (default: the server's latest)",
     )
     p.add_argument("--python", default="", help='interpreter for the server: "3.10", a path ("" = this one)')
-    p.add_argument("--workers", type=_positive_int, default=d.workers)
+    p.add_argument("--workers", type=positive_int, default=d.workers)
     p.add_argument("--strategy", default="", help="reference server socket strategy (see `harness probe`)")
     p.add_argument("--start-method", default="", help="fork | spawn | forkserver")
     p.add_argument("--app", default=d.app, metavar="MOD:ATTR")
     p.add_argument("--bind", default=d.bind, help="tcp | uds | fd:N")
     p.add_argument("--stdin", default=d.stdin, choices=("inherit", "devnull", "closed"))
     p.add_argument("--stop", default=d.stop, choices=("group", "master"))
-    p.add_argument("--requests", type=_non_negative_int, default=d.requests)
-    p.add_argument("--concurrency", type=_positive_int, default=d.concurrency)
-    p.add_argument("--keepalive-requests", type=_non_negative_int, default=d.keepalive_requests)
+    p.add_argument("--requests", type=non_negative_int, default=d.requests)
+    p.add_argument("--concurrency", type=positive_int, default=d.concurrency)
+    p.add_argument("--keepalive-requests", type=non_negative_int, default=d.keepalive_requests)
     p.add_argument(
         "--fault", default="", choices=("", *FAULTS), help="inject a fault (see harness.run.faults)"
     )
@@ -144,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results", default=os.path.join("results", "matrix.jsonl"), metavar="FILE.jsonl")
     p.add_argument("--report", default="", metavar="FILE.html", help="write the HTML report here")
-    p.add_argument("-n", "--jobs", type=_positive_int, default=1, help="scenarios run in parallel")
+    p.add_argument("-n", "--jobs", type=positive_int, default=1, help="scenarios run in parallel")
     p.add_argument("--python", default="", metavar="LIST", help='comma-separated interpreters ("3.8,3.12")')
     p.add_argument("--server", action="append", default=[], help="restrict the default matrix (repeatable)")
     p.add_argument(
@@ -173,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-catalog", action="store_true", help="leave out the known-issue catalog entries")
     p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
     p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
-    p.add_argument("-n", "--jobs", type=_positive_int, default=1)
+    p.add_argument("-n", "--jobs", type=positive_int, default=1)
     _common_run_args(p)
 
     catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
@@ -208,16 +189,6 @@ def _check_writable(path: str, what: str) -> None:
                 pass
     except OSError as exc:
         raise UsageError(f"{what} {path!r} is not writable: {exc.strerror or exc}") from None
-
-
-def _parse_options(items: Sequence[str]) -> List[List[str]]:
-    out = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
-        out.append([key, value if sep else ""])
-    return out
 
 
 def _validate_scenario(sc: Scenario) -> None:
@@ -257,23 +228,7 @@ def _python_path(spec: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    sc = Scenario(
-        server=args.server,
-        requirements=tuple(args.requirement),
-        python=args.python,
-        workers=args.workers,
-        strategy=args.strategy,
-        start_method=args.start_method,
-        app=args.app,
-        bind=args.bind,
-        stdin=args.stdin,
-        stop=args.stop,
-        requests=args.requests,
-        concurrency=args.concurrency,
-        keepalive_requests=args.keepalive_requests,
-        fault=args.fault,
-        options=tuple(tuple(kv) for kv in _parse_options(args.option)),  # type: ignore[misc]
-    )
+    sc = scenario_from_args(args, args.requirement)
     _validate_scenario(sc)
     _check_writable(args.results, "--results")
     record = run_scenario(

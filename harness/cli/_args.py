@@ -1,0 +1,56 @@
+"""What the commands' flags share: integer types that say what is wrong, `--option KEY=VALUE`, and the
+Scenario built from the flags a command has."""
+
+import argparse
+import dataclasses
+from typing import Sequence, Tuple
+
+from harness.model.errors import UsageError
+from harness.model.records import Scenario
+
+#: Scenario fields a command's flags may set under the same name (requirements and options are not: each
+#: command says what its --requirement means, and --option is parsed)
+_SCENARIO_FLAGS = tuple(
+    f.name for f in dataclasses.fields(Scenario) if f.name not in ("requirements", "options")
+)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def parse_options(items: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+    """`--option KEY=VALUE` (repeatable; `KEY` alone means an empty value); UsageError without a key."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
+        out.append((key, value if sep else ""))
+    return tuple(out)
+
+
+def scenario_from_args(args: argparse.Namespace, requirements: Sequence[str] = ()) -> Scenario:
+    """The Scenario of the flags this command has (the others keep Scenario's defaults)."""
+    fields = {name: getattr(args, name) for name in _SCENARIO_FLAGS if hasattr(args, name)}
+    return Scenario(requirements=tuple(requirements), options=parse_options(args.option), **fields)
+
+
+__all__ = ["non_negative_int", "parse_options", "positive_int", "scenario_from_args"]
