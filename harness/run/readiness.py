@@ -21,43 +21,26 @@
   ReadTimeout, RemoteProtocolError (closed before/with a malformed response), NoWorkerPid (a response
   without x-worker-pid), NoTarget (target_fn had nothing yet), other OSError subclass names.
 
-How it probes (one shared accept queue favours some workers, measured): raw non-blocking sockets in one
-selector loop, each probe a FRESH connection sending `Connection: close`; as soon as a probe finishes the
-next one starts (no sleeps); the number in flight is sized to the workers still missing (2 per missing
-worker, but never fewer than N or 4, at most 32), so the last, slow-to-accept worker keeps being offered
-connections while busy workers hold theirs (measured with the reference server, 8 workers: the last worker
-answered 19-82 ms after the server's own "ready" event with >= N in flight, 6-217 ms with 2 per missing).
-Until the FIRST answer only one probe is in flight (one more per _FIRST_HEDGE_S it has waited, so a probe held
-by a process that never answers does not stall the wait for _PROBE_TIMEOUT): the first worker to accept takes
-every queued connection in one go (asyncio accepts up to its backlog per wake-up) and answers them all before
-its first answer leaves, while its N-1 siblings still import on the same cores. Measured with
-bench/bench_readiness.py (first answer after the first worker's lifespan-startup stamp, N=8, 5 rounds under
-the bench lock, 2 cores, load ~2.5; median (min-max), 2N probes queued -> one): uvicorn 22 (5-27) -> 9 (5-26)
-ms, hypercorn 19 (10-51) -> 10 (7-42) ms, gunicorn 2.9 -> 1.1 ms; granian (Rust accept loop) 21 -> 24 ms,
-within its noise. At N=4 (4 queued -> one) no difference shows beyond the noise (uvicorn 12 -> 14, hypercorn
-17 -> 12, granian 11 -> 16, gunicorn 2.4 -> 4.2 ms); the harness thread's CPU in wait_ready went down at both
-N (N=4: uvicorn 320 -> 198 ms, hypercorn 382 -> 263 ms). Of what remains, listen() follows the stamp by ~1 ms
-(uvicorn, hypercorn and granian bind in the master but listen only in the first worker); target_fn has to
-notice the listener (psutil-backed discovery costs ~3.5 ms CPU per call and is asked every ~3x that: found
-4-12 ms after the stamp); the rest is the server's own time to serve. Pacing the probes once workers answer
-(at most one new probe per ms) made the LAST worker later, not sooner (gunicorn -w 8, load 6-13: 197 -> 578 ms
-median of 3): likely because the new worker has to win accept wake-ups against idle siblings, so it needs many
-offered connections, not fewer. The last worker's first answer came 10-24 ms after its startup stamp
-(bench/results/readiness.json, N=8, medians per upstream server), the app saw its first request 5-21 ms after
-it: that part is the accept queue's, not the probing's.
-The only waits without an event are the retry interval after a refused connect
-or an unknown target (1 ms doubling to 5 ms) - a server that is not listening yet has nothing to select on.
-target_fn and worker_pids may be psutil-backed (ms per call): each is re-asked no sooner than 2-3 times
-its own last CPU cost (thread time, capped at _ASK_MAX_GAP), so the harness never takes more than about a
-third of a core from a starting server. CPU time, not wall time: on a loaded machine a call can take
-100+ ms of wall time while costing 0.1 ms (the harness was descheduled, measured at load ~9 on 2 cores), and
-a wall-time back-off turned one such stall into 3x the stall before asking again (the suspected cause of a
-reference server `ready` at 0.69 s recorded not-serving with only NoTarget errors). At the deadline, a run
-whose N pids have answered is always checked once more: the rate limit never decides a verdict.
-A probe is never cut mid-answer: once its head is read the rest is read to EOF, and when the wait ends
-the probes already sent are drained for up to _DRAIN_S (never past the deadline). Cutting them made the
-server's body write fail (EPIPE), and that traceback in its stderr became a record's signature
-(tests/test_faults.py's shutdown-hang case came out `BrokenPipeError: [EPIPE] Broken pipe` 2 runs in 3).
+How it probes: raw non-blocking sockets in one selector loop, each probe a FRESH connection sending
+`Connection: close` (one shared accept queue favours some workers: only fresh connections reach the others);
+as soon as a probe finishes the next one starts (no sleeps). The number in flight is sized to the workers
+still missing (2 per missing worker, never fewer than N or 4, at most 32), so the last, slow-to-accept
+worker keeps being offered connections while busy workers hold theirs. Until the FIRST answer only one probe
+is in flight, one more per _FIRST_HEDGE_S it has waited: the first worker to accept takes every queued
+connection in one go and answers them all before its first answer leaves, while its siblings still import.
+The figures behind these choices are in bench/README.md ("Readiness detection latency").
+
+The only waits without an event are the retry interval after a refused connect or an unknown target (1 ms
+doubling to 5 ms): a server that is not listening yet has nothing to select on. target_fn and worker_pids
+may be psutil-backed (ms per call): each is re-asked no sooner than 2-3 times its own last CPU cost (thread
+time, capped at _ASK_MAX_GAP), so the harness takes at most about a third of a core from a starting server.
+CPU time, not wall time: on a loaded machine a call can take 100+ ms of wall time while costing 0.1 ms (the
+harness was descheduled), and a wall-time back-off would turn one such stall into several. At the deadline,
+a run whose N pids have answered is always checked once more: the rate limit never decides a verdict.
+
+A probe is never cut mid-answer: once its head is read the rest is read to EOF, and when the wait ends the
+probes already sent are drained for up to _DRAIN_S (never past the deadline). Cutting them made the server's
+body write fail (EPIPE), and that traceback in its stderr became a record's signature.
 """
 
 from __future__ import annotations
@@ -210,6 +193,229 @@ def _parse_head(head: bytes) -> tuple[int, Optional[int]]:
     return status, pid
 
 
+class _Wait:
+    """The state of one wait_ready call; each step of its loop is one method (see the module docstring)."""
+
+    def __init__(
+        self,
+        target_fn: Callable[[], Optional[Target]],
+        expected_workers: int,
+        deadline: float,
+        worker_pids: Callable[[], Set[int]],
+        path: str,
+    ) -> None:
+        self.target_fn = target_fn
+        self.expected = expected_workers
+        self.deadline = deadline
+        self.worker_pids = worker_pids
+        self.path = path
+        self.sel = selectors.DefaultSelector()
+        self.inflight: Dict[socket.socket, _Probe] = {}
+        self.seen: Dict[int, float] = {}
+        self.errors: Dict[str, int] = {}
+        self.status: Dict[int, int] = {}
+        self.first_response: Optional[float] = None
+        self.probes = self.responses = 0
+        self.target: Optional[Target] = None
+        self.confirmed = False  # an answer came from the target: it is kept, no longer re-asked
+        self.retry_at = self.target_at = self.next_workers_check = 0.0
+        self.retry = _RETRY_MIN
+        self.request = b""
+
+    def err(self, name: str) -> None:
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def close(self, probe: _Probe) -> None:
+        try:
+            self.sel.unregister(probe.sock)
+        except (KeyError, ValueError):
+            pass
+        self.inflight.pop(probe.sock, None)
+        probe.sock.close()
+
+    def backoff(self, now: float) -> None:
+        self.retry_at = now + self.retry
+        self.retry = min(self.retry * 2, _RETRY_MAX)
+
+    def enough(self, now: float, force: bool = False) -> Optional[float]:
+        """The time the N-th still-current worker first answered, or None."""
+        if len(self.seen) < self.expected or (now < self.next_workers_check and not force):
+            return None
+        current, cost = _timed(self.worker_pids)
+        # a psutil-backed callback costs ms: never spend more than a third of the CPU in it
+        self.next_workers_check = now + min(_ASK_MAX_GAP, max(0.005, 2 * cost))
+        times = sorted(t for pid, t in self.seen.items() if not current or pid in current)
+        return times[self.expected - 1] if len(times) >= self.expected else None
+
+    def ask_target(self, now: float) -> None:
+        """Where the server listens, re-asked (rate-limited by its own CPU cost) until an answer came."""
+        if self.confirmed or now < self.target_at:
+            return
+        asked_at = time.monotonic()
+        new_target, cost = _timed(self.target_fn)
+        if new_target != self.target:
+            self.target = new_target
+            if new_target is not None:
+                host = "localhost" if new_target.uds else f"{new_target.host}:{new_target.port}"
+                self.request = (
+                    f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                    "User-Agent: harness-readiness\r\n\r\n"
+                ).encode("ascii")
+        if self.target is None:
+            self.err("NoTarget")
+            self.backoff(now)
+        # discovery through psutil costs ms per call: keep it under a third of the CPU
+        self.target_at = asked_at + min(_ASK_MAX_GAP, max(3 * cost, self.retry))
+
+    def wanted(self, now: float) -> tuple[int, Optional[float]]:
+        """(probes to keep in flight, when one more is allowed before the first answer or None)."""
+        missing = max(1, self.expected - len(self.seen))
+        want = min(32, max(4, 2 * missing, self.expected))
+        if self.confirmed:
+            return want, None
+        # no answer yet: ONE probe (the first worker takes every queued connection in one go and answers
+        # them all before the first answer leaves), one more per _FIRST_HEDGE_S it waits
+        oldest = min((p.started for p in self.inflight.values() if not p.done), default=now)
+        allowed = 1 + int((now - oldest) / _FIRST_HEDGE_S)
+        hedge_at = oldest + allowed * _FIRST_HEDGE_S if allowed < want else None
+        return min(want, allowed), hedge_at
+
+    def open_probes(self, now: float, want: int) -> None:
+        active = sum(1 for p in self.inflight.values() if not p.done)
+        target = self.target
+        while target is not None and now >= self.retry_at and active < want:
+            sock = socket.socket(target.family(), socket.SOCK_STREAM)
+            sock.setblocking(False)
+            self.probes += 1
+            code = sock.connect_ex(target.sockaddr())  # type: ignore[arg-type]
+            # AF_UNIX: EAGAIN means the backlog is full, not "in progress".
+            if not (code == 0 or (code in _IN_PROGRESS and not (target.uds and code == errno.EAGAIN))):
+                sock.close()
+                self.err(_error_name(code))
+                self.backoff(now)
+                continue
+            probe = _Probe(sock, now, connected=code == 0)
+            self.inflight[sock] = probe
+            active += 1
+            if not probe.connected:
+                self.sel.register(sock, selectors.EVENT_WRITE, probe)
+                continue
+            try:
+                sock.send(self.request)
+            except OSError as exc:
+                self.err(type(exc).__name__)
+                self.inflight.pop(sock, None)
+                active -= 1
+                sock.close()
+                continue
+            self.sel.register(sock, selectors.EVENT_READ, probe)
+
+    def on_connected(self, probe: _Probe) -> None:
+        code = probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self.err(_error_name(code))
+            self.close(probe)
+            self.backoff(time.monotonic())
+            return
+        probe.connected = True
+        try:
+            probe.sock.send(self.request)
+        except OSError as exc:
+            self.err(type(exc).__name__)
+            self.close(probe)
+            return
+        self.sel.modify(probe.sock, selectors.EVENT_READ, probe)
+
+    def on_readable(self, probe: _Probe) -> None:
+        try:
+            chunk = probe.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if not probe.done:
+                self.err(type(exc).__name__)
+            self.close(probe)
+            return
+        if probe.done:  # the rest of an answer already counted: read to EOF, then close
+            if not chunk:
+                self.close(probe)
+            return
+        probe.buf += chunk
+        end = probe.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if not chunk or len(probe.buf) > _MAX_HEADER:
+                self.err("RemoteProtocolError")
+                self.close(probe)
+            return
+        t = time.monotonic()
+        try:
+            status, pid = _parse_head(probe.buf[:end])
+        except ValueError:
+            self.err("RemoteProtocolError")
+            self.close(probe)
+            return
+        # Cutting the connection now would make the server's body write fail (EPIPE/ECONNRESET), and a
+        # traceback in its stderr can become a record's signature: read it to the end.
+        probe.done = True
+        probe.buf = b""
+        if not chunk:
+            self.close(probe)
+        self.answered(t, status, pid)
+
+    def answered(self, t: float, status: int, pid: Optional[int]) -> None:
+        self.responses += 1
+        self.status[status] = self.status.get(status, 0) + 1
+        self.confirmed = True
+        self.retry = _RETRY_MIN
+        if self.first_response is None:
+            self.first_response = t
+        if pid is None:
+            self.err("NoWorkerPid")
+        elif pid not in self.seen:
+            self.seen[pid] = t
+            self.next_workers_check = 0.0
+
+    def expire(self) -> None:
+        """Probes older than _PROBE_TIMEOUT: a hanging accept queue shows up as these counts."""
+        now = time.monotonic()
+        for probe in [p for p in self.inflight.values() if now - p.started > _PROBE_TIMEOUT]:
+            if not probe.done:
+                self.err("ReadTimeout" if probe.connected else "ConnectTimeout")
+            self.close(probe)
+
+    def wait_for_events(self, next_alive: float, hedge_at: Optional[float]) -> None:
+        """Sleep until a socket is ready, the alive check, the retry time, a hedge or the deadline."""
+        wake = min(self.deadline, next_alive)
+        now = time.monotonic()
+        if self.target is None:
+            wake = min(wake, self.target_at)
+        elif self.retry_at > now:
+            wake = min(wake, self.retry_at)
+        if hedge_at is not None:
+            wake = min(wake, hedge_at)
+        timeout = max(0.0, wake - time.monotonic())
+        if not self.inflight:
+            time.sleep(timeout)  # nothing to select on: poll interval (see module docstring)
+            return
+        for key, _mask in self.sel.select(timeout):
+            probe = key.data
+            if probe.connected:
+                self.on_readable(probe)
+            else:
+                self.on_connected(probe)
+        self.expire()
+
+    def finish(self) -> None:
+        """Read the answers of probes already sent, for at most _DRAIN_S and never past the deadline."""
+        now = time.monotonic()
+        _drain(self.sel, self.inflight, self.close, min(now + _DRAIN_S, max(self.deadline, now)))
+
+    def shut(self) -> None:
+        for probe in list(self.inflight.values()):
+            self.close(probe)
+        self.sel.close()
+
+
 def wait_ready(
     target_fn: Callable[[], Optional[Target]],
     expected_workers: int,
@@ -221,52 +427,11 @@ def wait_ready(
     path: str = "/",
 ) -> ReadyResult:
     """Probe until `expected_workers` distinct worker pids answered, the server exited, or `deadline`."""
-    sel = selectors.DefaultSelector()
-    inflight: Dict[socket.socket, _Probe] = {}
-    seen: Dict[int, float] = {}
-    errors: Dict[str, int] = {}
-    status_counts: Dict[int, int] = {}
-    first_response: Optional[float] = None
+    w = _Wait(target_fn, expected_workers, deadline, worker_pids, path)
     all_workers: Optional[float] = None
     exited = False
-    probes = responses = 0
-    target: Optional[Target] = None
-    target_confirmed = False
-    retry_at = 0.0
-    target_at = 0.0
-    retry = _RETRY_MIN
     next_alive = 0.0
-    next_workers_check = 0.0
     last_event: Optional[float] = None
-    request = b""
-
-    def err(name: str) -> None:
-        errors[name] = errors.get(name, 0) + 1
-
-    def close(probe: _Probe) -> None:
-        try:
-            sel.unregister(probe.sock)
-        except (KeyError, ValueError):
-            pass
-        inflight.pop(probe.sock, None)
-        probe.sock.close()
-
-    def backoff(now: float) -> None:
-        nonlocal retry_at, retry
-        retry_at = now + retry
-        retry = min(retry * 2, _RETRY_MAX)
-
-    def enough(now: float, force: bool = False) -> Optional[float]:
-        """The time the N-th still-current worker first answered, or None."""
-        nonlocal next_workers_check
-        if len(seen) < expected_workers or (now < next_workers_check and not force):
-            return None
-        current, cost = _timed(worker_pids)
-        # a psutil-backed callback costs ms: never spend more than a third of the CPU in it
-        next_workers_check = now + min(_ASK_MAX_GAP, max(0.005, 2 * cost))
-        times = sorted(t for pid, t in seen.items() if not current or pid in current)
-        return times[expected_workers - 1] if len(times) >= expected_workers else None
-
     try:
         while True:
             now = time.monotonic()
@@ -277,162 +442,30 @@ def wait_ready(
                 if not alive():
                     exited = True
                     break
-            all_workers = enough(now)
+            all_workers = w.enough(now)
             if all_workers is not None:
                 break
             if now >= deadline:
-                all_workers = enough(now, force=True)  # N answered: the rate limit must not decide
+                all_workers = w.enough(now, force=True)  # N answered: the rate limit must not decide
                 break
-            if not target_confirmed and now >= target_at:
-                asked_at = time.monotonic()
-                new_target, cost = _timed(target_fn)
-                if new_target != target:
-                    target = new_target
-                    if target is not None:
-                        host = "localhost" if target.uds else f"{target.host}:{target.port}"
-                        request = (
-                            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
-                            "User-Agent: harness-readiness\r\n\r\n"
-                        ).encode("ascii")
-                if target is None:
-                    err("NoTarget")
-                    backoff(now)
-                # discovery through psutil costs ms per call: keep it under a third of the CPU
-                target_at = asked_at + min(_ASK_MAX_GAP, max(3 * cost, retry))
-            missing = max(1, expected_workers - len(seen))
-            want = min(32, max(4, 2 * missing, expected_workers))
-            waiting = [p.started for p in inflight.values() if not p.done]
-            active = len(waiting)
-            hedge_at: Optional[float] = None
-            if not target_confirmed:
-                # no answer yet: ONE probe (the first worker takes every queued connection in one go and
-                # answers them all before the first answer leaves), one more per _FIRST_HEDGE_S it waits
-                oldest = min(waiting, default=now)
-                allowed = 1 + int((now - oldest) / _FIRST_HEDGE_S)
-                if allowed < want:
-                    hedge_at = oldest + allowed * _FIRST_HEDGE_S
-                want = min(want, allowed)
-            while target is not None and now >= retry_at and active < want:
-                sock = socket.socket(target.family(), socket.SOCK_STREAM)
-                sock.setblocking(False)
-                probes += 1
-                code = sock.connect_ex(target.sockaddr())  # type: ignore[arg-type]
-                # AF_UNIX: EAGAIN means the backlog is full, not "in progress".
-                if code == 0 or (code in _IN_PROGRESS and not (target.uds and code == errno.EAGAIN)):
-                    probe = _Probe(sock, now, connected=code == 0)
-                    inflight[sock] = probe
-                    active += 1
-                    if probe.connected:
-                        try:
-                            sock.send(request)
-                        except OSError as exc:
-                            err(type(exc).__name__)
-                            inflight.pop(sock, None)
-                            active -= 1
-                            sock.close()
-                            continue
-                        sel.register(sock, selectors.EVENT_READ, probe)
-                    else:
-                        sel.register(sock, selectors.EVENT_WRITE, probe)
-                else:
-                    sock.close()
-                    err(_error_name(code))
-                    backoff(now)
-            # Wait for the next event: a socket, the alive check, the retry time, or the deadline.
-            wake = min(deadline, next_alive)
-            if target is None:
-                wake = min(wake, target_at)
-            elif retry_at > now:
-                wake = min(wake, retry_at)
-            if hedge_at is not None:
-                wake = min(wake, hedge_at)
-            timeout = max(0.0, wake - time.monotonic())
-            if not inflight:
-                time.sleep(timeout)  # nothing to select on: poll interval (see module docstring)
-                continue
-            for key, _mask in sel.select(timeout):
-                probe = key.data
-                if not probe.connected:
-                    code = probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if code:
-                        err(_error_name(code))
-                        close(probe)
-                        backoff(time.monotonic())
-                        continue
-                    probe.connected = True
-                    try:
-                        probe.sock.send(request)
-                    except OSError as exc:
-                        err(type(exc).__name__)
-                        close(probe)
-                        continue
-                    sel.modify(probe.sock, selectors.EVENT_READ, probe)
-                    continue
-                try:
-                    chunk = probe.sock.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    if not probe.done:
-                        err(type(exc).__name__)
-                    close(probe)
-                    continue
-                if probe.done:  # the rest of an answer already counted: read to EOF, then close
-                    if not chunk:
-                        close(probe)
-                    continue
-                probe.buf += chunk
-                end = probe.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if not chunk or len(probe.buf) > _MAX_HEADER:
-                        err("RemoteProtocolError")
-                        close(probe)
-                    continue
-                t = time.monotonic()
-                try:
-                    status, pid = _parse_head(probe.buf[:end])
-                except ValueError:
-                    err("RemoteProtocolError")
-                    close(probe)
-                    continue
-                # Cutting the connection now would make the server's body write fail (EPIPE/ECONNRESET),
-                # and a traceback in its stderr can become a record's signature: read it to the end.
-                probe.done = True
-                probe.buf = b""
-                if not chunk:
-                    close(probe)
-                responses += 1
-                status_counts[status] = status_counts.get(status, 0) + 1
-                target_confirmed = True
-                retry = _RETRY_MIN
-                if first_response is None:
-                    first_response = t
-                if pid is None:
-                    err("NoWorkerPid")
-                elif pid not in seen:
-                    seen[pid] = t
-                    next_workers_check = 0.0
-            now = time.monotonic()
-            for probe in [p for p in inflight.values() if now - p.started > _PROBE_TIMEOUT]:
-                if not probe.done:
-                    err("ReadTimeout" if probe.connected else "ConnectTimeout")
-                close(probe)
-        _drain(sel, inflight, close, min(time.monotonic() + _DRAIN_S, max(deadline, time.monotonic())))
+            w.ask_target(now)
+            want, hedge_at = w.wanted(now)
+            w.open_probes(now, want)
+            w.wait_for_events(next_alive, hedge_at)
+        w.finish()
     finally:
-        for probe in list(inflight.values()):
-            close(probe)
-        sel.close()
+        w.shut()
     if last_event is None:
         last_event = ready_event()
     return ReadyResult(
         ready=all_workers is not None,
-        first_response=first_response,
+        first_response=w.first_response,
         all_workers=all_workers,
-        pid_first_seen=dict(seen),
-        errors=errors,
+        pid_first_seen=dict(w.seen),
+        errors=w.errors,
         exited=exited,
-        probes=probes,
-        responses=responses,
-        status=status_counts,
+        probes=w.probes,
+        responses=w.responses,
+        status=w.status,
         ready_event=last_event,
     )
