@@ -26,6 +26,8 @@ import subprocess
 import sys
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from harness import _platform
+
 #: how long one probe (`python -c ...`) may take; pyenv shims and cold disks are slow, not 10 s slow.
 PROBE_TIMEOUT = 10.0
 
@@ -146,8 +148,7 @@ def probe(path: str, source: str = "path", timeout: float = PROBE_TIMEOUT) -> In
 
 
 def _exe(name: str) -> str:
-    # Windows executables carry .exe; everywhere else the bare name.
-    return name + ".exe" if sys.platform == "win32" else name
+    return _platform.exe(name)
 
 
 def _path_candidates() -> List[str]:
@@ -224,7 +225,7 @@ def _parse_uv_text(text: str) -> List[str]:
 
 
 def _py_launcher_candidates() -> List[str]:
-    if sys.platform != "win32":  # the `py` launcher exists on Windows only
+    if not _platform.HAS_PY_LAUNCHER:
         return []
     py = shutil.which("py")
     if not py:

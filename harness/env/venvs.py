@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import sysconfig
 import tempfile
 import time
@@ -38,6 +37,7 @@ import urllib.parse
 import urllib.request
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
+from harness import _platform
 from harness._platform.locks import FileLock, LockTimeout
 from harness.env.pythons import Interpreter
 
@@ -155,11 +155,7 @@ def default_cache_dir() -> str:
     base = os.environ.get("HARNESS_CACHE")
     if base:
         return os.path.join(os.path.abspath(os.path.expanduser(base)), "envs")
-    if sys.platform == "win32":  # Windows keeps caches under LOCALAPPDATA, not ~/.cache
-        root = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
-    else:
-        root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "asgi-workers-harness", "envs")
+    return os.path.join(_platform.user_cache_root(), "asgi-workers-harness", "envs")
 
 
 def env_key(interpreter: Interpreter, requirements: Sequence[str]) -> str:
@@ -177,10 +173,7 @@ def env_key(interpreter: Interpreter, requirements: Sequence[str]) -> str:
 
 
 def _venv_python(venv: str) -> str:
-    # Windows venvs keep executables in Scripts\ with .exe; everywhere else bin/.
-    if sys.platform == "win32":
-        return os.path.join(venv, "Scripts", "python.exe")
-    return os.path.join(venv, "bin", "python")
+    return _platform.venv_python(venv)
 
 
 def _venv_bin(venv: str) -> str:
@@ -432,7 +425,7 @@ def _build(
 def _find_uv() -> Optional[str]:
     # the uv next to the harness's interpreter first (the `uv` dependency), then PATH.
     scripts = sysconfig.get_path("scripts")
-    name = "uv.exe" if sys.platform == "win32" else "uv"
+    name = _platform.exe("uv")
     if scripts and os.path.isfile(os.path.join(scripts, name)):
         return os.path.join(scripts, name)
     return shutil.which("uv")
@@ -461,12 +454,8 @@ def _run(argv: Sequence[str], log: IO[str], log_path: str, deadline: float, what
     log.write("$ " + " ".join(shown) + "\n")
     log.flush()
     offset = log.tell()
-    kwargs: Dict[str, Any] = {}
     # own process group / session, so a timeout kills the installer's build subprocesses too.
-    if sys.platform == "win32":
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-    else:
-        kwargs["start_new_session"] = True
+    kwargs = _platform.new_session_kwargs()
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -493,19 +482,7 @@ def _run(argv: Sequence[str], log: IO[str], log_path: str, deadline: float, what
 
 
 def _kill_tree(proc: "subprocess.Popen[bytes]") -> None:
-    if sys.platform == "win32":
-        subprocess.run(
-            ["taskkill", "/F", "/T", "/PID", str(proc.pid)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=30,
-            check=False,
-        )
-    else:
-        try:
-            os.killpg(proc.pid, 9)
-        except OSError:
-            pass
+    _platform.kill_tree(proc)
     try:
         proc.kill()
     except OSError:

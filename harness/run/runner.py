@@ -30,6 +30,7 @@ import uuid
 from typing import Any, Dict, Optional, Tuple
 
 import harness
+from harness import _platform
 from harness.adapters import Adapter, Unsupported, get_adapter
 from harness.capsule import write_capsule
 from harness.env import pythons
@@ -319,9 +320,7 @@ def _bound(
         asked: Dict[str, Any] = {"kind": kind, "host": "127.0.0.1", "port": plan.port}
         if kind == "uds":
             asked = {"kind": "uds", "path": plan.uds_path or os.path.join(scratch, "s.sock")}
-        elif kind == "fd" and os.name != "posix":
-            # Windows has no fd numbers for sockets to hand over: a SOCKET is a handle (inheritance there goes
-            # through STARTUPINFO handle lists, which `--fd N` cannot express).
+        elif kind == "fd" and not _platform.FD_PASSING:  # Windows: a SOCKET is a handle, not an fd
             return _early(run, unsupported="bind=fd:N needs POSIX file descriptors")
         elif kind == "fd":
             # The harness owns the socket: bind port 0 and keep it (never "bind, close, pass the number").
