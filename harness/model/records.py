@@ -121,7 +121,8 @@ class ResultRecord:
     * installed - {distribution: version} read back from the env; server_version - the server's version
     * timings - seconds since launch: {first_response, all_workers, load_done, stop_sent, stopped,
       worker_ready: {pid: s}, ready_event: s, readiness_gave_up: {t, why} (upstream: the readiness wait
-      ended before its deadline - no worker alive for harness.run.serverwatch.NO_WORKER_GRACE_S, or
+      ended before its deadline - no worker alive and the master idle for
+      harness.run.serverwatch.NO_WORKER_GRACE_S, or
       RESPAWN_GIVE_UP_FACTOR x N workers died)}
     * load - {requests, ok, errors: {class: n}, status: {code: n}, per_worker: {pid: n}, max_share, jain,
       latency_ms: {p50, p90, p99, max}, rate,

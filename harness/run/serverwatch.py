@@ -12,8 +12,8 @@ bench/bench_readiness.py.
 * alive() - the master runs; for upstream servers it also samples the worker pids every SAMPLE_S, so
   workers that die and get replaced show up in ever_workers (restarts) without an event stream
 * alive_until_hopeless() - alive(), but False (and a gave_up entry) once an upstream master has had no
-  worker alive for NO_WORKER_GRACE_S, or RESPAWN_GIVE_UP_FACTOR x N workers have died: the first
-  readiness wait ends there instead of at its deadline
+  worker alive and shown no activity of its own for NO_WORKER_GRACE_S, or RESPAWN_GIVE_UP_FACTOR x N
+  workers have died: the first readiness wait ends there instead of at its deadline
 * worker_pids() - the current workers (event stream, else psutil); ready_event() - the `ready` event's t
 * ever_workers, gave_up [(t, why)], events()
 * psutil_workers(root_pid), event_workers(events), read_events(path) - the pieces, usable alone
@@ -29,10 +29,15 @@ from harness.model.records import iter_json_objects
 from harness.run import inspection as hinspect
 from harness.run.readiness import Target
 
-#: upstream servers: a master whose workers are all gone, none replaced for this long, will not serve
-#: (uvicorn <= 0.29 after a failed lifespan startup waits forever). Respawning servers replace a worker
-#: well within it (uvicorn 0.30-0.49 about twice a second); a zombie worker does not count as alive.
-NO_WORKER_GRACE_S = 3.0
+#: upstream servers: a master with no worker alive that has also done nothing at all (no context switch,
+#: no CPU time: asleep without a timeout) for this long will not serve: uvicorn <= 0.29 after a failed
+#: lifespan startup waits on an Event forever. The evidence is the master's own activity, not the clock: a
+#: respawning supervisor wakes up while it works (uvicorn 0.30+ every 0.5 s), however slowly a loaded
+#: machine lets it start the replacements (more than 3 s with 3 busy processes on 2 cores). The longest
+#: a living supervisor sleeps without waking is uvicorn's worker health check, a pipe poll of 5 s
+#: (supervisors/multiprocess.py, Process.ping(timeout=5), timeout_worker_healthcheck in 0.49); this is
+#: above it. A zombie worker does not count as alive.
+NO_WORKER_GRACE_S = 6.0
 #: upstream servers: once this many times N workers have died before readiness was proven, the server is
 #: in a respawn loop (uvicorn 0.30-0.49 after a failed lifespan startup replaces its workers forever)
 RESPAWN_GIVE_UP_FACTOR = 4
@@ -101,6 +106,8 @@ class ServerWatch:
         self._live: Set[int] = set()
         self._next_sample = 0.0
         self._no_worker_since: Optional[float] = None
+        self._master_activity: Optional[Tuple[int, float]] = None
+        self._master_active_at = time.monotonic()
 
     def events(self) -> List[Dict[str, Any]]:
         return read_events(self.events_file)
@@ -129,15 +136,30 @@ class ServerWatch:
                 self._no_worker_since = None
             elif self._no_worker_since is None:
                 self._no_worker_since = now
+            self._sample_master(now)
         return self._poll() is None
+
+    def _sample_master(self, now: float) -> None:
+        """Note when the master last did anything: a context switch or CPU time it did not have before."""
+        try:
+            proc = psutil.Process(self.root_pid)
+            switches = proc.num_ctx_switches()
+            cpu = proc.cpu_times()
+            activity = (int(switches.voluntary + switches.involuntary), float(cpu.user + cpu.system))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return
+        if activity != self._master_activity:
+            self._master_activity = activity
+            self._master_active_at = now
 
     def alive_until_hopeless(self) -> bool:
         if not self.alive():
             return False
         now = time.monotonic()
         since = self._no_worker_since
-        if since is not None and now - since >= NO_WORKER_GRACE_S:
-            self.gave_up.append((now, f"no worker alive for {NO_WORKER_GRACE_S:g} s"))
+        if since is not None and now - max(since, self._master_active_at) >= NO_WORKER_GRACE_S:
+            why = f"no worker alive and the master idle for {NO_WORKER_GRACE_S:g} s"
+            self.gave_up.append((now, why))
             return False
         dead = len(self.ever_workers - self._live)
         if dead >= RESPAWN_GIVE_UP_FACTOR * max(1, self.workers):

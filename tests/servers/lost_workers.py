@@ -4,6 +4,8 @@
   lingers, bound and listening, until SIGTERM (uvicorn <= 0.29 after a failed lifespan startup)
 * tests.servers.lost_workers:RESPAWN - the master replaces every dead worker at once, forever (uvicorn
   0.30-0.49 in the same situation)
+* tests.servers.lost_workers:SLOW_RESPAWN - the same, but each replacement comes SLOW_RESPAWN_S after the
+  death while the master wakes every 0.5 s (uvicorn 0.30-0.49 on a loaded machine: more than 3 s)
 
 The master binds 127.0.0.1 and listens but never accepts (a worker would). Stops on SIGTERM: kills and
 reaps its workers, exits 0. Runs in the server's env: stdlib only, POSIX (os.fork), Python 3.6+.
@@ -16,6 +18,7 @@ import sys
 from typing import Any, Tuple
 
 RESPAWN_DELAY_S = 0.1
+SLOW_RESPAWN_S = 3.5
 WORKER_STARTUP_S = 0.4
 
 if __name__ != "__main__":  # the adapter half, imported by the harness
@@ -35,6 +38,7 @@ if __name__ != "__main__":  # the adapter half, imported by the harness
 
     LINGER = LostWorkersAdapter("linger")
     RESPAWN = LostWorkersAdapter("respawn")
+    SLOW_RESPAWN = LostWorkersAdapter("slow-respawn")
 
 
 def _start_worker() -> int:
@@ -69,9 +73,14 @@ def main() -> None:
         except ChildProcessError:  # no worker left (linger): wait for SIGTERM
             signal.pause()
             continue
-        if mode == "respawn" and not stopping:
-            # the respawn delay, ended early by a SIGTERM (uvicorn 0.30-0.49 replaces about twice a second)
-            signal.sigtimedwait([signal.SIGTERM], RESPAWN_DELAY_S)
+        if mode in ("respawn", "slow-respawn") and not stopping:
+            # the respawn delay, ended early by a SIGTERM (uvicorn 0.30-0.49 replaces about twice a second,
+            # and wakes every 0.5 s meanwhile)
+            ticks = 1 if mode == "respawn" else int(SLOW_RESPAWN_S / 0.5)
+            for _ in range(ticks):
+                signal.sigtimedwait([signal.SIGTERM], RESPAWN_DELAY_S if mode == "respawn" else 0.5)
+                if stopping:
+                    break
             if not stopping:
                 print(f"worker {pid} died, starting another", file=sys.stderr, flush=True)
                 _start_worker()
