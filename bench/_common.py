@@ -8,10 +8,10 @@
   PYTHONDONTWRITEBYTECODE=1, so nothing would otherwise be cached and every launch would recompile)
 * server_env(home) - the environment servers run with: project root on PYTHONPATH, bytecode writes
   allowed, a private HOME (gunicorn >= 25 writes a control socket under ~/.gunicorn)
-* Server(argv, ...) - one launched server in its own session; .port(deadline), .stop() reaps the tree
-  and says what leaked (a leak is reported, never silently ignored)
-* probe_burst(host, port, k, timeout) - k concurrent fresh connections, one GET each -> answering pids
-* wait_workers(server, n, deadline) -> seconds from launch until n distinct tree pids answered
+* Server(argv, ...) - one server launched by the harness's ServerProcess; .port(deadline), .stop() reaps the
+  tree and says what leaked (a leak is reported, never silently ignored)
+* wait_workers(server, n, deadline) -> seconds from launch until n distinct tree pids answered (the
+  harness's wait_ready); probe_workers(...) - the bare peer's own probe (bench_harness_overhead)
 * summary(values) -> {median, min, max, n}; table(headers, rows) -> str; write_results(name, data)
 * machine() - load average, cores, kernel, Python: printed with every figure (the machine is shared)
 
@@ -24,10 +24,8 @@ import os
 import platform
 import selectors
 import shutil
-import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,11 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import psutil
+
+from harness import _platform
+from harness.run.process import ServerProcess
+from harness.run.readiness import Target, wait_ready
+from harness.run.serverwatch import read_events
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
@@ -144,10 +147,12 @@ def machine() -> Dict[str, Any]:
 
 
 class Server:
-    """One server process in its own session, output to files in a private directory.
+    """One server launched through the harness's own process runner (harness.run.process.ServerProcess:
+    its own session, output to files, stop with escalation and the whole tree reaped).
 
-    * argv / env / cwd - what to launch; t0 - time.monotonic() right before the launch
-    * events - path of the reference server's --events file, or "" (then the port comes from psutil)
+    * argv / env - what to launch (cwd: the project root); t0 - time.monotonic() right before the launch
+    * events - path of the reference server's --events file, or "" (then the port comes from the tree's
+      listeners)
     """
 
     def __init__(
@@ -164,53 +169,34 @@ class Server:
         home = os.path.join(self.dir, "home")
         os.makedirs(home, exist_ok=True)
         self.env = env if env is not None else server_env(home)
-        self._out = open(os.path.join(self.dir, "stdout"), "wb")
-        self._err = open(os.path.join(self.dir, "stderr"), "wb")
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-            start_new_session=True,
-        )
+        self.process = ServerProcess(self.argv, env=self.env, cwd=ROOT, run_dir=self.dir).start()
+        self.t0 = self.process.started_at
         self._port: Optional[int] = None
-        self._known: Set[int] = {self.proc.pid}
         self._stopped = False
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.process.pid
+
+    def poll(self) -> Optional[int]:
+        return self.process.poll()
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.process.returncode
+
+    def wait(self, timeout: float) -> Optional[int]:
+        return self.process.wait(timeout)
 
     def tree(self) -> Set[int]:
-        """The launched process and its descendants now (plus every pid seen before)."""
-        try:
-            kids = psutil.Process(self.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            kids = []
-        self._known |= {p.pid for p in kids}
-        return {self.pid} | {p.pid for p in kids}
+        """The launched process and every process of its tree and session now."""
+        return {self.pid, *self.process.members()}
 
     def stderr_tail(self, n: int = 1500) -> str:
-        try:
-            with open(os.path.join(self.dir, "stderr"), "rb") as fh:
-                return fh.read()[-n:].decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return self.process.stderr_tail(n)
 
     def read_events(self) -> List[Dict[str, Any]]:
-        if not self.events or not os.path.exists(self.events):
-            return []
-        out = []
-        with open(self.events, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
+        return read_events(self.events)
 
     def _find_port(self) -> Optional[int]:
         if self.events:
@@ -226,54 +212,21 @@ class Server:
             self._port = self._find_port()
             if self._port is not None:
                 break
-            if self.proc.poll() is not None:
-                raise BenchError(f"server exited {self.proc.returncode}: {self.stderr_tail(300)!r}")
+            if self.poll() is not None:
+                raise BenchError(f"server exited {self.returncode}: {self.stderr_tail(300)!r}")
             if time.monotonic() > deadline:
                 raise BenchError(f"no listening port before the deadline: {self.argv[:4]}")
             time.sleep(POLL_S)
         return self._port
 
     def stop(self, timeout: float = 15.0) -> Dict[str, Any]:
-        """SIGTERM the process group, SIGKILL what is left after `timeout`.
-
-        Waited for: the tree now, every pid seen before, and every process of the server's session (one
-        that left the tree, e.g. multiprocessing's resource_tracker once its parent exited). A zombie
-        counts as gone (it holds nothing; init reaps it). Returns {escalated, leaked: [pids], exit_code}."""
-        pids = self.tree() | self._known | set(_in_session(self.pid))
-        procs = []
-        for pid in sorted(pids):
-            try:
-                procs.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-        escalated = False
-        try:
-            os.killpg(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        alive = _wait_gone(self.proc, procs, time.monotonic() + timeout)
-        if alive:
-            escalated = True
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            for p in alive:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            alive = _wait_gone(self.proc, alive, time.monotonic() + 5.0)
-        try:
-            code: Optional[int] = self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            code = None
-        leaked = {p.pid for p in alive} | set(_in_session(self.pid))
+        """Stop the whole tree (SIGTERM to the group, SIGKILL at `timeout`): {escalated, leaked, exit_code}.
+        A process of the server's session still alive after that is a leak, reported, never ignored."""
+        result = self.process.stop("group", timeout=timeout)
+        leaked = [pid for pid in _platform.session_members(self.pid) if _live(pid)]
         self._stopped = True
-        self._out.close()
-        self._err.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-        return {"escalated": escalated, "leaked": sorted(leaked), "exit_code": code}
+        return {"escalated": result.escalated, "leaked": sorted(leaked), "exit_code": result.exit_code}
 
     def __enter__(self) -> "Server":
         return self
@@ -283,40 +236,11 @@ class Server:
             self.stop()
 
 
-def _live(p: psutil.Process) -> bool:
+def _live(pid: int) -> bool:
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _wait_gone(
-    popen: "subprocess.Popen[bytes]", procs: List[psutil.Process], deadline: float
-) -> List[psutil.Process]:
-    """Poll (1 ms doubling to 10 ms) until the launched process is reaped and every one of procs is gone
-    or a zombie, or the deadline passes; returns those still live."""
-    interval = 0.001
-    while True:
-        popen.poll()
-        live = [p for p in procs if _live(p)]
-        if popen.returncode is not None and not live:
-            return []
-        if time.monotonic() >= deadline:
-            return live
-        time.sleep(interval)
-        interval = min(2 * interval, 0.01)
-
-
-def _in_session(sid: int) -> List[int]:
-    """Live, non-zombie processes whose session is `sid` (start_new_session made the server its leader)."""
-    out = []
-    for p in psutil.process_iter(["status"]):
-        try:
-            if os.getsid(p.pid) == sid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                out.append(p.pid)
-        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
-            continue
-    return out
 
 
 _REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -347,95 +271,39 @@ def _complete(buf: bytes) -> bool:
     return False
 
 
-def probe_burst(host: str, port: int, k: int, timeout: float) -> Tuple[List[int], List[str]]:
-    """k concurrent fresh connections, one `GET /` each: (pids from x-worker-pid, error names)."""
-    sel = selectors.DefaultSelector()
-    pids: List[int] = []
-    errors: List[str] = []
-    socks: List[socket.socket] = []
-    try:
-        for _ in range(k):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.setblocking(False)
-            err = s.connect_ex((host, port))
-            if err not in (0, errno.EINPROGRESS):
-                errors.append(errno.errorcode.get(err, str(err)))
-                continue
-            sel.register(s, selectors.EVENT_WRITE, bytearray())
-        deadline = time.monotonic() + timeout
-        while sel.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                errors.extend("timeout" for _ in sel.get_map())
-                break
-            for key, _mask in sel.select(left):
-                s = key.fileobj
-                assert isinstance(s, socket.socket)
-                buf: bytearray = key.data
-                if not buf and key.events == selectors.EVENT_WRITE:
-                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if err:
-                        errors.append(errno.errorcode.get(err, str(err)))
-                        sel.unregister(s)
-                        continue
-                    try:
-                        s.send(_REQUEST)
-                    except OSError as exc:
-                        errors.append(errno.errorcode.get(exc.errno or 0, type(exc).__name__))
-                        sel.unregister(s)
-                        continue
-                    sel.modify(s, selectors.EVENT_READ, buf)
-                    continue
-                try:
-                    data = s.recv(65536)
-                except OSError as exc:
-                    errors.append(errno.errorcode.get(exc.errno or 0, type(exc).__name__))
-                    sel.unregister(s)
-                    continue
-                buf += data
-                if not data or _complete(bytes(buf)):
-                    sel.unregister(s)
-                    pid = _pid_of(bytes(buf))
-                    if pid is None:
-                        errors.append("bad-response")
-                    else:
-                        pids.append(pid)
-    finally:
-        sel.close()
-        for s in socks:
-            s.close()
-    return pids, errors
-
-
-def wait_workers(server: Server, n: int, deadline: float, inflight: int = 0) -> Dict[str, Any]:
-    """probe_workers() against a Server until n distinct pids of its tree answered.
+def wait_workers(server: Server, n: int, deadline: float) -> Dict[str, Any]:
+    """The harness's readiness wait (harness.run.readiness.wait_ready) against a Server, until n distinct
+    pids of its tree answered.
 
     Returns {all_workers: s since launch, first_response: s, pids, probes, errors}. BenchError on
     deadline or exit. A pid outside the launched tree (another server on a recycled port) is an error."""
-
-    def gone() -> Optional[str]:
-        if server.proc.poll() is None:
-            return None
-        return f"server exited {server.proc.returncode}: {server.stderr_tail(300)!r}"
-
-    seen, first, probes, errs = probe_workers(server.port(deadline), n, deadline, gone, inflight)
-    stray = set(seen) - server.tree()
+    port = server.port(deadline)
+    rr = wait_ready(
+        lambda: Target(host=HOST, port=port), n, deadline, alive=lambda: server.poll() is None,
+        worker_pids=server.tree,
+    )  # fmt: skip
+    if rr.exited:
+        raise BenchError(f"server exited {server.returncode}: {server.stderr_tail(300)!r}")
+    if not rr.ready:
+        raise BenchError(f"only {len(rr.pid_first_seen)}/{n} workers answered before the deadline")
+    stray = set(rr.pid_first_seen) - server.tree()
     if stray:
         raise BenchError(f"pids {sorted(stray)} answered but are not in the server's tree")
     return {
-        "all_workers": max(seen.values()) - server.t0,
-        "first_response": (first or 0.0) - server.t0,
-        "pids": sorted(seen),
-        "probes": probes,
-        "errors": errs,
+        "all_workers": (rr.all_workers or 0.0) - server.t0,
+        "first_response": (rr.first_response or 0.0) - server.t0,
+        "pids": sorted(rr.pid_first_seen),
+        "probes": rr.probes,
+        "errors": dict(rr.errors),
     }
 
 
 def probe_workers(
     port: int, n: int, deadline: float, gone: Callable[[], Optional[str]], inflight: int = 0
 ) -> Tuple[Dict[int, float], Optional[float], int, Dict[str, int]]:
-    """Keep fresh connections in flight until n distinct x-worker-pid values answered.
+    """Keep fresh connections in flight until n distinct x-worker-pid values answered: the BARE peer of
+    bench_harness_overhead, which must not use the harness it is measured against (every other bench waits
+    with the harness's own wait_ready, through wait_workers).
 
     Each probe is one `GET /` with `Connection: close` on a new connection; a finished probe is replaced
     at once (min(32, max(4, 2n)) in flight), so a worker that is slow to win an accept keeps being offered
@@ -525,58 +393,13 @@ def probe_workers(
     return seen, first, probes, errs
 
 
-def _diag(states: int) -> List[Tuple[int, int]]:
-    """(local port, socket inode) of IPv4 TCP sockets in `states` (a bit mask of TCP states), from Linux
-    sock_diag netlink: the kernel filters by state, so this costs well under a millisecond however many
-    sockets the machine has (psutil reads the whole /proc/net/tcp per process: ~70 ms here)."""
-    req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, states) + b"\0" * 48
-    msg = struct.pack("=IHHII", 16 + len(req), 20, 0x301, 1, 0) + req  # SOCK_DIAG_BY_FAMILY, REQUEST|DUMP
-    found: List[Tuple[int, int]] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4) as nl:  # NETLINK_SOCK_DIAG
-        nl.sendto(msg, (0, 0))
-        while True:
-            data = nl.recv(1 << 16)
-            off = 0
-            while off < len(data):
-                length, kind = struct.unpack_from("=IH", data, off)
-                if kind in (2, 3) or length < 16:  # NLMSG_ERROR, NLMSG_DONE
-                    return found
-                (sport,) = struct.unpack_from("!H", data, off + 20)
-                (inode,) = struct.unpack_from("=I", data, off + 84)
-                found.append((sport, inode))
-                off += (length + 3) & ~3
-
-
-_ESTABLISHED = 1 << 1
-_LISTEN = 1 << 10
-
-
-def _socket_inodes(pid: int) -> Set[int]:
-    out: Set[int] = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return out
-    for fd in fds:
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.add(int(link[8:-1]))
-    return out
-
-
 def listening_port(pids: Iterable[int]) -> Optional[int]:
-    """A TCP port some process of `pids` listens on (Linux: sock_diag; elsewhere psutil), or None."""
+    """A TCP port some process of `pids` listens on (Linux: sock_diag through harness._platform; elsewhere
+    psutil), or None."""
     pid_list = list(pids)
-    if sys.platform.startswith("linux"):
-        by_inode = {inode: port for port, inode in _diag(_LISTEN)}
-        for pid in pid_list:
-            for inode in _socket_inodes(pid):
-                if inode in by_inode:
-                    return by_inode[inode]
-        return None
+    found = _platform.tcp_listeners(pid_list)
+    if found is not None:
+        return found[0][3] if found else None
     for pid in pid_list:
         try:
             conns = psutil.Process(pid).net_connections(kind="tcp")
@@ -592,8 +415,8 @@ def connections_per_worker(port: int, pids: Sequence[int]) -> Dict[int, int]:
     """How many established connections on `port` each of `pids` holds now (Linux only; {} elsewhere)."""
     if not sys.platform.startswith("linux"):
         return {}
-    wanted = {inode for sport, inode in _diag(_ESTABLISHED) if sport == port}
-    return {pid: len(_socket_inodes(pid) & wanted) for pid in pids}
+    wanted = _platform.established_inodes(port)
+    return {pid: len(_platform.socket_inodes(pid) & wanted) for pid in pids}
 
 
 def tree_cpu(server: "Server") -> float:
@@ -662,7 +485,6 @@ __all__ = [
     "installed_versions",
     "machine",
     "precompile",
-    "probe_burst",
     "ratio",
     "server_env",
     "summary",

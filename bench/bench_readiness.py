@@ -129,7 +129,7 @@ def one(name: str, py: str, n: int, timeout: float) -> Dict[str, Any]:
     out: Dict[str, Any] = {"loadavg_1m": round(load, 2)}
     try:
         # the callbacks harness/run.py gives wait_ready (plain alive: no early give-up here)
-        watch = ServerWatch(server.pid, server.proc.poll, workers=n, events_file=events)
+        watch = ServerWatch(server.pid, server.poll, workers=n, events_file=events)
         meters = {
             "target_fn": _Meter(watch.target),
             "worker_pids": _Meter(watch.worker_pids),

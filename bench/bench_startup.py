@@ -112,8 +112,8 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
             try:
                 conn, _ = listener.accept()
             except socket.timeout:
-                if server.proc.poll() is not None and len(seen) < n:
-                    why = f"floor exited {server.proc.returncode}: {server.stderr_tail(300)!r}"
+                if server.poll() is not None and len(seen) < n:
+                    why = f"floor exited {server.returncode}: {server.stderr_tail(300)!r}"
                     raise c.BenchError(why) from None
                 continue
             with conn:
@@ -148,7 +148,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
             if listener is not None:
                 out["all_workers"] = floor_wait(server, listener, n, deadline)
                 # the floor's parent joins its children and exits: their CPU lands in our RUSAGE_CHILDREN
-                server.proc.wait(max(1.0, deadline - time.monotonic()))
+                server.wait(max(1.0, deadline - time.monotonic()))
                 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
                 out["cpu_s"] = (ru.ru_utime + ru.ru_stime) - cpu0
             else:

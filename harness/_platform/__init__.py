@@ -20,6 +20,8 @@ stays platform-neutral.
   where unknown
 * tcp_listeners(pids, ports=()) - [(pid, family, ip, port)] of listening TCP sockets held by pids (or,
   pids=None, by anyone on `ports`) from Linux sock_diag netlink; None where unknown (use psutil)
+* socket_inodes(pid), established_inodes(port) - Linux: the socket inodes a process holds, and those of
+  the established connections on a local port (so: connections per worker); empty sets elsewhere
 * ExitWaiter(pids) - .wait(timeout) returns when one of pids exits (Linux pidfds) or after a short poll
   interval elsewhere; .close()
 """
@@ -28,7 +30,7 @@ import os
 import selectors
 import sys
 import time
-from typing import FrozenSet, Iterable, List, Optional, Tuple
+from typing import FrozenSet, Iterable, List, Optional, Set, Tuple
 
 if sys.platform == "win32":
     from harness._platform._windows import (
@@ -64,8 +66,21 @@ else:
     )
 
 if sys.platform.startswith("linux"):
-    from harness._platform._linux import listener_inodes, pidfd_open, tcp_listeners, unix_listeners
+    from harness._platform._linux import (
+        established_inodes,
+        listener_inodes,
+        pidfd_open,
+        socket_inodes,
+        tcp_listeners,
+        unix_listeners,
+    )
 else:
+
+    def socket_inodes(pid: int) -> Set[str]:
+        return set()  # no /proc/PID/fd here
+
+    def established_inodes(port: int) -> Set[str]:
+        return set()
 
     def unix_listeners(pids: Iterable[int]) -> Optional[List[Tuple[int, str]]]:
         return None  # no /proc/net/unix: the callers use psutil
@@ -130,6 +145,7 @@ __all__ = [
     "ExitWaiter",
     "StdinUnsupported",
     "closed_stdin_argv",
+    "established_inodes",
     "exe",
     "kill_group",
     "kill_tree",
@@ -137,6 +153,7 @@ __all__ = [
     "new_session_kwargs",
     "send_stop",
     "session_members",
+    "socket_inodes",
     "tcp_listeners",
     "unix_listeners",
     "user_cache_root",

@@ -57,8 +57,24 @@ def socket_inodes(pid: int) -> Set[str]:
     return inodes
 
 
+#: TCP states as sock_diag's bit mask wants them (1 << TCP_ESTABLISHED, 1 << TCP_LISTEN)
+ESTABLISHED, LISTEN = 1 << 1, 1 << 10
+
+
 def diag_listeners(family: int) -> List[Tuple[int, str, int, str]]:
-    """[(family, ip, port, inode)] of TCP listeners, from the kernel's sock_diag (NETLINK_INET_DIAG).
+    """[(family, ip, port, inode)] of TCP listeners (diag_sockets in the LISTEN state)."""
+    return diag_sockets(family, LISTEN)
+
+
+def established_inodes(port: int) -> Set[str]:
+    """Inodes of the established IPv4/IPv6 TCP sockets whose local port is `port` (a server's side of its
+    connections): with socket_inodes(pid), how many connections each worker holds now."""
+    found = diag_sockets(socket.AF_INET, ESTABLISHED) + diag_sockets(socket.AF_INET6, ESTABLISHED)
+    return {inode for _fam, _ip, sport, inode in found if sport == port}
+
+
+def diag_sockets(family: int, states: int) -> List[Tuple[int, str, int, str]]:
+    """[(family, ip, port, inode)] of TCP sockets in `states`, from sock_diag (NETLINK_INET_DIAG).
 
     Why not psutil: it reads /proc/net/tcp{,6} (and udp) once per process, and that file lists every
     TIME_WAIT socket of the machine: measured 80 ms per read with ~10k entries while other engineers'
@@ -66,8 +82,8 @@ def diag_listeners(family: int) -> List[Tuple[int, str, int, str]]:
     nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)  # type: ignore[attr-defined]
     try:
         nl.settimeout(2.0)
-        # inet_diag_req_v2: family, protocol, ext, pad, states (1 << TCP_LISTEN), sockid (48 zero bytes)
-        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << 10) + b"\0" * 48
+        # inet_diag_req_v2: family, protocol, ext, pad, states (a bit mask), sockid (48 zero bytes)
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + b"\0" * 48
         # nlmsghdr: len, type SOCK_DIAG_BY_FAMILY (20), flags NLM_F_REQUEST | NLM_F_DUMP, seq, pid
         nl.send(struct.pack("=IHHII", 16 + len(req), 20, 0x1 | 0x300, 1, 0) + req)
         found: List[Tuple[int, str, int, str]] = []
@@ -144,6 +160,8 @@ def pidfd_open(pid: int) -> int:
 
 __all__ = [
     "diag_listeners",
+    "diag_sockets",
+    "established_inodes",
     "listener_inodes",
     "pidfd_open",
     "socket_inodes",

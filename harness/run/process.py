@@ -9,7 +9,7 @@
     server: an exec shim, see _platform.closed_stdin_argv; raises _platform.StdinUnsupported on Windows)
   - pass_fds: fds the server inherits under the same numbers (bind=fd:N)
 * start() -> self; pid; started_at (time.monotonic() just before the launch); poll() -> Optional[int];
-  returncode (negative = killed by that signal on POSIX)
+  returncode (negative = killed by that signal on POSIX); wait(timeout) -> exit code, or None if still running
 * stdout_path / stderr_path - `server.stdout` / `server.stderr` in run_dir (files: never an undrained PIPE)
 * tail(max_bytes=8192) -> str - the end of stderr, then of stdout (decoded with errors="replace");
   stderr_tail() / stdout_tail() separately
@@ -148,6 +148,15 @@ class ServerProcess:
     @property
     def returncode(self) -> Optional[int]:
         return None if self._popen is None else self._popen.returncode
+
+    def wait(self, timeout: float) -> Optional[int]:
+        """The master's exit code once it exits within `timeout` seconds, else None (it keeps running)."""
+        if self._popen is None:
+            return None
+        try:
+            return self._popen.wait(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return None
 
     def alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
