@@ -20,6 +20,7 @@ from typing import Dict, List, Set, Tuple
 import psutil
 import pytest
 
+from tests import _paths
 from tests._mpserver import signal_state, with_default_sigint
 
 pytestmark = [
@@ -27,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups"),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(_paths.ROOT)
 TOKEN_VAR = "AWH_REAPER_TEST_TOKEN"
 
 INNER = """

@@ -2,7 +2,7 @@
 
 The record fixtures in tests/fixtures/records/*.jsonl are built by `build_fixtures()` below, so that what
 they contain is readable here; `test_fixture_files_are_current` keeps the files and the builder in step
-(regenerate with `python tests/test_reports.py`).
+(regenerate with `python -m tests.reports.test_reports`).
 """
 
 import dataclasses
@@ -19,10 +19,11 @@ import pytest
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, read_records
 from reports import clean_text, diff, merge, render, render_release, write_report
 from reports.svg import timeline, worker_bars
+from tests import _paths
 
 pytest_plugins = ("pytester",)
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "records")
+FIXTURES = os.path.join(_paths.FIXTURES, "records")
 
 HOSTILE_STDERR = (
     "Traceback (most recent call last):\n"
@@ -855,7 +856,7 @@ def test_write_report(tmp_path: Any) -> None:
 
 
 def test_every_failure_class_has_css() -> None:
-    with open(os.path.join(os.path.dirname(__file__), "..", "reports", "templates", "_style.css")) as fh:
+    with open(os.path.join(_paths.ROOT, "reports", "templates", "_style.css")) as fh:
         css = fh.read()
     for cls in (*FAILURE_CLASSES, "conflict"):
         assert re.search(r"^\." + re.escape(cls) + r" \{ --c:", css, re.M), cls

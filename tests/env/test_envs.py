@@ -18,8 +18,9 @@ from harness._platform.locks import FileLock, LockTimeout
 from harness.env import pythons
 from harness.env import venvs as envs
 from harness.env.venvs import EnvError
+from tests import _paths
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = _paths.ROOT
 
 
 @pytest.fixture(scope="module")

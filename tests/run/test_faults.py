@@ -16,6 +16,7 @@ import pytest
 from harness.model.records import Scenario
 from harness.run import faults
 from harness.run.readiness import Target
+from tests import _paths
 from tests._refserver import RefServer, assert_nothing_left, burst_until, stop_and_check
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
@@ -61,7 +62,8 @@ def _plan(name: str, tmp: str, app: str = "servers.apps:pid") -> faults.FaultPla
 
 
 class _IgnoreTermAdapter:
-    """Test-only adapter (`tests.test_faults:IGNORE_TERM`): tests/_mpserver.py, master and workers ignoring
+    """Test-only adapter (`tests.run.test_faults:IGNORE_TERM`): tests/_mpserver.py, master and workers
+    ignoring
     SIGTERM, so the harness's stop has to escalate."""
 
     name = "ignore-term"
@@ -71,7 +73,7 @@ class _IgnoreTermAdapter:
     def build(self, ctx: Any) -> Any:
         from harness.adapters import LaunchSpec  # noqa: PLC0415
 
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mpserver.py")
+        script = os.path.join(_paths.TESTS, "_mpserver.py")
         argv = [ctx.python, script, "--workers", str(ctx.workers), "--ignore-term"]
         argv += ["--uds", ctx.uds] if ctx.uds else ["--host", ctx.host, "--port", str(ctx.port)]
         return LaunchSpec(argv=tuple(argv))
@@ -83,7 +85,7 @@ IGNORE_TERM = _IgnoreTermAdapter()
 def test_server_ignoring_sigterm_is_escalated_and_recorded_shutdown_hang(tmp_path: Any) -> None:
     from harness.run.runner import run_scenario  # noqa: PLC0415
 
-    sc = Scenario(server="tests.test_faults:IGNORE_TERM", workers=2, requests=10, keepalive_requests=0)
+    sc = Scenario(server="tests.run.test_faults:IGNORE_TERM", workers=2, requests=10, keepalive_requests=0)
     record = run_scenario(sc, work_dir=str(tmp_path), base_timeout=4)
     assert record.failure_class == "shutdown-hang", (record.failure_class, record.reason)
     assert record.signature == "shutdown-hang" and "killed at the deadline" in record.reason

@@ -17,8 +17,9 @@ import pytest
 from harness import capsule
 from harness.capsule import ROOT_TOKEN, target_of, write_capsule
 from harness.model.records import ResultRecord, Scenario
+from tests import _paths
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_ROOT = _paths.ROOT
 OLD_PYTHONS = [
     p
     for p in ("/root/.pyenv/versions/3.7.16/bin/python", "/root/.pyenv/versions/3.8.18/bin/python")

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from harness._platform.locks import port_lock
+from tests import _paths
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = _paths.ROOT
 PORT = 1  # a lock name only: nothing binds it
 
 _TRY = (

@@ -14,8 +14,7 @@ from harness.catalog import entries, parse_entry
 from harness.cli import release_cmd
 from harness.model.errors import UsageError
 from harness.model.records import ResultRecord, Scenario
-
-from .test_reports import rec
+from tests.reports.test_reports import rec
 
 
 def test_previous_version_is_the_newest_older_final_release() -> None:

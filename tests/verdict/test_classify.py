@@ -8,8 +8,9 @@ import pytest
 from harness.model.observation import Observation
 from harness.model.records import FAILURE_CLASSES
 from harness.verdict.classify import RULES, Verdict, classify, exit_text, wrong_listeners
+from tests import _paths
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "outputs")
+FIXTURES = os.path.join(_paths.FIXTURES, "outputs")
 
 TCP = {"kind": "tcp", "host": "127.0.0.1", "port": 0}
 UDS = {"kind": "uds", "path": "/tmp/h-1/s.sock"}

@@ -14,11 +14,20 @@ import pytest
 
 from servers import apps
 from servers._lifespan import Lifespan
-from tests.test_http import TIMEOUT, ServerThread, connect, exchange, parse_all, read_response, serve
+from tests import _paths
+from tests.reference_server.test_http import (
+    TIMEOUT,
+    ServerThread,
+    connect,
+    exchange,
+    parse_all,
+    read_response,
+    serve,
+)
 
 __all__ = ["serve"]  # the fixture, re-used from test_http
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(_paths.ROOT)
 PYENV = Path("/root/.pyenv/versions")
 
 # Runs under the old interpreter with nothing but the stdlib: drives each app once in memory and

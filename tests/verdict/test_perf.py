@@ -10,8 +10,7 @@ from reports import render
 from reports.merge import mark_degraded as report_mark_degraded
 from reports.perf import bench_tables, performance
 from reports.svg import line_plot
-
-from .test_reports import rec
+from tests.reports.test_reports import rec
 
 
 def _ka(r: ResultRecord, p50: Any, by_worker: Any = None) -> ResultRecord:

@@ -24,11 +24,12 @@ from hypothesis import strategies as st
 
 from harness.model.records import ResultRecord, Scenario
 from harness.run.runner import run_scenario
+from tests import _paths
 from tests._refserver import RefServer, burst_until
 
 pytestmark = pytest.mark.timeout(300)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(_paths.ROOT)
 
 
 def _env() -> Dict[str, str]:

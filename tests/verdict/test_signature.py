@@ -14,8 +14,9 @@ from harness.verdict.signature import (
     signature_for,
     winerror_symbol,
 )
+from tests import _paths
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "outputs")
+FIXTURES = os.path.join(_paths.FIXTURES, "outputs")
 
 
 def _read(name: str) -> str:

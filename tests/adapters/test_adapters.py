@@ -18,9 +18,10 @@ from harness.adapters.gunicorn import GunicornAdapter
 from harness.adapters.hypercorn import HypercornAdapter
 from harness.adapters.uvicorn import UvicornAdapter
 from servers.launcher import command
+from tests import _paths
 
 PY = "/envs/x/bin/python"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = _paths.ROOT
 
 
 def ctx(

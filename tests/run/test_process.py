@@ -14,7 +14,7 @@ import pytest
 from harness import _platform
 from harness.run import reaper
 from harness.run.process import ServerProcess
-from tests import _mpserver
+from tests import _mpserver, _paths
 from tests._mpserver import TIMEOUT, signal_state, with_default_sigint
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and fds")
@@ -230,7 +230,7 @@ _REAPER_CHILD = textwrap.dedent(
 )
 def test_reaper_kills_the_server_when_the_harness_dies(tmp_path, how, guardian):
     # Each layer alone: without the guardian, atexit (SIGINT) and the SIGTERM handler must do it.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = _paths.ROOT
     script = _REAPER_CHILD.format(root=root, info=str(tmp_path / "info.json"), cwd=str(tmp_path))
     out_path = tmp_path / "child.out"
     with open(out_path, "wb") as out:

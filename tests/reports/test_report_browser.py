@@ -13,10 +13,11 @@ from typing import Any, List, Optional, Tuple
 import pytest
 
 from reports import diff, merge, render_release, write_report
+from tests import _paths
 
 from .test_reports import ALL, load, release_pair
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = _paths.ROOT
 ARTIFACTS = os.path.join(ROOT, "artifacts")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

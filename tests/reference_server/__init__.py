@@ -1,0 +1,1 @@
+"""Tests of servers (the reference server, its strategies and apps)."""
