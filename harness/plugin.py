@@ -29,10 +29,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from harness._platform.locks import port_lock
 from harness.model.records import ResultRecord, Scenario
-from harness.run.runner import BASE_TIMEOUT_S
-from harness.run.runner import run_scenario as _run
+from harness.run import BASE_TIMEOUT_S
 
 _RESULTS_KEY = "asgi_workers_harness_results"
 #: the records a test's run_scenario calls produced, for the pytest-html extras
@@ -122,6 +120,11 @@ def _fixed_port_locks(request: pytest.FixtureRequest) -> Iterator[None]:
     binds 127.0.0.1:8000 whatever it is told in some modes) holds the machine-wide lock on it while it runs
     (harness._platform.locks.port_lock), so parallel tests take turns, with or without xdist."""
     ports = sorted({int(p) for mark in request.node.iter_markers("fixed_port") for p in mark.args})
+    if not ports:
+        yield
+        return
+    from harness._platform.locks import port_lock  # noqa: PLC0415 - the OS layer only for such tests
+
     with contextlib.ExitStack() as stack:
         for port in ports:  # always in the same order: two tests never wait for each other's second lock
             stack.enter_context(port_lock(port))
@@ -270,6 +273,8 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[...,
             sc = dataclasses.replace(sc, python=python)
         counter[0] += 1
         work = os.path.join(str(tmp_path), f"run{counter[0]}")
+        from harness.run.runner import run_scenario as _run  # noqa: PLC0415 - the runner only when used
+
         record = _run(
             sc,
             results=results_path(config) or None,

@@ -4,7 +4,6 @@
     ├── UsageError                  bad input from the user: the CLI prints str(exc) as one line, exit 2
     │   ├── ConfigError             a matrix file that cannot be read or names unknown fields
     │   └── UnknownServer           --server names no registered adapter and no `module:attr`
-    └── RunFailed                   a run could not be carried out (results file unwritable, pool died)
 
 Errors from other harness modules keep their own classes (`pythons.InterpreterNotFound`,
 `envs.EnvError`, `harness.adapters.Unsupported`): the runner turns those into `env-error` /
@@ -29,8 +28,4 @@ class UnknownServer(UsageError):
     """--server names no registered adapter."""
 
 
-class RunFailed(HarnessError):
-    """The harness could not carry out a run at all (not a verdict about the server)."""
-
-
-__all__ = ["ConfigError", "HarnessError", "RunFailed", "UnknownServer", "UsageError"]
+__all__ = ["ConfigError", "HarnessError", "UnknownServer", "UsageError"]

@@ -37,14 +37,11 @@ from harness.env import pythons
 from harness.env import venvs as envs
 from harness.model.observation import Observation
 from harness.model.records import ResultRecord, Scenario, append_record
-from harness.run import faults, reaper, stages
+from harness.run import BASE_TIMEOUT_S, faults, reaper, stages
 from harness.run.serverwatch import read_events
 from harness.run.stages import Trace, scaled_timeout
 from harness.verdict.classify import classify
 from servers import exitcodes
-
-#: seconds; readiness for one worker on an idle machine takes well under a second (0.13 s measured)
-BASE_TIMEOUT_S = 20.0
 
 VALID_STDIN = ("inherit", "devnull", "closed")
 VALID_STOP = ("group", "master")
