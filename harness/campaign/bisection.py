@@ -32,9 +32,12 @@ Running it (scenarios, printing) is the face: harness.cli.bisect_cmd drives sear
 import dataclasses
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from harness.model.classes import INCONCLUSIVE
+from harness.model.records import ResultRecord, Scenario
+from harness.run.runner import BASE_TIMEOUT_S, run_scenario
 
 GOOD = "good"
 BAD = "bad"
@@ -251,12 +254,111 @@ def record_line(path: str, run_id: str) -> int:
     return 0
 
 
+# -- the campaign: one real run per probed version ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BisectPlan:
+    """What a bisection runs: the versions good end first, and how each one becomes a scenario.
+
+    * dist - the distribution bisected; ordered - its versions between good and bad, good end first
+    * installable - the versions whose files admit this Python (the others are skipped unbuilt)
+    * base - the scenario; pinned / default_requirements - its requirement set (pinned_requirements)
+    * python_version - the interpreter's version
+    * results, work_dir, capsule_dir, base_timeout - as run_scenario takes them
+    * failed_envs - {scenario id: env-error record} not to rebuild (recorded_env_errors)
+    """
+
+    dist: str
+    ordered: Tuple[str, ...]
+    installable: FrozenSet[str]
+    base: Scenario
+    pinned: Tuple[str, ...]
+    default_requirements: Tuple[str, ...]
+    python_version: str
+    results: str
+    work_dir: str = ""
+    capsule_dir: str = ""
+    base_timeout: float = BASE_TIMEOUT_S
+    failed_envs: Dict[str, ResultRecord] = dataclasses.field(default_factory=dict)
+
+
+class Bisection:
+    """search() over a plan with real runs: step(i) runs version i and judges it; notify gets one line per
+    step. After run(): records {i: record}, why_skipped {i: why}, steps, builds [(version, seconds)]."""
+
+    def __init__(self, plan: BisectPlan, judge: Judge, notify: Callable[[str], None] = lambda line: None):
+        self.plan = plan
+        self.judge = judge
+        self.notify = notify
+        self.records: Dict[int, ResultRecord] = {}
+        self.why_skipped: Dict[int, str] = {}
+        self.steps = 0
+        self.builds: List[Tuple[str, float]] = []
+
+    def run(self) -> SearchResult:
+        """The boundary; BisectError when an end is not what it was said to be."""
+        return search(len(self.plan.ordered), self.step)
+
+    def _skip(self, i: int, label: str, why: str) -> str:
+        self.why_skipped[i] = why
+        self.notify(f"{label} -> skip ({why})")
+        return SKIP
+
+    def step(self, i: int) -> str:
+        plan, version = self.plan, self.plan.ordered[i]
+        self.steps += 1
+        label = f"[step {self.steps}] {plan.dist}=={version}"
+        if version not in plan.installable:
+            why = f"Requires-Python of every file excludes {plan.python_version} (not built)"
+            return self._skip(i, label, why)
+        reqs = pinned_requirements(plan.dist, plan.pinned, plan.default_requirements, version)
+        sc = dataclasses.replace(plan.base, requirements=reqs)
+        earlier = plan.failed_envs.get(sc.scenario_id)
+        if earlier is not None:
+            why = f"env-error: {earlier.signature} (recorded by run {earlier.run_id}; not rebuilt)"
+            return self._skip(i, label, why)
+        t = time.monotonic()
+        record = run_scenario(
+            sc,
+            results=plan.results,
+            work_dir=plan.work_dir or None,
+            capsule_dir=plan.capsule_dir or None,
+            base_timeout=plan.base_timeout,
+        )
+        self.records[i] = record
+        if not record.timings.get("env_cached", True):
+            self.builds.append((version, float(record.timings.get("env_build") or 0.0)))
+        return self._judged(i, label, record, time.monotonic() - t)
+
+    def _judged(self, i: int, label: str, record: ResultRecord, seconds: float) -> str:
+        judge, version = self.judge, self.plan.ordered[i]
+        if not judge.defined and record.failure_class not in SKIP_CLASSES:
+            if record.failure_class == "passed":
+                self.notify(f"{label} -> {record.verdict}  = good ({seconds:.1f}s)")
+                return GOOD
+            judge.define(record.failure_class, record.signature)
+            self.notify(f"bad = {judge.describe()} (the verdict of {self.plan.dist}=={version})")
+        outcome, why = judge.judge(record.failure_class, record.signature)
+        if outcome == SKIP:
+            self.why_skipped[i] = f"{record.failure_class}: {record.signature or record.reason}"
+            self.notify(f"{label} -> skip ({self.why_skipped[i]})  ({seconds:.1f}s)")
+            return SKIP
+        env_note = "env cached" if record.timings.get("env_cached") else "env built"
+        tail = f" [{why}]" if why else ""
+        took = f"({seconds:.1f}s, {env_note}, run {record.run_id})"
+        self.notify(f"{label} -> {record.verdict}  = {outcome}{tail}  {took}")
+        return outcome
+
+
 __all__ = [
     "BAD",
     "GOOD",
     "SKIP",
     "SKIP_CLASSES",
     "BisectError",
+    "BisectPlan",
+    "Bisection",
     "Judge",
     "SearchResult",
     "orient",

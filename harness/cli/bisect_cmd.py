@@ -2,25 +2,22 @@
 version, print every step and the answer."""
 
 import argparse
-import dataclasses
 import os
 import re
 import sys
 import time
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from harness.adapters import get_adapter
 from harness.campaign.bisection import (
-    GOOD,
-    SKIP,
-    SKIP_CLASSES,
     BisectError,
+    Bisection,
+    BisectPlan,
     Judge,
+    SearchResult,
     orient,
-    pinned_requirements,
     record_line,
     recorded_env_errors,
-    search,
 )
 from harness.cli._args import non_negative_int, positive_int, scenario_from_args
 from harness.env import pythons
@@ -28,7 +25,7 @@ from harness.env import venvs as envs
 from harness.model.classes import FAILURE_CLASSES
 from harness.model.errors import UsageError
 from harness.model.records import ResultRecord, Scenario
-from harness.run.runner import BASE_TIMEOUT_S, run_scenario, validate
+from harness.run.runner import BASE_TIMEOUT_S, validate
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
@@ -118,74 +115,57 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     judge = Judge(bad_class=args.bad_class or None, bad_signature=args.bad_signature)
     if judge.defined:
         say(f"bad = {judge.describe()}")
-    records: Dict[int, ResultRecord] = {}
-    why_skipped: Dict[int, str] = {}
-    failed_envs = {} if args.retry_env_errors else recorded_env_errors(args.results, interp.version)
-    step = [0]
-    builds: List[Tuple[str, float]] = []
-
-    def test(i: int) -> str:
-        version = ordered[i]
-        step[0] += 1
-        label = f"[step {step[0]}] {dist}=={version}"
-        if version not in fits:
-            why_skipped[i] = f"Requires-Python of every file excludes {interp.version} (not built)"
-            say(f"{label} -> skip: {why_skipped[i]}")
-            return SKIP
-        sc = dataclasses.replace(
-            base,
-            requirements=pinned_requirements(dist, args.requirement, adapter.default_requirements, version),
-        )
-        earlier = failed_envs.get(sc.scenario_id)
-        if earlier is not None:
-            why_skipped[i] = f"env-error: {earlier.signature} (recorded by run {earlier.run_id}; not rebuilt)"
-            say(f"{label} -> skip ({why_skipped[i]})")
-            return SKIP
-        t = time.monotonic()
-        record = run_scenario(
-            sc,
-            results=args.results,
-            work_dir=args.work_dir or None,
-            capsule_dir=args.capsule_dir or None,
-            base_timeout=args.timeout,
-        )
-        records[i] = record
-        if not record.timings.get("env_cached", True):
-            builds.append((version, float(record.timings.get("env_build") or 0.0)))
-        if not judge.defined and record.failure_class not in SKIP_CLASSES:
-            if record.failure_class == "passed":
-                say(f"{label} -> {record.verdict}  = good ({time.monotonic() - t:.1f}s)")
-                return GOOD
-            judge.define(record.failure_class, record.signature)
-            say(f"bad = {judge.describe()} (the verdict of {dist}=={version})")
-        outcome, why = judge.judge(record.failure_class, record.signature)
-        env_note = "env cached" if record.timings.get("env_cached") else "env built"
-        if outcome == SKIP:
-            why_skipped[i] = f"{record.failure_class}: {record.signature or record.reason}"
-            say(f"{label} -> skip ({why_skipped[i]})  ({time.monotonic() - t:.1f}s)")
-        else:
-            tail = f" [{why}]" if why else ""
-            say(
-                f"{label} -> {record.verdict}  = {outcome}{tail}  "
-                f"({time.monotonic() - t:.1f}s, {env_note}, run {record.run_id})"
-            )
-        return outcome
-
+    plan = BisectPlan(
+        dist=dist,
+        ordered=tuple(ordered),
+        installable=frozenset(fits),
+        base=base,
+        pinned=tuple(args.requirement),
+        default_requirements=tuple(adapter.default_requirements),
+        python_version=interp.version,
+        results=args.results,
+        work_dir=args.work_dir,
+        capsule_dir=args.capsule_dir,
+        base_timeout=args.timeout,
+        failed_envs={} if args.retry_env_errors else recorded_env_errors(args.results, interp.version),
+    )
+    bisection = Bisection(plan, judge, notify=say)
     try:
-        result = search(len(ordered), test)
+        result = bisection.run()
     except BisectError as exc:
         say(f"no answer: {exc}")
-        for i, why in sorted(why_skipped.items()):
+        for i, why in sorted(bisection.why_skipped.items()):
             say(f"  skipped {dist}=={ordered[i]}: {why}")
-        say(f"{step[0]} step(s), {time.monotonic() - t0:.1f}s")
+        say(f"{bisection.steps} step(s), {time.monotonic() - t0:.1f}s")
         return 1
+    records, why_skipped = bisection.records, bisection.why_skipped
+    _answer(say, args.results, plan, result, records, why_skipped, every, direction)
+    build_note = ""
+    if bisection.builds:
+        build_note = "; envs built: " + ", ".join(f"{v} {s:.1f}s" for v, s in bisection.builds)
+    say(f"{bisection.steps} step(s), {time.monotonic() - t0:.1f}s wall{build_note}")
+    return 0
+
+
+def _answer(  # noqa: PLR0917 - the pieces of one answer, printed together
+    say: Callable[[str], None],
+    results: str,
+    plan: BisectPlan,
+    result: SearchResult,
+    records: Dict[int, ResultRecord],
+    why_skipped: Dict[int, str],
+    every: List[str],
+    direction: str,
+) -> None:
+    """Print the boundary, each end's record (file:line, run id, capsule) and what was skipped."""
+    dist, ordered = plan.dist, plan.ordered
 
     def where(i: int) -> str:
         rec = records.get(i)
         if rec is None:
             return "(no record)"
-        line = record_line(args.results, rec.run_id)
-        loc = f"{args.results}:{line}" if line else args.results
+        line = record_line(results, rec.run_id)
+        loc = f"{results}:{line}" if line else results
         extra = f", capsule {rec.capsule}" if rec.capsule else ""
         return f"{rec.verdict}  [{loc}, run_id {rec.run_id}{extra}]"
 
@@ -208,11 +188,6 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     if not result.exact:
         between = ", ".join(ordered[i] for i in result.untested_between)
         say(f"not exact: {between} could not be tested; the change is in one of them or at the ends above")
-    build_note = ""
-    if builds:
-        build_note = "; envs built: " + ", ".join(f"{v} {s:.1f}s" for v, s in builds)
-    say(f"{step[0]} step(s), {time.monotonic() - t0:.1f}s wall{build_note}")
-    return 0
 
 
 __all__ = ["add_parser", "run"]

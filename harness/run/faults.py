@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 import psutil
 
 from harness import _platform
+from harness.model.records import Scenario
 from harness.run.load import run_load
 from harness.run.readiness import Target, wait_ready
 
@@ -422,7 +423,7 @@ def _in_use(line: str) -> bool:
     return "in use" in low or "eaddrinuse" in low or "errno 98" in low or "10048" in low
 
 
-def plan(scenario: Any, scratch: str) -> FaultPlan:
+def plan(scenario: Scenario, scratch: str) -> FaultPlan:
     """The FaultPlan of `scenario.fault` (a no-op plan for ""); UnknownFault for an unknown name.
     Needs the run's private scratch directory (the stale-uds socket file goes there)."""
     return FaultPlan(str(scenario.fault or ""), str(scenario.app), scratch)
