@@ -16,7 +16,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "harness": set(),  # harness/__init__.py: __version__ and PROJECT_ROOT
     "harness.model": {"harness"},
     "harness._platform": {"harness", "harness.model"},
-    "harness.env": {"harness", "harness.model", "harness._platform", "servers"},
+    "harness.env": {"harness", "harness.model", "harness._platform", "harness.verdict", "servers"},
     "harness.verdict": {"harness", "harness.model", "servers"},
     "harness.catalog": {"harness", "harness.model"},
     "harness.adapters": {"harness", "harness.model", "servers"},

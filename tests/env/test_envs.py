@@ -18,6 +18,7 @@ from harness._platform.locks import FileLock, LockTimeout
 from harness.env import pythons
 from harness.env import venvs as envs
 from harness.env.venvs import EnvError
+from harness.verdict.installer import decisive_line
 from tests import _paths
 
 ROOT = _paths.ROOT
@@ -315,7 +316,7 @@ def test_normalize_requirement():
     ],
 )
 def test_decisive_line(output, expected):
-    assert envs.decisive_line(output) == expected
+    assert decisive_line(output) == expected
 
 
 def test_file_lock_times_out(tmp_path):
