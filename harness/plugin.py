@@ -103,7 +103,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "workers(n): the scenario runs the server with n worker processes")
     config.addinivalue_line(
-        "markers", "known_issue(id): the test reproduces a catalogued upstream issue (scenarios/known_issues)"
+        "markers", "known_issue(id): the test reproduces a catalogued upstream issue (harness.catalog)"
     )
     config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
     config.addinivalue_line(

@@ -1,4 +1,5 @@
-"""The known-issue catalog as tests: every entry of scenarios/known_issues/*.toml, every requirement set.
+"""The known-issue catalog as tests: every entry of harness/catalog/known_issues/*.toml, every
+requirement set.
 
     pytest scenarios/test_known_issues.py                      # all entries runnable on this platform
     pytest scenarios/test_known_issues.py -k uvicorn-1009      # one entry

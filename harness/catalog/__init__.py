@@ -1,4 +1,5 @@
-"""The known-issue catalog: `scenarios/known_issues/*.toml` loaded into typed, validated entries.
+"""The known-issue catalog: `harness/catalog/known_issues/*.toml` (package data: an installed harness
+has it too) loaded into typed, validated entries.
 
 One file = one upstream issue, reproduced by a Scenario run against several requirement sets:
 
@@ -8,7 +9,7 @@ One file = one upstream issue, reproduced by a Scenario run against several requ
   when the fix changes the failure rather than removing it)
 * unaffected - other releases that behave correctly (e.g. before a regression)
 
-The format is documented in scenarios/known_issues/README.md. Errors are one line each and name the
+The format is documented in harness/catalog/known_issues/README.md. Errors are one line each and name the
 file: `CatalogError: uvicorn-514.toml: [expect].failure_class 'boom' is not a failure class`.
 
 * entries(directory=None) -> List[Entry] - every entry, sorted by id; raises CatalogError on the first bad one
@@ -30,7 +31,6 @@ import re
 import sys
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from harness import PROJECT_ROOT
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
 
 if sys.version_info >= (3, 11):
@@ -39,7 +39,7 @@ else:  # pragma: no cover - exercised on 3.8-3.10
     import tomli as _toml  # type: ignore[import-not-found, unused-ignore]
 
 #: the directory holding the catalog
-DEFAULT_DIRECTORY = os.path.join(PROJECT_ROOT, "scenarios", "known_issues")
+DEFAULT_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_issues")
 
 #: sys.platform values an entry may name
 PLATFORMS = ("linux", "win32", "darwin")
@@ -370,7 +370,7 @@ def load_entry(path: str) -> Entry:
 
 
 def entries(directory: Optional[str] = None) -> List[Entry]:
-    """Every entry of the catalog in `directory` (default: scenarios/known_issues), sorted by id."""
+    """Every entry of the catalog in `directory` (default: the packaged one, DEFAULT_DIRECTORY), by id."""
     folder = directory or DEFAULT_DIRECTORY
     found = [load_entry(os.path.join(folder, n)) for n in sorted(os.listdir(folder)) if n.endswith(".toml")]
     return sorted(found, key=lambda e: e.id)

@@ -77,7 +77,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.add_argument("--run", action="store_true", help="run the cases runnable here, append the records")
     p.add_argument("--results", default=DEFAULT_RESULTS, metavar="FILE.jsonl", help="read / append records")
     p.add_argument(
-        "--dir", default="", metavar="DIR", help="catalog directory (default: scenarios/known_issues)"
+        "--dir", default="", metavar="DIR", help="catalog directory (default: the packaged catalog)"
     )
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
     p.add_argument("--work-dir", default="")
