@@ -20,7 +20,7 @@ from servers.launcher import command
 
 MIN_VERSION = "0.5.0"
 LOG_LEVEL_SINCE = "0.8.0"
-SPAWN_HARDCODED_SINCE = "0.14.2"
+# (spawn is hard-coded since 0.14.2: no flag changes with it)
 
 
 class HypercornAdapter:

@@ -20,8 +20,7 @@ from harness.adapters._versions import at_least
 from servers.launcher import command
 
 MIN_VERSION = "0.10.0"  # first release with uvicorn/__main__.py
-LIFESPAN_SINCE = "0.4.0"
-SPAWN_HARDCODED_SINCE = "0.10.1"
+# (lifespan exists since 0.4.0 and spawn is hard-coded since 0.10.1: neither changes a flag here)
 
 
 class UvicornAdapter:
