@@ -85,6 +85,13 @@ class Side:
         return "broken" if not ok else "flaky"
 
     @property
+    def confirmed(self) -> bool:
+        """Broken in at least two judged runs and ok in none: a verdict re-run before it was called
+        (--confirm; a single failing run, or runs that disagree, are not)."""
+        judged = [r for r in self.records if r.failure_class not in INCONCLUSIVE]
+        return self.state == "broken" and len(judged) >= 2
+
+    @property
     def verdicts(self) -> Tuple[str, ...]:
         """Distinct `class signature` verdicts, benign first."""
         seen: Dict[str, int] = {}
@@ -137,6 +144,8 @@ class ReleaseDiff:
     inconclusive: Tuple[DiffEntry, ...] = ()
     added: Tuple[DiffEntry, ...] = ()
     removed: Tuple[DiffEntry, ...] = ()
+    #: ok at previous, failing at version, but not confirmed: one failing run, or runs that disagree
+    unconfirmed: Tuple[DiffEntry, ...] = ()
 
 
 def _group(
@@ -163,7 +172,16 @@ def diff(
     prev = _group(mark_degraded(previous), server)
     cur = _group(mark_degraded(current), server)
     buckets: Dict[str, List[DiffEntry]] = {
-        k: [] for k in ("newly_broken", "newly_fixed", "unchanged", "inconclusive", "added", "removed")
+        k: []
+        for k in (
+            "newly_broken",
+            "unconfirmed",
+            "newly_fixed",
+            "unchanged",
+            "inconclusive",
+            "added",
+            "removed",
+        )
     }
     for ident in sorted(set(prev) | set(cur)):
         p = Side(tuple(prev[ident])) if ident in prev else None
@@ -179,7 +197,7 @@ def diff(
         elif "inconclusive" in (p.state, c.state):
             buckets["inconclusive"].append(entry)
         elif p.state == "ok" and c.state != "ok":
-            buckets["newly_broken"].append(entry)
+            buckets["newly_broken" if c.confirmed else "unconfirmed"].append(entry)
         elif p.state != "ok" and c.state == "ok":
             buckets["newly_fixed"].append(entry)
         else:
@@ -229,7 +247,12 @@ def startup_changes(release_diff: ReleaseDiff) -> List[StartupChange]:
     """Per matched cell that served on both sides: median ready time (launch -> every worker answered)
     before and after. Biggest slow-downs first."""
     rows: List[StartupChange] = []
-    for bucket in (release_diff.unchanged, release_diff.newly_broken, release_diff.newly_fixed):
+    for bucket in (
+        release_diff.unchanged,
+        release_diff.newly_broken,
+        release_diff.unconfirmed,
+        release_diff.newly_fixed,
+    ):
         for e in bucket:
             before, after = _ready_median(e.previous), _ready_median(e.current)
             if before is not None and after is not None and before > 0:
@@ -261,6 +284,12 @@ def render_release(
         generated_at=generated_at,
         sections=(
             ("newly-broken", "Newly broken", release_diff.newly_broken, True),
+            (
+                "unconfirmed",
+                "Unconfirmed (failed once, or its runs disagree: flaky)",
+                release_diff.unconfirmed,
+                True,
+            ),
             ("newly-fixed", "Newly fixed", release_diff.newly_fixed, True),
             ("inconclusive", "Inconclusive (could not judge one side)", release_diff.inconclusive, True),
             ("added", f"Only in {version}", release_diff.added, False),

@@ -19,7 +19,11 @@
 
 JSON has the same shape: {"defaults": {...}, "scenario": [{...}, ...]}.
 
+    repeat = 20                     # optional: every scenario runs 20 times (failure rates)
+    confirm = 1                     # optional: re-runs of a failing or degraded verdict (default 1)
+
 * load_matrix_file(path) -> [Scenario] ("*" expanded with the reference server's probe)
+* load_settings(path) -> {"repeat": N, "confirm": N} (the keys the file sets)
 * expand(entries, defaults, probe_fn) -> [Scenario]
 Errors: ConfigError (one line) for unreadable files, unknown fields and bad values.
 """
@@ -49,6 +53,9 @@ _INT_FIELDS = ("workers", "requests", "concurrency", "keepalive_requests")
 
 ProbeFn = Callable[[str], Dict[str, Any]]
 
+#: top-level run settings of a matrix file: {name: (lowest, highest)} (the CLI flags override them)
+SETTINGS: Dict[str, Tuple[int, int]] = {"repeat": (1, 10000), "confirm": (0, 20)}
+
 
 def _load_toml(path: str) -> Dict[str, Any]:
     if tomllib is None:
@@ -77,7 +84,7 @@ def read_file(path: str) -> Dict[str, Any]:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table/object at the top")
-    unknown = set(data) - {"defaults", "scenario", "scenarios"}
+    unknown = set(data) - {"defaults", "scenario", "scenarios", *SETTINGS}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))}")
     return data
@@ -186,4 +193,18 @@ def load_matrix_file(path: str, probe_fn: Optional[ProbeFn] = None) -> List[Scen
     return expand(entries, defaults, probe_fn)
 
 
-__all__ = ["expand", "load_matrix_file", "read_file"]
+def load_settings(path: str) -> Dict[str, int]:
+    """The file's top-level `repeat` (runs per scenario) and `confirm` (re-runs of a failing verdict)."""
+    data = read_file(path)
+    out: Dict[str, int] = {}
+    for name, (low, high) in SETTINGS.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{path}: {name} must be an integer from {low} to {high}, not {value!r}")
+        out[name] = value
+    return out
+
+
+__all__ = ["SETTINGS", "expand", "load_matrix_file", "load_settings", "read_file"]

@@ -3,9 +3,12 @@
 * default_matrix(pythons, servers, requirements, probe_fn) - the README matrix: the reference server x every
   strategy available here x its start methods x workers {1, 2, 4}, + the latest uvicorn, hypercorn,
   gunicorn (+ uvicorn-worker) and granian with 1, 2 and 4 workers (1 is the twin that `degraded` compares to)
-* run_matrix(scenarios, *, results, jobs, resume, ...) -> [ResultRecord] - runs them; every record is
-  appended to `results` by this (the parent) process, the only writer
-* summary(records) -> str - class counts + the non-passing rows with their signatures
+* run_matrix(scenarios, *, results, jobs, resume, confirm, repeat, ...) -> [ResultRecord] - runs them; every
+  record is appended to `results` by this (the parent) process, the only writer. confirm (default 1): a
+  failing or degraded verdict is re-run that many times before it is called (harness.campaign.attempts);
+  repeat: every scenario runs that many times (a failure rate). progress(done, total, Group) per scenario
+* summary(records) -> str - class counts per scenario (runs that disagree count as flaky) + the non-passing
+  rows with their signatures
 
 Isolation: each scenario runs in `python -m harness.campaign.matrix RUN-SPEC.json` (a fresh interpreter with
 its own
@@ -15,6 +18,7 @@ Resumable: with resume=True, scenario ids already present in `results` are skipp
 """
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import subprocess
@@ -24,12 +28,17 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
+from harness.campaign.attempts import run_attempts
 from harness.campaign.config import ProbeFn, expand
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, read_records
 from harness.run.runner import BASE_TIMEOUT_S, lost_run_record, run_scenario, scaled_timeout
+from harness.verdict.agreement import FLAKY, Group, group_runs
 from harness.verdict.degraded import mark_degraded
 
-Progress = Callable[[int, int, ResultRecord], None]
+#: progress(scenarios done, total, the finished scenario's runs)
+Progress = Callable[[int, int, Group], None]
+#: a failing or degraded verdict is re-run this many times before a matrix calls it
+DEFAULT_CONFIRM = 1
 
 DEFAULT_WORKERS = (1, 2, 4)
 #: upstream servers in the default matrix, each at its latest release that installs here
@@ -79,9 +88,11 @@ def _run_one_in_child(
     capsule_dir: str,
     base_timeout: float,
     catalog: Optional[Dict[str, str]] = None,
+    attempt: Optional[Dict[str, Any]] = None,
 ) -> ResultRecord:
-    spec_path = os.path.join(tmp, f"{index}.spec.json")
-    out_path = os.path.join(tmp, f"{index}.record.json")
+    tag = f"{index}.{(attempt or {}).get('index', 1)}"
+    spec_path = os.path.join(tmp, f"{tag}.spec.json")
+    out_path = os.path.join(tmp, f"{tag}.record.json")
     spec = {
         "scenario": scenario.to_dict(),
         "out": out_path,
@@ -89,6 +100,7 @@ def _run_one_in_child(
         "capsule_dir": capsule_dir,
         "base_timeout": base_timeout,
         "catalog": dict(catalog or {}),
+        "attempt": dict(attempt or {}),
     }
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
@@ -116,7 +128,8 @@ def _run_one_in_child(
         with open(out_path, encoding="utf-8") as fh:
             return ResultRecord.from_dict(json.load(fh))
     text = err if err.strip() else f"harness child exited {code}"
-    return lost_run_record(scenario, text, time.monotonic() - t0)
+    lost = lost_run_record(scenario, text, time.monotonic() - t0)
+    return dataclasses.replace(lost, attempt=dict(attempt or {}), catalog=dict(catalog or {}))
 
 
 def run_matrix(
@@ -130,8 +143,11 @@ def run_matrix(
     base_timeout: float = BASE_TIMEOUT_S,
     progress: Optional[Progress] = None,
     catalog: Optional[Mapping[str, Dict[str, str]]] = None,
+    confirm: int = DEFAULT_CONFIRM,
+    repeat: int = 1,
 ) -> List[ResultRecord]:
-    """Run every scenario (jobs at a time), append each record to `results`, return them in finish order.
+    """Run every scenario (jobs at a time), append each record to `results`, return them in finish order
+    (every attempt's record: confirmation and repeat runs included).
 
     With resume=True, scenarios whose id already has a record in `results` are skipped (not returned).
     `catalog` maps a scenario id to the known-issue case it is ({"id", "role"}: ResultRecord.catalog)."""
@@ -140,27 +156,37 @@ def run_matrix(
         skip = done_ids(results)
         todo = [s for s in todo if s.scenario_id not in skip]
     records: List[ResultRecord] = []
+    finished = 0
     lock = threading.Lock()
     total = len(todo)
     tmp = tempfile.mkdtemp(prefix="awh-matrix-")
     work_dir = work_dir or os.path.join(tmp, "runs")
 
-    def one(index: int, scenario: Scenario) -> ResultRecord:
-        record = _run_one_in_child(
-            scenario,
-            tmp=tmp,
-            index=index,
-            work_dir=work_dir,
-            capsule_dir=capsule_dir,
-            base_timeout=base_timeout,
-            catalog=(catalog or {}).get(scenario.scenario_id),
-        )
+    def keep(record: ResultRecord) -> None:
         with lock:
             append_record(results, record)
             records.append(record)
+
+    def one(index: int, scenario: Scenario) -> None:
+        nonlocal finished
+
+        def attempt_once(attempt: Dict[str, Any]) -> ResultRecord:
+            return _run_one_in_child(
+                scenario,
+                tmp=tmp,
+                index=index,
+                work_dir=work_dir,
+                capsule_dir=capsule_dir,
+                base_timeout=base_timeout,
+                catalog=(catalog or {}).get(scenario.scenario_id),
+                attempt=attempt,
+            )
+
+        runs = run_attempts(attempt_once, confirm=confirm, repeat=repeat, on_record=keep)
+        with lock:
+            finished += 1
             if progress is not None:
-                progress(len(records), total, record)
-        return record
+                progress(finished, total, Group(tuple(runs)))
 
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -179,27 +205,34 @@ def run_matrix(
     return records
 
 
+def _order(failure_class: str) -> int:
+    return FAILURE_CLASSES.index(failure_class) if failure_class in FAILURE_CLASSES else len(FAILURE_CLASSES)
+
+
 def summary(records: Sequence[ResultRecord]) -> str:
-    """Class counts, then one row per non-passing scenario: class, id, signature. `degraded` is judged
-    as the report judges it (harness.verdict.degraded.mark_degraded; the JSONL records are never
-    rewritten)."""
-    records = mark_degraded(records)
+    """Class counts per scenario (the runs of one group count once: their shared class, or flaky when
+    they disagree), then one row per non-passing scenario: class, id, signature, and "(confirmed, N
+    runs)" when re-runs agreed. `degraded` of legacy records is judged as the report judges it
+    (harness.verdict.degraded.mark_degraded; the JSONL records are never rewritten)."""
+    groups = group_runs(mark_degraded(records))
     counts: Dict[str, int] = {}
-    for r in records:
-        counts[r.failure_class] = counts.get(r.failure_class, 0) + 1
-    lines = [
-        f"{len(records)} scenario(s): "
-        + ", ".join(f"{counts[c]} {c}" for c in FAILURE_CLASSES if c in counts)
-    ]
-    bad = [r for r in records if r.failure_class != "passed"]
+    for g in groups:
+        counts[g.failure_class] = counts.get(g.failure_class, 0) + 1
+    names = [*FAILURE_CLASSES, FLAKY]
+    lines = [f"{len(groups)} scenario(s): " + ", ".join(f"{counts[c]} {c}" for c in names if c in counts)]
+    if len(groups) != len(records):
+        lines[0] += f" ({len(records)} runs)"
+    bad = [g for g in groups if g.failure_class != "passed"]
     if bad:
-        width_c = max(len(r.failure_class) for r in bad)
-        width_i = max(len(r.scenario_id) for r in bad)
+        width_c = max(len(g.failure_class) for g in bad)
+        width_i = max(len(g.first.scenario_id) for g in bad)
         lines.append("")
         lines.append(f"{'class':<{width_c}}  {'scenario':<{width_i}}  signature / reason")
-        for r in sorted(bad, key=lambda r: (FAILURE_CLASSES.index(r.failure_class), r.scenario_id)):
-            tail = r.signature or r.reason
-            lines.append(f"{r.failure_class:<{width_c}}  {r.scenario_id:<{width_i}}  {tail}")
+        for g in sorted(bad, key=lambda g: (_order(g.failure_class), g.first.scenario_id)):
+            tail = g.signature or g.first.reason
+            if g.status == "confirmed":
+                tail += f"  (confirmed, {len(g.records)} runs)"
+            lines.append(f"{g.failure_class:<{width_c}}  {g.first.scenario_id:<{width_i}}  {tail}")
     return "\n".join(lines)
 
 
@@ -214,6 +247,7 @@ def _child_main(spec_path: str) -> int:
         capsule_dir=spec.get("capsule_dir") or None,
         base_timeout=float(spec.get("base_timeout", BASE_TIMEOUT_S)),
         catalog=spec.get("catalog") or None,
+        attempt=spec.get("attempt") or None,
     )
     tmp_out = spec["out"] + ".tmp"
     with open(tmp_out, "w", encoding="utf-8") as fh:
@@ -222,7 +256,7 @@ def _child_main(spec_path: str) -> int:
     return 0
 
 
-__all__ = ["default_matrix", "done_ids", "run_matrix", "summary"]
+__all__ = ["DEFAULT_CONFIRM", "Progress", "default_matrix", "done_ids", "run_matrix", "summary"]
 
 if __name__ == "__main__":
     sys.exit(_child_main(sys.argv[1]))

@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from harness import catalog
 from harness.adapters import get_adapter
 from harness.campaign.config import expand
-from harness.campaign.matrix import Progress, run_matrix, summary
+from harness.campaign.matrix import DEFAULT_CONFIRM, Progress, run_matrix, summary
 from harness.model.errors import HarnessError, UsageError
 from harness.model.records import ResultRecord, Scenario
 from harness.run.runner import BASE_TIMEOUT_S
@@ -219,6 +219,7 @@ def run_release(
     list_versions: Optional[VersionLister] = None,
     progress: Optional[Callable[[int], Progress]] = None,
     notify: Callable[[str], None] = lambda line: None,
+    confirm: int = DEFAULT_CONFIRM,
 ) -> ReleaseRun:
     """Run both sides (each side's JSONL under `results_dir`); `notify` gets one line per step."""
     adapter = get_adapter(server)
@@ -259,6 +260,7 @@ def run_release(
             base_timeout=base_timeout,
             progress=progress(len(scenarios)) if progress else None,
             catalog=tags,
+            confirm=confirm,
         )
         notify(summary(mark_degraded(sides[ver])))  # as the page judges them
     return ReleaseRun(server, dist, version, previous, sides)

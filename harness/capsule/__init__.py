@@ -46,7 +46,9 @@ DEFAULT_DEADLINE_S = 30.0
 
 def _slug(record: ResultRecord) -> str:
     sid = re.sub(r"[^A-Za-z0-9._=+-]+", "_", record.scenario_id)[:80].strip("_") or "scenario"
-    return f"{sid}-{record.key[:8]}"
+    # one folder per run (the run id): a confirmation re-run never overwrites the first run's evidence
+    run = re.sub(r"[^A-Za-z0-9]+", "", str(record.run_id or ""))[:16]
+    return f"{sid}-{record.key[:8]}" + (f"-{run}" if run else "")
 
 
 def _run_dir(record: ResultRecord) -> str:

@@ -33,8 +33,18 @@ with open(os.path.join(HERE, "capsule.json"), encoding="utf-8") as _fh:
     CONFIG = json.load(_fh)
 ROOT_TOKEN = "{capsule}"
 RUN_TOKEN = "{run}"
-DIR_VARS = ("HOME", "USERPROFILE", "TMP", "TEMP", "TMPDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
-            "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR")
+DIR_VARS = (
+    "HOME",
+    "USERPROFILE",
+    "TMP",
+    "TEMP",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+)
 MACHINE_ENV = ("PATH", "VIRTUAL_ENV")
 
 
@@ -117,8 +127,8 @@ def remake_paths(argv, env, target, tmp):
 
     def fix(value):
         for sep in ("unix:", ""):
-            if value.startswith(sep) and os.path.isabs(value[len(sep):]):
-                path = value[len(sep):]
+            if value.startswith(sep) and os.path.isabs(value[len(sep) :]):
+                path = value[len(sep) :]
                 parent = os.path.dirname(path)
                 if parent and not os.path.isdir(parent):
                     new = moved.get(path) or os.path.join(tmp, os.path.basename(path) or "x")
@@ -128,8 +138,13 @@ def remake_paths(argv, env, target, tmp):
 
     argv = [fix(a) for a in argv]
     for key, value in list(env.items()):
-        if os.path.isabs(value) and not os.path.exists(value) and (
-            key in ("HOME", "USERPROFILE", "TMPDIR", "TEMP", "TMP", "XDG_RUNTIME_DIR") or key.endswith("_DIR")
+        if (
+            os.path.isabs(value)
+            and not os.path.exists(value)
+            and (
+                key in ("HOME", "USERPROFILE", "TMPDIR", "TEMP", "TMP", "XDG_RUNTIME_DIR")
+                or key.endswith("_DIR")
+            )
         ):
             new = os.path.join(tmp, key.lower())
             os.makedirs(new, exist_ok=True)
@@ -276,8 +291,11 @@ def stop(proc, grace):
                 proc.wait(grace)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        subprocess.call(["taskkill", "/F", "/T", "/PID", str(proc.pid)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.call(
+            ["taskkill", "/F", "/T", "/PID", str(proc.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         proc.wait()
         return "stopped"
     pgid = proc.pid
@@ -309,7 +327,10 @@ def verdict(seen, workers, exit_code):
     bad = sum(n for code, n in seen["status"].items() if not 200 <= code < 300)
     if exit_code is not None and got < workers:
         return "startup-failure", "exited with code %s before %d worker pids answered (%d did)" % (
-            exit_code, workers, got)
+            exit_code,
+            workers,
+            got,
+        )
     if seen["responses"] == 0:
         errors = ", ".join(sorted(seen["errors"])) or "no answer"
         return "not-serving", "alive but no request was answered (%s)" % errors
@@ -347,14 +368,18 @@ def main():
         argv, target = retarget_port(argv, target)
     log_path = os.path.join(tmp, "server.log")
     recorded = CONFIG["recorded"]
-    say("recorded: %s %s (%s, Python %s)" % (
-        recorded["failure_class"], recorded["signature"], recorded["platform"], recorded["python"]))
+    say(
+        "recorded: %s %s (%s, Python %s)"
+        % (recorded["failure_class"], recorded["signature"], recorded["platform"], recorded["python"])
+    )
     say("command: " + subprocess.list2cmdline(argv))
     with open(log_path, "wb") as log:
         proc = start(argv, env, log, target)
     where = target.get("path") or "%s:%s" % (target["host"], target["port"])
-    say("server pid %d; probing %s for %d worker pids, deadline %.0fs" % (
-        proc.pid, where, args.workers, args.deadline))
+    say(
+        "server pid %d; probing %s for %d worker pids, deadline %.0fs"
+        % (proc.pid, where, args.workers, args.deadline)
+    )
     seen = {"lock": threading.Lock(), "pids": {}, "status": {}, "errors": {}, "responses": 0}
     exit_code = None
     deadline = time.monotonic() + args.deadline

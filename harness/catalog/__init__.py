@@ -400,7 +400,6 @@ def select(all_entries: Sequence[Entry], patterns: Sequence[str]) -> List[Entry]
     return sorted(chosen, key=lambda e: e.id)
 
 
-
 def cards(directory: Optional[str] = None) -> Dict[str, Dict[str, str]]:
     """{entry id: Entry.card()} of the catalog, for the report's known-issue cards ({} when it cannot be
     read: a report never fails for the catalog)."""

@@ -3,7 +3,7 @@ Scenario built from the flags a command has."""
 
 import argparse
 import dataclasses
-from typing import Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 from harness.model.errors import UsageError
 from harness.model.records import Scenario
@@ -36,6 +36,20 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def bounded_int(low: int, high: int) -> "Callable[[str], int]":
+    """An argparse type: an integer in [low, high], else one line saying which bound it broke."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
+        return value
+
+    return parse
+
+
 def parse_options(items: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
     """`--option KEY=VALUE` (repeatable; `KEY` alone means an empty value); UsageError without a key."""
     out = []
@@ -53,4 +67,4 @@ def scenario_from_args(args: argparse.Namespace, requirements: Sequence[str] = (
     return Scenario(requirements=tuple(requirements), options=parse_options(args.option), **fields)
 
 
-__all__ = ["non_negative_int", "parse_options", "positive_int", "scenario_from_args"]
+__all__ = ["bounded_int", "non_negative_int", "parse_options", "positive_int", "scenario_from_args"]

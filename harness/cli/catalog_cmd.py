@@ -104,6 +104,7 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     t0 = time.monotonic()
     stream.write(f"running {len(chosen)} entries on {sys.platform} -> {args.results}\n")
     stream.flush()
+
     def progress(entry: Entry, expectation: Expectation, scenario: Scenario, outcome: Any) -> None:
         label = f"{entry.id} {expectation.role} {_case_label(scenario, expectation)}"
         if isinstance(outcome, str):

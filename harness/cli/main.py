@@ -10,9 +10,16 @@
     harness pythons                                                            -> interpreters found here
     harness probe [--python V]                                                 -> reference strategies here
 
-Exit codes: 0 - the run completed, whatever the verdict; 1 - the harness could not do its job (a
-`harness-error` record, a crash); 2 - bad usage (one line on stderr); 3 - `harness release` only: a
-cell that passed at --previous is broken at VERSION; 130 - interrupted.
+Exit codes (README "Exit codes" says the same):
+  0 - done; `harness run`: the verdict is ok (passed, degraded) - every run's, with --confirm / --repeat
+  1 - the harness could not do its job (a `harness-error` verdict, a crash)
+  2 - bad usage (one line on stderr)
+  3 - `harness release` only: a cell that passed at --previous is broken (confirmed) at VERSION
+  4 - `harness run` only: the server failed (a failing class, or runs that disagree: flaky)
+  5 - `harness run` only: inconclusive - the scenario could not run here (unsupported, env-error)
+  130 - interrupted
+`harness matrix` exits 0 when every cell has a verdict (failing ones included: they are the report's
+content) and 1 when one is harness-error.
 """
 
 import argparse
@@ -27,26 +34,35 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from harness import catalog
 from harness.adapters import get_adapter
 from harness.adapters.reference import ProbeFailed, combinations, probe
-from harness.campaign.config import load_matrix_file
-from harness.campaign.matrix import default_matrix, done_ids, run_matrix, summary
+from harness.campaign.attempts import run_attempts
+from harness.campaign.config import load_matrix_file, load_settings
+from harness.campaign.matrix import DEFAULT_CONFIRM, default_matrix, done_ids, run_matrix, summary
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
-from harness.cli._args import non_negative_int, positive_int, scenario_from_args
+from harness.cli._args import bounded_int, non_negative_int, positive_int, scenario_from_args
 from harness.cli.release_cmd import release
 from harness.env import pythons
 from harness.env import venvs as envs
+from harness.model.classes import INCONCLUSIVE, OK_CLASSES
 from harness.model.errors import HarnessError, UsageError
 from harness.model.records import ResultRecord, Scenario, read_records
 from harness.run.faults import FAULTS
 from harness.run.faults import summary as fault_summary
 from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
+from harness.verdict.agreement import FLAKY, Group, rates
 from reports import write_report
 from reports.perf import read_bench
 
 EXIT_OK = 0
 EXIT_HARNESS = 1
 EXIT_USAGE = 2
+EXIT_FAILED = 4
+EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
+
+#: re-runs bounds: enough for a 1% flake (about 300 starts for a 95% interval), not a runaway
+MAX_REPEAT = 10000
+MAX_CONFIRM = 20
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +107,33 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
 
 
+def _attempt_args(p: argparse.ArgumentParser, *, confirm_default: int) -> None:
+    p.add_argument(
+        "--confirm",
+        type=bounded_int(0, MAX_CONFIRM),
+        default=None,
+        metavar="N",
+        help=f"re-run a failing or degraded verdict N times before calling it; runs that disagree are "
+        f"flaky (default {confirm_default})",
+    )
+    p.add_argument(
+        "--repeat",
+        type=bounded_int(1, MAX_REPEAT),
+        default=None,
+        metavar="N",
+        help="run each scenario N times and report each class's rate with its 95%% Wilson interval",
+    )
+    p.set_defaults(confirm_default=confirm_default)
+
+
+def _attempts(args: argparse.Namespace, settings: Optional[Dict[str, int]] = None) -> Tuple[int, int]:
+    """(confirm, repeat): the flags, else the matrix file's settings, else the command's defaults."""
+    settings = settings or {}
+    confirm = args.confirm if args.confirm is not None else settings.get("confirm", args.confirm_default)
+    repeat = args.repeat if args.repeat is not None else settings.get("repeat", 1)
+    return int(confirm), int(repeat)
+
+
 def _bench_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bench",
@@ -118,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_run_args(p)
     p.add_argument("--results", default="", metavar="FILE.jsonl", help="append the record here")
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    _attempt_args(p, confirm_default=0)
 
     p = sub.add_parser("matrix", help="run a matrix of scenarios, print a summary, write the HTML report")
     p.add_argument(
@@ -136,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="requirement set for the upstream servers of the default matrix",
     )
     p.add_argument("--resume", action="store_true", help="skip scenarios already in --results")
+    _attempt_args(p, confirm_default=DEFAULT_CONFIRM)
     _bench_arg(p)
     _common_run_args(p)
 
@@ -155,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
     p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
     p.add_argument("-n", "--jobs", type=positive_int, default=1)
+    p.add_argument(
+        "--confirm",
+        type=bounded_int(0, MAX_CONFIRM),
+        default=DEFAULT_CONFIRM,
+        metavar="N",
+        help="re-run a failing cell N times; only a confirmed failure counts as newly broken "
+        f"(default {DEFAULT_CONFIRM})",
+    )
     _common_run_args(p)
 
     catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
@@ -227,34 +280,80 @@ def _python_path(spec: str) -> str:
 # -- commands ------------------------------------------------------------------------------------------
 
 
+def _run_exit(group: Group) -> int:
+    classes = {r.failure_class for r in group.records}
+    if "harness-error" in classes:
+        return EXIT_HARNESS
+    if classes <= set(OK_CLASSES):
+        return EXIT_OK
+    if classes <= set(INCONCLUSIVE):
+        return EXIT_INCONCLUSIVE
+    return EXIT_FAILED
+
+
+def _group_json(group: Group) -> Dict[str, Any]:
+    first = group.first
+    return {
+        "scenario_id": first.scenario_id,
+        "runs": len(group.records),
+        "status": group.status,
+        "failure_class": group.failure_class,
+        "verdict": group.verdict,
+        "rates": {c: rate.to_dict() for c, rate in rates(group.records).items()},
+        "records": [r.to_dict() for r in group.records],
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args, args.requirement)
     _validate_scenario(sc)
     _check_writable(args.results, "--results")
-    record = run_scenario(
-        sc,
-        results=args.results or None,
-        work_dir=args.work_dir or None,
-        # a non-passing run always gets its reproduction capsule: beside --results, else in the user cache
-        capsule_dir=args.capsule_dir
-        or (
-            os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
-            if args.results
-            else os.path.join(os.path.dirname(envs.default_cache_dir()), "capsules")
-        ),
-        base_timeout=args.timeout,
+    confirm, repeat = _attempts(args)
+    # a non-passing run always gets its reproduction capsule: beside --results, else in the user cache
+    capsule_dir = args.capsule_dir or (
+        os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
+        if args.results
+        else os.path.join(os.path.dirname(envs.default_cache_dir()), "capsules")
     )
+
+    def once(attempt: Dict[str, Any]) -> ResultRecord:
+        record = run_scenario(
+            sc,
+            results=args.results or None,
+            work_dir=args.work_dir or None,
+            capsule_dir=capsule_dir,
+            base_timeout=args.timeout,
+            attempt=attempt,
+        )
+        if repeat > 1 and not args.json:
+            print(f"  [{attempt.get('index')}/{repeat}] {record.verdict}", file=sys.stderr, flush=True)
+        return record
+
+    group = Group(tuple(run_attempts(once, confirm=confirm, repeat=repeat)))
+    record = group.first
     if args.json:
-        print(json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str))
-    else:
-        print(record.verdict)
-        if record.failure_class != "passed" and record.reason:
-            print(f"  {record.reason}", file=sys.stderr)
-        if record.fault:
-            print(f"  fault {fault_summary(record.fault)}", file=sys.stderr)
-        if record.capsule:
-            print(f"  capsule: {record.capsule}", file=sys.stderr)
-    return EXIT_HARNESS if record.failure_class == "harness-error" else EXIT_OK
+        payload = record.to_dict() if len(group.records) == 1 else _group_json(group)
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        return _run_exit(group)
+    if repeat > 1:
+        print(f"{sc.scenario_id}: {len(group.records)} runs")
+        for rate in rates(group.records).values():
+            print(f"  {rate.describe()}")
+        return _run_exit(group)
+    print(group.verdict)
+    if group.status == "confirmed" and record.failure_class != "passed":
+        print(f"  confirmed: {len(group.records)} runs gave the same verdict", file=sys.stderr)
+    elif group.status == FLAKY:
+        for (cls, sig), n in group.verdicts:
+            print(f"  {n} run(s): {cls} {sig}".rstrip(), file=sys.stderr)
+    if record.failure_class != "passed" and record.reason:
+        print(f"  {record.reason}", file=sys.stderr)
+    if record.fault:
+        print(f"  fault {fault_summary(record.fault)}", file=sys.stderr)
+    for r in group.records:
+        if r.capsule:
+            print(f"  capsule: {r.capsule}", file=sys.stderr)
+    return _run_exit(group)
 
 
 class _ProgressPrinter:
@@ -275,13 +374,17 @@ class _ProgressPrinter:
         self.stream.write(f"\r\x1b[K[{done}/{self.total}] {elapsed:.0f}s {counts}")
         self.stream.flush()
 
-    def __call__(self, done: int, total: int, record: ResultRecord) -> None:
-        self.counts[record.failure_class] = self.counts.get(record.failure_class, 0) + 1
+    def __call__(self, done: int, total: int, group: Group) -> None:
+        record = group.first
+        cls = group.failure_class
+        self.counts[cls] = self.counts.get(cls, 0) + 1
         width = len(str(total))
-        line = f"[{done:>{width}}/{total}] {record.failure_class:<16} {record.scenario_id}"
-        line += f"  {record.duration_s:.1f}s"
-        if record.failure_class != "passed" and (record.signature or record.reason):
-            line += f"  {(record.signature or record.reason)[:120]}"
+        line = f"[{done:>{width}}/{total}] {cls:<16} {record.scenario_id}"
+        line += f"  {sum(r.duration_s for r in group.records):.1f}s"
+        if len(group.records) > 1:
+            line += f" ({len(group.records)} runs{', confirmed' if group.status == 'confirmed' else ''})"
+        if cls != "passed" and (group.signature or record.reason):
+            line += f"  {(group.signature or record.reason)[:120]}"
         if self.tty:
             self.stream.write("\r\x1b[K" + line + "\n")
             if done < total:
@@ -342,6 +445,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         f"harness matrix: {len(scenarios)} scenario(s), {args.jobs} at a time -> {args.results}", flush=True
     )
     progress = _ProgressPrinter(len(scenarios))
+    confirm, repeat = _attempts(args, load_settings(args.config) if args.config else None)
     records = run_matrix(
         scenarios,
         results=args.results,
@@ -351,6 +455,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         capsule_dir=capsule_dir,
         base_timeout=args.timeout,
         progress=progress,
+        confirm=confirm,
+        repeat=repeat,
     )
     print()
     print(summary(records))
@@ -423,6 +529,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         capsule_dir=args.capsule_dir,
         base_timeout=args.timeout,
         progress=_ProgressPrinter,
+        confirm=args.confirm,
     )
 
 

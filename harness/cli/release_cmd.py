@@ -2,8 +2,10 @@
 (reports.diff), write the page (reports.render_release) and say what changed.
 
 * release(server, version, previous="", *, output, out=None, **run_release kwargs) -> exit code:
-  EXIT_NEWLY_BROKEN when a cell that was ok at `previous` is broken or flaky at `version`, 1 when the
-  harness failed a run (harness-error), else 0
+  EXIT_NEWLY_BROKEN when a cell that was ok at `previous` is broken at `version` in every run, its
+  failure confirmed by a re-run (--confirm, default 1); a cell that failed once or whose runs disagree is
+  listed as unconfirmed and does not set the exit status; 1 when the harness failed a run
+  (harness-error), else 0
 """
 
 import os
@@ -20,11 +22,11 @@ EXIT_NEWLY_BROKEN = 3
 def diff_summary(release_diff: ReleaseDiff) -> str:
     """Counts per bucket (newly broken / fixed always, the others when not empty), then one line per
     newly broken / newly fixed cell with the verdict worth reading."""
-    names = ("newly_broken", "newly_fixed", "unchanged", "inconclusive", "added", "removed")
+    names = ("newly_broken", "unconfirmed", "newly_fixed", "unchanged", "inconclusive", "added", "removed")
     buckets = {n: getattr(release_diff, n) for n in names}
     counts = [f"{len(v)} {n.replace('_', ' ')}" for n, v in buckets.items() if v or n.startswith("newly")]
     lines = [", ".join(counts)]
-    for name in ("newly_broken", "newly_fixed"):
+    for name in ("newly_broken", "unconfirmed", "newly_fixed"):
         for e in buckets[name]:
             shown = e.shown
             verdict = shown.verdict if len(shown.verdict) < 140 else shown.verdict[:137] + "..."

@@ -24,6 +24,8 @@ Keeping this plain keeps the classifier a pure, table-tested function.
 * worker_exits - workers that exited while the server was supposed to be running (from events or psutil)
 * worker_restarts - replacements started (events, or new worker pids seen by psutil)
 * load_requests / load_errors / load_non_2xx - the load phase totals (fault windows excluded by the runner)
+* keepalive_latency / keepalive_ok - the keep-alive phase's latency quantiles (ms: {min, p10, p25, p50,
+  p90, p99, max}) and its 2xx answers: the in-run evidence of a delayed-ACK stall (degraded)
 * stop_escalated - the stop signal was not enough; the tree was SIGKILLed at the deadline
 * stop_exit_code - exit code after the stop
 * leaks - {"processes": [...], "listeners": [...], "uds": [...]} that survived the stop
@@ -65,6 +67,8 @@ class Observation:
     events: Tuple[Dict[str, Any], ...] = ()
     fault: str = ""
     fault_outcome: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    keepalive_latency: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    keepalive_ok: int = 0
 
 
 __all__ = ["Observation"]

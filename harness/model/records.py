@@ -16,6 +16,7 @@ from harness.model.classes import FAILURE_CLASSES
 
 SCHEMA_VERSION = 1
 
+
 def _frozen_tuple(value: Any) -> Tuple[str, ...]:
     if value is None:
         return ()
@@ -62,9 +63,7 @@ class Scenario:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requirements", _frozen_tuple(self.requirements))
-        object.__setattr__(
-            self, "options", tuple((str(k), str(v)) for k, v in (self.options or ()))
-        )
+        object.__setattr__(self, "options", tuple((str(k), str(v)) for k, v in (self.options or ())))
 
     @property
     def scenario_id(self) -> str:
@@ -138,6 +137,9 @@ class ResultRecord:
     * catalog - {"id", "role"} when the run is a case of a known-issue catalog entry (harness.catalog): the
       entry's id and its case (affected | fixed | unaffected); {} otherwise. The entry's title, links and
       fixed-in version are read from the catalog by id, never carried in the record
+    * attempt - {"group", "index", "purpose"} when the run is one of several runs of its scenario by one
+      invocation (harness.verdict.agreement): purpose "confirm" (a failing verdict re-run before it is
+      called) or "repeat" (--repeat N, a failure rate); index counts from 1; {} for a lone run
     """
 
     scenario: Dict[str, Any]
@@ -163,6 +165,7 @@ class ResultRecord:
     stdout_tail: str = ""
     capsule: str = ""
     catalog: Dict[str, str] = dataclasses.field(default_factory=dict)
+    attempt: Dict[str, Any] = dataclasses.field(default_factory=dict)
     started_at: str = ""
     duration_s: float = 0.0
     run_id: str = ""

@@ -17,12 +17,13 @@
   "RequestDeadline" for a request cut by the phase deadline, "NotSent" for requests the deadline left
   unissued), status: {"200": n}, per_worker: {"pid": n} (2xx answers by x-worker-pid; "unknown" when
   the header is missing), max_share (busiest worker's share of ok), jain (Jain's fairness index over the
-  expected workers, missing ones counting 0; 0.0 when nothing answered), latency_ms: {p50, p90, p99,
-  max} (every response), rate (responses/s), duration_s, keepalive: {requests, ok, errors, status,
-  per_worker, latency_ms, by_worker: {"pid": {p50, p99}}, connections, duration_s, rate}}
+  expected workers, missing ones counting 0; 0.0 when nothing answered), latency_ms: {min, p10, p25,
+  p50, p90, p99, max} (every response), rate (responses/s), duration_s, keepalive: {requests, ok, errors,
+  status, per_worker, latency_ms, by_worker: {"pid": {p50, p99}}, connections, duration_s, rate}}
   Invariant: ok + non-2xx responses + sum(errors) == requests. Keys of per_worker/status are strings so
   the dict survives a JSON round trip unchanged.
-* jain(values) - (sum x)^2 / (n * sum x^2); percentiles(values) - nearest-rank p50/p90/p99/max.
+* jain(values) - (sum x)^2 / (n * sum x^2)
+* percentiles(values) - min and nearest-rank p10/p25/p50/p90/p99/max
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def _rank(sorted_values: List[float], q: float) -> float:
 def percentiles(values: Iterable[float]) -> Dict[str, float]:
     data = sorted(values)
     if not data:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+        return {"min": 0.0, "p10": 0.0, "p25": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
     return {
+        "min": round(data[0], 3),
+        "p10": round(_rank(data, 0.10), 3),
+        "p25": round(_rank(data, 0.25), 3),
         "p50": round(_rank(data, 0.50), 3),
         "p90": round(_rank(data, 0.90), 3),
         "p99": round(_rank(data, 0.99), 3),

@@ -177,6 +177,7 @@ def run_scenario(
     env_cache_dir: Optional[str] = None,
     keep_run_dir: bool = False,
     catalog: Optional[Dict[str, str]] = None,
+    attempt: Optional[Dict[str, Any]] = None,
 ) -> ResultRecord:
     """Run one scenario end to end and return its record (appended to `results` when given).
 
@@ -187,6 +188,7 @@ def run_scenario(
     * env_cache_dir - where environments are cached (default: harness.env.venvs's own default)
     * keep_run_dir - keep the run directory (server output, events) instead of deleting it on pass
     * catalog - {"id", "role"} of the known-issue case this run is (ResultRecord.catalog)
+    * attempt - which of several runs of this scenario this is (ResultRecord.attempt)
     """
     run = _Run(
         scenario=scenario,
@@ -208,6 +210,8 @@ def run_scenario(
         record = dataclasses.replace(record, stderr_tail=tb[-4000:], stdout_tail=tb[-8000:])
     if catalog:
         record = dataclasses.replace(record, catalog={str(k): str(v) for k, v in catalog.items()})
+    if attempt:
+        record = dataclasses.replace(record, attempt=dict(attempt))
     if record.failure_class != "passed" and capsule_dir and record.command:
         record = _with_capsule(record, capsule_dir)
     if results:
@@ -402,7 +406,6 @@ def _installed_version(installed: Dict[str, str], dist: str) -> str:
         if name.lower().replace("_", "-") == norm:
             return str(version)
     return ""
-
 
 
 __all__ = [

@@ -337,6 +337,8 @@ def observe(
     """Everything the classifier judges, from the stages' results."""
     errors = load_result.get("errors") or {}
     status = load_result.get("status") or {}
+    kept_raw = load_result.get("keepalive")
+    kept: Dict[str, Any] = kept_raw if isinstance(kept_raw, dict) else {}
     code = stopped.result.exit_code
     return Observation(
         platform=sys.platform,
@@ -363,6 +365,8 @@ def observe(
         events=tuple(stopped.events),
         fault=sc.fault,
         fault_outcome=dict(fault_outcome),
+        keepalive_latency=dict(kept.get("latency_ms") or {}),
+        keepalive_ok=int(kept.get("ok", 0) or 0),
     )
 
 

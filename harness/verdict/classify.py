@@ -13,7 +13,10 @@ RULES is read top to bottom; the first row whose predicate holds decides. Preced
      wrong place explains every later symptom (the harness probes where it asked, sees nothing).
    * respawn-loop is checked before startup-failure / not-serving: "workers keep dying and being replaced"
      is a more specific diagnosis than "exited" or "does not answer".
-3. passed: nothing above matched.
+3. degraded: nothing above matched, but the run's own keep-alive latencies show a delayed-ACK stall
+   (harness.verdict.degraded.keepalive_stall: a band at the OS's timer quantum, which CPU load does not
+   produce).
+4. passed: nothing above matched.
 
 Signatures: the decisive line of the server's output (harness.verdict.signature); when the output has nothing
 decisive, a stable synthetic one per class (`not-serving: ECONNREFUSED`, `partial-workers: 1/2`,
@@ -25,6 +28,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tu
 
 from harness.model.classes import FAILURE_CLASSES
 from harness.model.observation import Observation
+from harness.verdict.degraded import keepalive_stall
 from harness.verdict.signature import decisive_line, normalize, signature_for
 from servers import exitcodes
 
@@ -171,6 +175,10 @@ def _fault_unhandled(obs: Observation) -> bool:
     return bool(obs.fault) and (obs.fault_outcome or {}).get("handled") is False
 
 
+def _stall(obs: Observation) -> "Any":
+    return keepalive_stall(obs.keepalive_latency, obs.platform, obs.keepalive_ok)
+
+
 def _distinct_answered(obs: Observation) -> int:
     return len(set(obs.answered_pids))
 
@@ -278,6 +286,12 @@ RULES: Tuple[Rule, ...] = (
         "a process, listener or UDS file of the run survived the stop",
     ),
     Rule(
+        "keepalive-stall",
+        lambda o: _stall(o) is not None,
+        "degraded",
+        "everything worked, but kept connections wait out the client's delayed-ACK timer",
+    ),
+    Rule(
         "passed",
         lambda o: True,
         "passed",
@@ -372,6 +386,8 @@ def _signature(rule: Rule, obs: Observation) -> str:
         return normalize(line, obs.platform) or "harness-error"
     if rule.name.startswith("fault-"):  # what the fault measured, not whatever the server logged
         return _synthetic(rule, obs)
+    if rule.name == "keepalive-stall":  # a measurement, not a log line
+        return str(_stall(obs).signature)
     return signature_for(obs.stderr, obs.platform) or _synthetic(rule, obs)
 
 
@@ -423,6 +439,8 @@ def _reason(rule: Rule, obs: Observation) -> str:
         )
     elif cls == "shutdown-hang":
         text = "The server did not stop on the stop signal and was killed at the deadline"
+    elif rule.name == "keepalive-stall":
+        return str(_stall(obs).reason)
     elif cls == "leak":
         text = "Survived the stop: " + ", ".join(
             f"{len(v)} {k}" for k, v in sorted((obs.leaks or {}).items()) if v

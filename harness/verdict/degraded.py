@@ -1,23 +1,35 @@
-"""Performance judgements of records: keep-alive latency and the `degraded` annotation.
+"""Performance judgements: the keep-alive stall a run shows by itself, and the twin comparison.
 
-Pure functions of ResultRecords (no I/O, no clock), shared by the CLI summary
-(harness.campaign.matrix.summary,
-`harness release`) and the HTML report (reports.merge.mark_degraded), so both say the same thing.
+Pure functions (no I/O, no clock), shared by the classifier (harness.verdict.classify), the CLI summary
+(harness.campaign.matrix.summary, `harness release`) and the HTML report (reports.merge.mark_degraded).
 
-* keepalive_p50(record) -> ms or None - load["keepalive"]["latency_ms"]["p50"]
-* degradations(records) -> [Degradation or None], aligned with `records`
-* mark_degraded(records) -> records - copies of the degraded ones with failure_class "degraded"
+**The in-run judgement (what decides `degraded` for every record written since the harness records
+p10/p25).** A keep-alive stall is a delayed-ACK stall: the server writes a response in two segments with
+Nagle on, the second waits for the client's ACK of the first, and the client delays that ACK by its
+stack's delayed-ACK timer (Linux: TCP_DELACK_MIN = 40 ms; macOS: 100 ms; Windows: 200 ms). So every
+request on a kept connection but the first lands in a tight band just above that *quantum*. That is
+evidence which does not move with CPU load: a busy runner spreads latencies and raises the median (a
+healthy 1-worker uvicorn read 12.8 ms p50 under load), but it does not lift the 25th percentile of
+requests onto the delayed-ACK timer, and a timer quantum is a property of the OS, not of the machine's
+speed. keepalive_stall(latency, platform) -> Stall or None:
 
-A passed run with N > 1 workers is *degraded* when its keep-alive p50 is >= DEGRADED_RATIO times the
-mean p50 of its passed single-worker twins: the same scenario with workers=1 (so the same server,
-requirements, strategy, start method, bind, app, python spec), on the same platform and python version
-(ResultRecord.key), at the same installed server version.
+* at least STALL_MIN_SAMPLES keep-alive answers were measured (fewer is no evidence either way)
+* p25 >= STALL_FLOOR x quantum: three quarters of the kept-connection requests waited the timer
+* p50 <= STALL_CEILING x quantum: the band is the timer's, not a generally slow server
 
-Why an annotation and not a field written into the record: records are appended once to JSONL and never
-rewritten (several writers, O_APPEND lines), and the verdict depends on *another* run - the twin - which
-may finish later, in another job, on another machine, or in another file. So `degraded` is derived where
-records are read together, always by this one function; the record keeps the measured figures
-(load["keepalive"]["latency_ms"] and ["by_worker"]) that make the judgement reproducible.
+**The twin comparison (legacy records, and context in the report).** Records written before p25 was
+recorded carry only p50; for them a passed run with N > 1 workers is degraded when its keep-alive p50 is
+>= DEGRADED_RATIO times the mean p50 of its passed single-worker twins (same scenario with workers=1,
+same platform and python version - ResultRecord.key - and the same installed server version). The ratio
+moves with load (the twin is measured at another moment), which is why it no longer decides new
+records; degradations() still computes it for the report's performance table.
+
+* keepalive_p50(record) -> ms or None; keepalive_stall(latency_ms, platform) -> Stall or None
+* degradations(records) -> [Degradation or None] (twin ratio), aligned with `records`
+* mark_degraded(records) -> records: legacy records judged by the twin ratio; the others as classified
+
+Signatures are stable text (no measured figures), so that two runs of the same stall compare equal
+(--confirm, bench_contention); the figures are in the reason and the record's load.
 """
 
 import dataclasses
@@ -28,15 +40,32 @@ from harness.model.records import ResultRecord
 
 __all__ = [
     "DEGRADED_RATIO",
+    "DELAYED_ACK_MS",
+    "STALL_CEILING",
+    "STALL_FLOOR",
+    "STALL_MIN_SAMPLES",
+    "STALL_SIGNATURE",
     "Degradation",
+    "Stall",
     "degradations",
     "keepalive_p50",
+    "keepalive_stall",
     "mark_degraded",
     "twin_key",
 ]
 
-#: a passed multi-worker run whose keep-alive p50 is at least this many times its 1-worker twin's is degraded
+#: a legacy passed multi-worker run whose keep-alive p50 is at least this many times its 1-worker twin's
 DEGRADED_RATIO = 10.0
+
+#: the client stack's delayed-ACK timer per sys.platform (ms): the quantum a stalled response waits for
+DELAYED_ACK_MS: Dict[str, float] = {"linux": 40.0, "darwin": 100.0, "win32": 200.0}
+#: p25 at or above this fraction of the quantum: the timer, give or take clock granularity
+STALL_FLOOR = 0.9
+#: p50 at or below this multiple of the quantum: a band at the timer, not a server slow at everything
+STALL_CEILING = 3.0
+#: fewer keep-alive answers than this are no evidence of a stall (nor of its absence)
+STALL_MIN_SAMPLES = 8
+STALL_SIGNATURE = "degraded: keep-alive delayed-ACK stall"
 
 
 def _positive(value: Any) -> Optional[float]:
@@ -61,6 +90,56 @@ def twin_key(record: ResultRecord) -> Tuple[str, str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stall:
+    """A keep-alive stall seen in one run: its kept-connection quartiles against the delayed-ACK quantum."""
+
+    p25_ms: float
+    p50_ms: float
+    quantum_ms: float
+    platform: str
+
+    signature = STALL_SIGNATURE
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"Passed, but kept connections stall on the {self.quantum_ms:.0f} ms delayed-ACK timer "
+            f"({self.platform}): keep-alive p25 {self.p25_ms:.1f} ms, p50 {self.p50_ms:.1f} ms."
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "p25_ms": self.p25_ms,
+            "p50_ms": self.p50_ms,
+            "quantum_ms": self.quantum_ms,
+            "platform": self.platform,
+        }
+
+
+def keepalive_stall(latency: Any, platform: str, samples: int) -> Optional[Stall]:
+    """The stall the keep-alive latencies of one run show (module doc), or None.
+
+    `latency` is load["keepalive"]["latency_ms"] ({p25, p50, ...}); `samples` its 2xx answer count."""
+    quantum = DELAYED_ACK_MS.get(platform)
+    if quantum is None or not isinstance(latency, dict) or samples < STALL_MIN_SAMPLES:
+        return None
+    p25, p50 = _positive(latency.get("p25")), _positive(latency.get("p50"))
+    if p25 is None or p50 is None:
+        return None
+    if p25 >= STALL_FLOOR * quantum and p50 <= STALL_CEILING * quantum:
+        return Stall(p25_ms=p25, p50_ms=p50, quantum_ms=quantum, platform=platform)
+    return None
+
+
+def _judged_in_run(record: ResultRecord) -> bool:
+    """Whether the run recorded what the in-run stall judgement needs (p25): then its class stands."""
+    load = record.load if isinstance(record.load, dict) else {}
+    ka = load.get("keepalive")
+    lat = ka.get("latency_ms") if isinstance(ka, dict) else None
+    return isinstance(lat, dict) and "p25" in lat
+
+
+@dataclasses.dataclass(frozen=True)
 class Degradation:
     """Why one run is degraded: its keep-alive p50 against its single-worker twin's (mean over runs)."""
 
@@ -72,17 +151,14 @@ class Degradation:
     def ratio(self) -> float:
         return self.p50_ms / self.twin_p50_ms
 
-    @property
-    def signature(self) -> str:
-        return (
-            f"keep-alive p50 {self.p50_ms:.1f} ms = {self.ratio:.0f}x the 1-worker {self.twin_p50_ms:.1f} ms"
-        )
+    signature = "degraded: keep-alive p50 >= 10x the 1-worker twin"
 
     @property
     def reason(self) -> str:
         return (
-            f"passed, but keep-alive p50 is {self.ratio:.0f}x its single-worker twin's "
-            f"(threshold {DEGRADED_RATIO:.0f}x)"
+            f"Passed, but keep-alive p50 {self.p50_ms:.1f} ms is {self.ratio:.0f}x its single-worker twin's "
+            f"{self.twin_p50_ms:.1f} ms (threshold {DEGRADED_RATIO:.0f}x; a record without p25, judged by "
+            "its twin)."
         )
 
 
@@ -110,12 +186,13 @@ def degradations(records: Sequence[ResultRecord]) -> List[Optional[Degradation]]
 
 
 def mark_degraded(records: Iterable[ResultRecord]) -> List[ResultRecord]:
-    """The records, with every degraded run replaced by a copy whose failure_class is "degraded" (and
-    whose signature / reason give the figures). The input records are not changed."""
+    """The records, with every legacy record (no p25: not judged in its run) that its twin shows degraded
+    replaced by a copy whose failure_class is "degraded". A record judged in its run keeps its class.
+    The input records are not changed."""
     records = list(records)
     return [
         rec
-        if deg is None
+        if deg is None or _judged_in_run(rec)
         else dataclasses.replace(rec, failure_class="degraded", signature=deg.signature, reason=deg.reason)
         for rec, deg in zip(records, degradations(records))
     ]

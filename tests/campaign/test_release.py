@@ -110,6 +110,8 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, broken_at: str) -> List[Sequence
             r = dataclasses.replace(r, scenario=sc.to_dict())
             if version == broken_at and sc.workers == 2:
                 r = dataclasses.replace(r, failure_class="startup-failure", signature="OSError: boom")
+                # the matrix re-runs a failing cell `confirm` times: the same verdict each time
+                out.extend(dataclasses.replace(r, run_id=f"c{i}") for i in range(kwargs["confirm"]))
             out.append(r)
         return out
 
@@ -146,6 +148,18 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
         output=str(page), out=io.StringIO(),
     )  # fmt: skip
     assert code == 0 and 'Newly fixed <span class="count">1</span>' in page.read_text(encoding="utf-8")
+
+    # --confirm 0: the failure is seen once, never confirmed: listed as unconfirmed, exit 0 (crater's spurious)
+    _fake_runs(monkeypatch, broken_at="0.55.0")
+    out = io.StringIO()
+    code = release_cmd.release(
+        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
+        output=str(page), out=out, confirm=0,
+    )  # fmt: skip
+    assert code == 0 and "0 newly broken, 1 unconfirmed" in out.getvalue()
+    assert 'Unconfirmed (failed once, or its runs disagree: flaky) <span class="count">1</span>' in page.read_text(
+        encoding="utf-8"
+    )
 
 
 def test_run_release_refuses_servers_without_releases(tmp_path: Any) -> None:
