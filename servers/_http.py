@@ -105,7 +105,13 @@ class _Clock:
             self._second = now
             t = time.gmtime(now)
             self._value = b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-                _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec
+                _DAYS[t.tm_wday],
+                t.tm_mday,
+                _MONTHS[t.tm_mon - 1],
+                t.tm_year,
+                t.tm_hour,
+                t.tm_min,
+                t.tm_sec,
             )
         return self._value
 

@@ -149,7 +149,7 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
     )  # fmt: skip
     assert code == 0 and 'Newly fixed <span class="count">1</span>' in page.read_text(encoding="utf-8")
 
-    # --confirm 0: the failure is seen once, never confirmed: listed as unconfirmed, exit 0 (crater's spurious)
+    # --confirm 0: the failure is seen once, never confirmed: listed as unconfirmed, exit 0 (crater: spurious)
     _fake_runs(monkeypatch, broken_at="0.55.0")
     out = io.StringIO()
     code = release_cmd.release(
@@ -157,9 +157,8 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
         output=str(page), out=out, confirm=0,
     )  # fmt: skip
     assert code == 0 and "0 newly broken, 1 unconfirmed" in out.getvalue()
-    assert 'Unconfirmed (failed once, or its runs disagree: flaky) <span class="count">1</span>' in page.read_text(
-        encoding="utf-8"
-    )
+    heading = 'Unconfirmed (failed once, or its runs disagree: flaky) <span class="count">1</span>'
+    assert heading in page.read_text(encoding="utf-8")
 
 
 def test_run_release_refuses_servers_without_releases(tmp_path: Any) -> None:

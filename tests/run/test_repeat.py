@@ -26,9 +26,7 @@ def _harness(tmp_path: Any, seed: str, p: float, *extra: str) -> "subprocess.Com
     argv = [sys.executable, "-m", "harness.cli", "run", "--server", SERVER, "--workers", "1"]
     argv += ["--option", f"seed={seed}", "--option", f"p={p}", "--option", f"state={state}"]
     argv += ["--requests", "10", "--keepalive-requests", "0", "--capsule-dir", str(tmp_path / "caps")]
-    return subprocess.run(
-        [*argv, *extra], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
+    return subprocess.run([*argv, *extra], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 
 def test_repeat_counts_every_seeded_failure_and_keeps_every_run(tmp_path: Any) -> None:

@@ -98,7 +98,7 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(64)
-    print(f"master {os.getpid()} start {count} listening on {sock.getsockname()}", file=sys.stderr, flush=True)
+    print(f"master {os.getpid()} start {count} on {sock.getsockname()}", file=sys.stderr, flush=True)
     children: List[int] = []
     for _ in range(workers):
         pid = os.fork()
