@@ -1,8 +1,10 @@
 """gunicorn: `python -m gunicorn -w N -k WORKER -b (H:P | unix:PATH | fd://N) APP`.
 
-Flags by release (read from `gunicorn/config.py` of 19.9.0, 20.0.0 and 27.0.1):
+Flags by release (read from `gunicorn/config.py` of 19.9.0, 20.0.0 and 27.0.1; the sdists' file lists):
 
-* `python -m gunicorn` (`gunicorn/__main__.py`) and `fd://FD` binds: from 20.0 (19.9.0 has neither)
+* `python -m gunicorn` (`gunicorn/__main__.py`): from 20.1.0 - the sdists of 19.10.0, 20.0.0 and 20.0.4
+  have no `__main__.py` (`No module named gunicorn.__main__`); that is the floor of this adapter
+* `fd://FD` binds: from 20.0 (19.9.0 has none)
 * 25.1.0 adds a control socket at `$XDG_RUNTIME_DIR/gunicorn.ctl`, else `~/.gunicorn/gunicorn.ctl`
   (`--control-socket PATH`, `--no-control-socket`). Nothing is passed for it: the runner gives every run a
   private HOME and XDG_RUNTIME_DIR, so parallel runs never share one and gunicorn keeps its default
@@ -22,7 +24,7 @@ from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_
 from harness.adapters._versions import at_least
 from servers.launcher import command
 
-MIN_VERSION = "20.0.0"
+MIN_VERSION = "20.1.0"  # first release with gunicorn/__main__.py
 UVICORN_WORKER_PACKAGE = "uvicorn_worker.UvicornWorker"
 UVICORN_BUILTIN_WORKER = "uvicorn.workers.UvicornWorker"
 
@@ -52,7 +54,7 @@ class GunicornAdapter:
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = ctx.server_version
         if not at_least(version, MIN_VERSION):
-            raise Unsupported(f"gunicorn {version} has no `python -m gunicorn` entry point (added in 20.0)")
+            raise Unsupported(f"gunicorn {version} has no `python -m gunicorn` (added in {MIN_VERSION})")
         options = dict(ctx.options)
         bind = bind_value(ctx)
         args: List[str] = [

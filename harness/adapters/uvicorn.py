@@ -3,12 +3,14 @@
 Flags by release (read from each release's `uvicorn/main.py`):
 
 * 0.4.0 `--lifespan`; 0.5.0 `--workers`; `--uds` and `--fd` are older than both (0.3.0 has them)
-* 0.10.0 `uvicorn/__main__.py` (before it there is no `python -m uvicorn`): the floor of this adapter
+* 0.9.1 `uvicorn/__main__.py` (the sdists of 0.9.0 and older have none, so no `python -m uvicorn`): the
+  floor of this adapter
 * `--log-level` throughout; reload is off unless `--reload` is given, so nothing is passed for it
 
 Start methods: uvicorn >= 0.10.1 starts workers with `multiprocessing.get_context("spawn")`
 (`uvicorn/subprocess.py`, later `_subprocess.py`), so an emulated default (the launcher) reaches only
-0.10.0. The adapter still runs the launcher when asked, and the result shows that the default did not matter.
+0.9.1 and 0.10.0. The adapter still runs the launcher when asked, and the result shows that the default
+did not matter.
 
 Options: `log_level` (default info), `lifespan` (auto|on|off; omitted = the version's default).
 """
@@ -19,7 +21,7 @@ from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported
 from harness.adapters._versions import at_least
 from servers.launcher import command
 
-MIN_VERSION = "0.10.0"  # first release with uvicorn/__main__.py
+MIN_VERSION = "0.9.1"  # first release with uvicorn/__main__.py (read from the sdists of 0.9.0 and 0.9.1)
 # (lifespan exists since 0.4.0 and spawn is hard-coded since 0.10.1: neither changes a flag here)
 
 

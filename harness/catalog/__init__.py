@@ -62,7 +62,9 @@ class Expectation:
     """What one run of an entry must show.
 
     * role - affected | fixed | unaffected
-    * failure_class - one of FAILURE_CLASSES
+    * failure_class - one of FAILURE_CLASSES; "passed" (the entry's failure is absent) is met by
+      "degraded" too: that run served from every worker, only slower on kept connections (a delayed-ACK
+      stall, harness.verdict.degraded), which is not what any entry is about
     * signature - a regex searched in the record's signature ("" = not checked)
     * exit_code - the master's exit code (None = not checked)
     * note - why this case is there (free text)
@@ -77,9 +79,10 @@ class Expectation:
     def mismatch(self, failure_class: str, signature: str, exit_code: Optional[int]) -> str:
         """ "" when a result meets this expectation, else one line saying what differs."""
         problems = []
-        if failure_class != self.failure_class:
+        absent = self.failure_class == "passed" and failure_class == "degraded"
+        if failure_class != self.failure_class and not absent:
             problems.append(f"class {failure_class!r} != expected {self.failure_class!r}")
-        if self.signature and not re.search(self.signature, signature or ""):
+        if self.signature and not absent and not re.search(self.signature, signature or ""):
             problems.append(f"signature {signature!r} does not match /{self.signature}/")
         if self.exit_code is not None and exit_code != self.exit_code:
             problems.append(f"exit code {exit_code!r} != expected {self.exit_code}")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tu
 from harness.model.classes import FAILURE_CLASSES
 from harness.model.observation import Observation
 from harness.verdict.degraded import keepalive_stall
-from harness.verdict.signature import decisive_line, normalize, signature_for
+from harness.verdict.signature import decisive_line, launch_problem, normalize, signature_for
 from servers import exitcodes
 
 #: restarts (while not ready, or over a whole run) from which "keeps being replaced" is a loop
@@ -142,6 +142,15 @@ def _leak_kinds(obs: Observation) -> List[str]:
     return [names.get(k, k) for k, v in sorted(leaks.items()) if v]
 
 
+def _launch(obs: Observation, kind: str) -> bool:
+    # The command line was refused before any server code ran (it exited, nothing answered): the
+    # harness's launch, not the server's startup, is what failed.
+    if not obs.exited_before_ready or obs.any_response:
+        return False
+    found = launch_problem(obs.stderr)
+    return found is not None and found[0] == kind
+
+
 def _crash_loop_exit(obs: Observation) -> bool:
     # The reference server says it by exit code (or event); it gave up after its restart budget.
     if obs.exit_code == exitcodes.WORKER_CRASH_LOOP and bool(obs.events):
@@ -201,6 +210,20 @@ RULES: Tuple[Rule, ...] = (
         lambda o: bool(o.harness_error),
         "harness-error",
         "the harness itself failed; whatever the server did is unreliable evidence",
+    ),
+    Rule(
+        "launch-entry-point",
+        lambda o: _launch(o, "entry-point"),
+        "harness-error",
+        "the interpreter could not start what the harness named (no __main__ in this release, no such "
+        "module or file): the harness launched it wrongly, the server never ran",
+    ),
+    Rule(
+        "launch-flag",
+        lambda o: _launch(o, "flag"),
+        "unsupported",
+        "the server's CLI rejected a flag this release does not have: the scenario cannot be expressed "
+        "at this version",
     ),
     Rule(
         "wrong-listener",
@@ -376,6 +399,9 @@ def _signature(rule: Rule, obs: Observation) -> str:
     cls = rule.failure_class
     if cls == "passed":
         return ""
+    if rule.name.startswith("launch-"):
+        found = launch_problem(obs.stderr)
+        return normalize(found[1] if found else rule.name, obs.platform)
     if cls == "unsupported":
         return normalize(_first_line(obs.unsupported), obs.platform) or "unsupported"
     if cls == "env-error":
@@ -396,7 +422,15 @@ def _reason(rule: Rule, obs: Observation) -> str:
     got = _distinct_answered(obs)
     cls = rule.failure_class
     named = bool(obs.events)
-    if cls in ("unsupported", "env-error", "harness-error") and obs.detail:
+    if rule.name.startswith("launch-"):
+        found = launch_problem(obs.stderr)
+        line = found[1] if found else ""
+        text = (
+            f"The launch was refused before the server ran ({exit_text(obs.exit_code, named)}): {line}"
+            if rule.name == "launch-entry-point"
+            else f"This release's command line has no such flag ({exit_text(obs.exit_code, named)}): {line}"
+        )
+    elif cls in ("unsupported", "env-error", "harness-error") and obs.detail:
         text = obs.detail
     elif cls == "unsupported":
         text = f"Unsupported here: {_first_line(obs.unsupported)}"

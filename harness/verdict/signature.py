@@ -25,6 +25,11 @@ reads the same on every machine.
   - ANSI colour codes dropped, whitespace collapsed, at most 300 characters.
 
 * signature_for(text, platform) - normalize(decisive_line(text), platform).
+* launch_problem(text) -> (kind, line) or None - the server's interpreter or CLI refused the command line
+  the harness built, before any server code ran: kind "entry-point" (`python -m X` where release X has no
+  `__main__`, a module or script that is not there: the harness launched it wrongly - harness-error) or
+  "flag" (the CLI rejected a flag this release does not have: click's `No such option`, argparse's
+  `unrecognized arguments` - the scenario cannot be expressed at this version: unsupported).
 
 `platform` is a sys.platform value ("linux", "darwin", "win32"); "freebsd*"/"openbsd*" read with the
 BSD (darwin) numbers, anything else unknown with Linux's.
@@ -374,6 +379,33 @@ def normalize(line: str, platform: str) -> str:
     return s
 
 
+#: the interpreter could not start what the harness named (CPython's own messages, every version since 3.4)
+_ENTRY_POINT = [
+    re.compile(r"No module named [\w.]+\.__main__; '[\w.]+' is a package and cannot be directly executed"),
+    re.compile(r"^\S*python[\d.]*(?:\.exe)?: No module named [\w.]+$"),
+    re.compile(r"^\S*python[\d.]*(?:\.exe)?: can't open file .*\[Errno \d+\]"),
+]
+#: the server's CLI rejected a flag (click: `Error: No such option: --x` / `no such option`, `Got unexpected
+#: extra argument`; argparse: `PROG: error: unrecognized arguments: --x`)
+_FLAG = [
+    re.compile(r"^Error: (?:No such option|no such option): \S+", re.IGNORECASE),
+    re.compile(r"^Error: Got unexpected extra arguments? \(.*\)"),
+    re.compile(r"^[\w.-]+: error: unrecognized arguments: .+"),
+    re.compile(r"^[\w.-]+: error: argument [^:]+: (?:invalid choice|expected one argument).*"),
+]
+
+
+def launch_problem(text: str) -> Optional[Tuple[str, str]]:
+    """("entry-point" | "flag", the line) when the output says the command line itself was refused."""
+    for line in _clean_lines(text)[:200]:
+        stripped = line.strip()
+        if any(p.search(stripped) for p in _ENTRY_POINT):
+            return "entry-point", stripped
+        if any(p.search(stripped) for p in _FLAG):
+            return "flag", stripped
+    return None
+
+
 def signature_for(text: str, platform: str) -> str:
     """The signature of a server's output: normalize(decisive_line(text), platform); "" when none."""
     return normalize(decisive_line(text), platform)
@@ -383,6 +415,7 @@ __all__ = [
     "FATAL_LOG_PATTERNS",
     "decisive_line",
     "errno_symbol",
+    "launch_problem",
     "normalize",
     "signature_for",
     "winerror_symbol",

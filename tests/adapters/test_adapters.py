@@ -96,10 +96,17 @@ def test_uvicorn_argv(version: str, kwargs: Dict[str, object], tail: Sequence[st
 
 
 def test_uvicorn_too_old_has_no_module_entry_point() -> None:
+    with pytest.raises(Unsupported, match=r"uvicorn 0\.9\.0 has no `python -m uvicorn` \(added in 0\.9\.1\)"):
+        UvicornAdapter().build(ctx("0.9.0"))
+    assert UvicornAdapter().build(ctx("0.9.1")).argv[:3] == (PY, "-m", "uvicorn")
+
+
+def test_gunicorn_floor_is_the_first_release_with_a_main_module() -> None:
+    installed = {"gunicorn": "20.0.4", "uvicorn": "0.20.0"}
     with pytest.raises(
-        Unsupported, match=r"uvicorn 0\.9\.1 has no `python -m uvicorn` \(added in 0\.10\.0\)"
+        Unsupported, match=r"gunicorn 20\.0\.4 has no `python -m gunicorn` \(added in 20\.1\.0\)"
     ):
-        UvicornAdapter().build(ctx("0.9.1"))
+        GunicornAdapter().build(ctx("20.0.4", installed=installed))
 
 
 def test_uvicorn_start_method_goes_through_the_launcher() -> None:
@@ -174,7 +181,7 @@ def test_gunicorn_argv(kwargs: Dict[str, object], bind: str) -> None:
 
 
 def test_gunicorn_unsupported() -> None:
-    with pytest.raises(Unsupported, match=r"added in 20\.0"):
+    with pytest.raises(Unsupported, match=r"added in 20\.1\.0"):
         GunicornAdapter().build(ctx("19.9.0", installed={"uvicorn": "0.29.0"}))
     with pytest.raises(Unsupported, match="install uvicorn-worker"):
         GunicornAdapter().build(ctx("23.0.0", installed={"gunicorn": "23.0.0"}))

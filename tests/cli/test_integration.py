@@ -43,7 +43,7 @@ def test_run_prints_the_verdict_line_and_appends_the_record(tmp_path: Any) -> No
         ],
         str(tmp_path),
     )
-    assert failing.returncode == 0, failing.stderr  # the run completed: the verdict is not an exit code
+    assert failing.returncode == 4, failing.stderr  # a failing verdict: exit 4 (README "Exit codes")
     cls, _, signature = failing.stdout.strip().partition(" ")
     assert cls == "startup-failure" and "LifespanFailure" in signature
     records = list(read_records([results]))
@@ -76,11 +76,16 @@ def test_matrix_from_a_file_in_parallel_with_report_and_resume(tmp_path: Any) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert sum(1 for ln in lines if ln.startswith("[")) == 5  # one progress line per finished scenario
-    assert "5 scenario(s): 4 passed, 1 startup-failure" in proc.stdout
-    assert "reference-w2-servers.apps:failing_lifespan" in proc.stdout  # the non-passing row
+    # the failing cell is re-run once (--confirm 1, the matrix default) and both runs agree
+    assert "5 scenario(s): 4 passed, 1 startup-failure (6 runs)" in proc.stdout
+    row = next(ln for ln in lines if ln.startswith("startup-failure") and "failing_lifespan" in ln)
+    assert row.endswith("(confirmed, 2 runs)"), row
     assert os.path.getsize(report) > 0 and f"report: {report}" in proc.stdout
-    assert len(list(read_records([results]))) == 5
+    records = list(read_records([results]))
+    assert len(records) == 6
+    confirm = [r for r in records if r.failure_class == "startup-failure"]
+    assert [r.attempt["index"] for r in confirm] == [1, 2] and len({r.attempt["group"] for r in confirm}) == 1
     again = _harness([*args, "--resume"], str(tmp_path), timeout=600)
     assert again.returncode == 0, again.stderr
     assert "0 scenario(s)" in again.stdout
-    assert len(list(read_records([results]))) == 5
+    assert len(list(read_records([results]))) == 6

@@ -38,8 +38,10 @@ def test_jain_and_percentiles():
     assert jain([10, 0, 0, 0]) == pytest.approx(0.25)
     assert jain([0, 0]) == 0.0 and jain([]) == 0.0
     p = percentiles(range(1, 101))
-    assert (p["p50"], p["p90"], p["p99"], p["max"]) == (50, 90, 99, 100)
-    assert percentiles([]) == {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    got = tuple(p[k] for k in ("min", "p10", "p25", "p50", "p90", "p99", "max"))
+    assert got == (1, 10, 25, 50, 90, 99, 100)
+    assert set(percentiles([])) == {"min", "p10", "p25", "p50", "p90", "p99", "max"}
+    assert set(percentiles([]).values()) == {0.0}
 
 
 def test_load_stats_on_a_real_server(tmp_path):

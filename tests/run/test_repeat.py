@@ -90,3 +90,24 @@ def test_measured_rate_interval_covers_the_true_rate_in_19_of_20_seeds(tmp_path:
         low, high = wilson(got, runs)
         covered += low <= p <= high
     assert covered >= 19
+
+
+@pytest.mark.parametrize(
+    ("adapter", "failure_class", "signature"),
+    [
+        ("NO_MAIN", "harness-error", "No module named email.__main__; 'email' is a package and cannot be"),
+        ("MISSING", "harness-error", "No module named no_such_server_module"),
+        ("BAD_FLAG", "unsupported", "error: unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_a_refused_launch_is_never_the_servers_startup_failure(
+    tmp_path: Any, adapter: str, failure_class: str, signature: str
+) -> None:
+    from harness.model.records import Scenario  # noqa: PLC0415
+    from harness.run.runner import run_scenario  # noqa: PLC0415
+
+    sc = Scenario(server=f"tests.servers.bad_launch:{adapter}", workers=2, requests=5, keepalive_requests=0)
+    record = run_scenario(sc, work_dir=str(tmp_path))
+    assert record.failure_class == failure_class, record.reason
+    assert signature in record.signature and "exit 1" not in record.signature
+    assert "refused" in record.reason or "no such flag" in record.reason

@@ -92,6 +92,30 @@ CASES = {
     "respawn-while-serving": (_ok(worker_restarts=4, worker_exits=4), "respawn-loop"),
     "load-errors": (_ok(load_errors=3), "request-errors"),
     "stop-escalated": (_ok(stop_escalated=True, stop_exit_code=-9), "shutdown-hang"),
+    "launch-entry-point": (
+        _ok(
+            ready=False,
+            any_response=False,
+            answered_pids=(),
+            exited_before_ready=True,
+            exit_code=1,
+            stderr="/venv/bin/python: No module named gunicorn.__main__; 'gunicorn' is a package and "
+            "cannot be directly executed",
+        ),
+        "harness-error",
+    ),
+    "launch-flag": (
+        _ok(
+            ready=False,
+            any_response=False,
+            answered_pids=(),
+            exited_before_ready=True,
+            exit_code=2,
+            stderr="Usage: python -m uvicorn [OPTIONS] APP\nTry 'python -m uvicorn --help' for help.\n\n"
+            "Error: No such option: --uds",
+        ),
+        "unsupported",
+    ),
     "fault-orphans": (
         _ok(fault="kill-master", fault_outcome={"handled": False, "workers_left": [101]}),
         "leak",
