@@ -22,6 +22,7 @@ import statistics
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.verdict.signature import distinguishing_line
 
 from .merge import PLATFORM_NAMES, column_of, mark_degraded, row_of, version_key
 from .perf import performance
@@ -66,6 +67,10 @@ def identity(record: ResultRecord, server: Optional[str] = None) -> Tuple[str, s
     col = column_of(record)
     impl = "" if col.implementation.lower() == "cpython" else col.implementation + " "
     return abstract.scenario_id, col.platform, f"{impl}{col.python}"
+
+
+def _output(record: ResultRecord) -> str:
+    return "\n".join(t for t in (record.stderr_tail, record.stdout_tail) if t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +129,21 @@ class DiffEntry:
     @property
     def platform_name(self) -> str:
         return PLATFORM_NAMES.get(self.platform, self.platform or "?")
+
+    @property
+    def decisive(self) -> str:
+        """For a cell that failed at the new version and was ok before: the line of the failing run that
+        the previous version's passing runs do not log (harness.verdict.signature.distinguishing_line);
+        "" when there is no such pair or no such line."""
+        if self.current is None or self.previous is None or self.current.state == "ok":
+            return ""
+        twins = [r for r in self.previous.records if r.failure_class in OK_CLASSES]
+        if not twins:
+            return ""
+        failing = self.current.worst
+        return distinguishing_line(
+            _output(failing), [_output(r) for r in twins], str(failing.platform.get("sys_platform") or "")
+        )
 
     @property
     def shown(self) -> ResultRecord:

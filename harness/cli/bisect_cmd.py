@@ -26,6 +26,7 @@ from harness.model.classes import FAILURE_CLASSES
 from harness.model.errors import UsageError
 from harness.model.records import ResultRecord, Scenario
 from harness.run.runner import BASE_TIMEOUT_S, validate
+from harness.verdict.signature import distinguishing_line
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
@@ -147,6 +148,10 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     return 0
 
 
+def _output(record: ResultRecord) -> str:
+    return "\n".join(t for t in (record.stderr_tail, record.stdout_tail) if t)
+
+
 def _answer(  # noqa: PLR0917 - the pieces of one answer, printed together
     say: Callable[[str], None],
     results: str,
@@ -180,6 +185,13 @@ def _answer(  # noqa: PLR0917 - the pieces of one answer, printed together
         say(f"first good (first fixed release): {dist}=={good_v}  {where(result.last_good)}")
         say(f"last bad:   {dist}=={bad_v}  {where(result.first_bad)}")
     good_rec = records.get(result.last_good)
+    bad_rec = records.get(result.first_bad)
+    if good_rec is not None and bad_rec is not None and good_rec.failure_class == "passed":
+        line = distinguishing_line(
+            _output(bad_rec), [_output(good_rec)], str(bad_rec.platform.get("sys_platform") or "")
+        )
+        if line:
+            say(f"decisive line: {line}  (logged at {dist}=={bad_v}, not at {dist}=={good_v})")
     if good_rec is not None and good_rec.failure_class != "passed":
         say(
             f"note: {dist}=={good_v} is good only in that it lacks the bad verdict; it fails otherwise "

@@ -17,11 +17,14 @@ import argparse
 import os
 import sys
 import time
-from typing import IO, Any, Optional, Sequence
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
-from harness.campaign.catalog_runs import run_catalog
+from harness.campaign.catalog_runs import mismatch, run_catalog
 from harness.catalog import Entry, Expectation, entries, last_verdicts, select
+from harness.cli._args import bounded_int
 from harness.model.records import ResultRecord, Scenario
+from harness.verdict.agreement import Group
+from harness.verdict.signature import distinguishing_line
 
 DEFAULT_RESULTS = os.path.join("results", "catalog.jsonl")
 
@@ -40,6 +43,16 @@ def _verdict_text(record: ResultRecord, expectation: Expectation) -> str:
     verdict = record.verdict if len(record.verdict) <= 90 else record.verdict[:87] + "..."
     when = record.started_at[:16] if record.started_at else "?"
     return f"{verdict} ({'ok' if not problem else 'MISMATCH: ' + problem}; {when})"
+
+
+def _group_text(group: Group, expectation: Expectation) -> str:
+    from harness.campaign.catalog_runs import mismatch  # noqa: PLC0415
+
+    problem = mismatch(expectation, group)
+    verdict = group.verdict if len(group.verdict) <= 90 else group.verdict[:87] + "..."
+    if group.status == "confirmed" and group.first.failure_class != "passed":
+        verdict += " (confirmed)"
+    return f"{verdict} ({'ok' if not problem else 'MISMATCH: ' + problem})"
 
 
 def _case_label(scenario: Scenario, expectation: Expectation) -> str:
@@ -82,6 +95,13 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
     p.add_argument("--work-dir", default="")
     p.add_argument("--timeout", type=float, default=None, help="base timeout in seconds")
+    p.add_argument(
+        "--confirm",
+        type=bounded_int(0, 20),
+        default=1,
+        metavar="N",
+        help="re-run a case whose verdict is not passed N times before calling it (default 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -110,14 +130,16 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         if isinstance(outcome, str):
             stream.write(f"skip  {label}: {outcome}\n")
         else:
+            first = outcome.first
             build = ""
-            if "env_cached" in outcome.timings:
-                cached = outcome.timings.get("env_cached")
-                built = outcome.timings.get("env_build", 0)
+            if "env_cached" in first.timings:
+                cached = first.timings.get("env_cached")
+                built = first.timings.get("env_build", 0)
                 build = ", env cached" if cached else f", env built {built:.1f}s"
-            stream.write(
-                f"run   {label}: {_verdict_text(outcome, expectation)} [{outcome.duration_s:.1f}s{build}]\n"
-            )
+            runs = len(outcome.records)
+            took = sum(r.duration_s for r in outcome.records)
+            text = _group_text(outcome, expectation)
+            stream.write(f"run   {label}: {text} [{runs} run(s), {took:.1f}s{build}]\n")
         stream.flush()
 
     done, skipped = run_catalog(
@@ -127,21 +149,51 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         work_dir=args.work_dir,
         capsule_dir=args.capsule_dir,
         base_timeout=args.timeout,
+        confirm=args.confirm,
     )
-    bad = [(e, x, r) for e, x, r in done if x.mismatch(r.failure_class, r.signature, r.exit_code)]
-    builds = [r.timings.get("env_build", 0.0) for _, _, r in done if r.timings.get("env_cached") is False]
+    bad = [(e, x, g) for e, x, g in done if mismatch(x, g)]
+    firsts = [g.first for _, _, g in done]
+    builds = [r.timings.get("env_build", 0.0) for r in firsts if r.timings.get("env_cached") is False]
     stream.write(
         f"\n{len(done)} run, {len(done) - len(bad)} as expected, {len(bad)} not, {skipped} skipped; "
         f"{time.monotonic() - t0:.1f}s wall; {len(builds)} env(s) built"
         + (f" ({sum(builds):.1f}s in all)" if builds else "")
         + "\n"
     )
-    for entry, expectation, record in bad:
+    for entry, expectation, group in bad:
+        reqs = "+".join(group.first.scenario["requirements"])
         stream.write(
-            f"  not as expected: {entry.id} {expectation.role} {'+'.join(record.scenario['requirements'])}"
-            f": {expectation.mismatch(record.failure_class, record.signature, record.exit_code)}\n"
+            f"  not as expected: {entry.id} {expectation.role} {reqs}: {mismatch(expectation, group)}\n"
         )
-    return 1 if any(r.failure_class == "harness-error" for _, _, r in done) else 0
+    for entry_id, line in _decisive_lines(done):
+        stream.write(
+            f"  decisive line of {entry_id} (logged by its affected case, not by its fixed one): {line}\n"
+        )
+    return 1 if any(r.failure_class == "harness-error" for _, _, g in done for r in g.records) else 0
+
+
+def _output(record: ResultRecord) -> str:
+    return "\n".join(t for t in (record.stderr_tail, record.stdout_tail) if t)
+
+
+def _decisive_lines(done: Sequence[Any]) -> List[Tuple[str, str]]:
+    """Per entry whose affected case failed while its fixed case passed in this run: the failing line
+    the passing twin does not log (harness.verdict.signature.distinguishing_line)."""
+    out = []
+    by_entry: Dict[str, List[Tuple[str, Group]]] = {}
+    for entry, expectation, group in done:
+        by_entry.setdefault(entry.id, []).append((expectation.role, group))
+    for entry_id, cases in by_entry.items():
+        failing = [g.first for role, g in cases if role == "affected" and g.first.failure_class != "passed"]
+        passing = [
+            r for role, g in cases if role == "fixed" for r in g.records if r.failure_class == "passed"
+        ]
+        if failing and passing:
+            plat = str(failing[0].platform.get("sys_platform") or "")
+            line = distinguishing_line(_output(failing[0]), [_output(r) for r in passing], plat)
+            if line:
+                out.append((entry_id, line))
+    return out
 
 
 __all__ = ["DEFAULT_RESULTS", "add_parser", "list_catalog", "run"]

@@ -33,6 +33,8 @@ def diff_summary(release_diff: ReleaseDiff) -> str:
             lines.append(
                 f"  {name.replace('_', ' ')}: {e.label} · {e.platform_name} {e.python}  -> {verdict}"
             )
+            if e.decisive and e.decisive != shown.signature:
+                lines.append(f"    decisive line (not logged by the passing runs before): {e.decisive[:140]}")
     return "\n".join(lines)
 
 

@@ -25,6 +25,11 @@ reads the same on every machine.
   - ANSI colour codes dropped, whitespace collapsed, at most 300 characters.
 
 * signature_for(text, platform) - normalize(decisive_line(text), platform).
+* distinguishing_line(failing, passing, platform) -> the signature told apart from a passing twin (the
+  same scenario at the release before, the bisect's last good version, a catalog entry's fixed case):
+  the failing run's decisive line when no passing run logs it, else the first error-looking line of the
+  failing run that none of the passing runs logs (normalized), else "" (nothing tells them apart). A
+  line that passing runs log too is never the signature.
 * launch_problem(text) -> (kind, line) or None - the server's interpreter or CLI refused the command line
   the harness built, before any server code ran: kind "entry-point" (`python -m X` where release X has no
   `__main__`, a module or script that is not there: the harness launched it wrongly - harness-error) or
@@ -406,6 +411,34 @@ def launch_problem(text: str) -> Optional[Tuple[str, str]]:
     return None
 
 
+_ERRORISH = re.compile(
+    r"(?:\b\w*(?:Error|Exception)\b|\berror\b|\bfailed\b|\bfatal\b|\bcritical\b|"
+    r"\[Errno |\[WinError |\(os error |\bdied\b|\bkilled\b|\btimed? ?out\b)",
+    re.IGNORECASE,
+)
+
+
+def _normalized_lines(text: str, platform: str) -> List[str]:
+    out = []
+    for line in _clean_lines(text):
+        norm = normalize(_strip_log_prefix(line.strip()), platform)
+        if norm:
+            out.append(norm)
+    return out
+
+
+def distinguishing_line(failing: str, passing: "List[str]", platform: str) -> str:
+    """The failing run's line that its passing twins do not log (module doc); "" when none does."""
+    seen = {line for text in passing for line in _normalized_lines(text, platform)}
+    own = normalize(decisive_line(failing), platform)
+    if own and own not in seen:
+        return own
+    for line in _normalized_lines(failing, platform):
+        if line not in seen and _ERRORISH.search(line):
+            return line
+    return ""
+
+
 def signature_for(text: str, platform: str) -> str:
     """The signature of a server's output: normalize(decisive_line(text), platform); "" when none."""
     return normalize(decisive_line(text), platform)
@@ -414,6 +447,7 @@ def signature_for(text: str, platform: str) -> str:
 __all__ = [
     "FATAL_LOG_PATTERNS",
     "decisive_line",
+    "distinguishing_line",
     "errno_symbol",
     "launch_problem",
     "normalize",

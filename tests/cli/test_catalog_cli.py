@@ -136,8 +136,11 @@ def test_run_real_entry_appends_records(tmp_path: "os.PathLike[str]") -> None:
     assert "2 run, 2 as expected, 0 not, 0 skipped" in text, text
     with open(results, encoding="utf-8") as fh:
         rows: List[Dict[str, Any]] = [json.loads(line) for line in fh]
-    assert sorted(r["installed"]["hypercorn"] for r in rows) == ["0.14.2", "0.18.0"]
+    # each leak is re-run once before it is called (--confirm 1): two runs per case, one group each
+    assert sorted(r["installed"]["hypercorn"] for r in rows) == ["0.14.2", "0.14.2", "0.18.0", "0.18.0"]
     assert {r["failure_class"] for r in rows} == {"leak"}
+    assert len({r["attempt"]["group"] for r in rows}) == 2
+    assert text.count("(confirmed)") == 2 and text.count("[2 run(s)") == 2, text
     listing = io.StringIO()
     run(_parse(["hypercorn-uds-left-behind", "--results", results]), out=listing)
     assert listing.getvalue().count("linux: leak") == 2

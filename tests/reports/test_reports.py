@@ -818,11 +818,15 @@ def test_release_diff_and_page() -> None:
     d = diff(prev, cur)
     assert len(d.newly_broken) == 1 and d.newly_broken[0].platform == "win32"
     assert d.newly_broken[0].current is not None and d.newly_broken[0].current.state == "broken"
+    assert d.newly_broken[0].current.confirmed  # two runs, both failing
+    # the line the failing runs log and the passing runs of 0.54.0 do not
+    assert d.newly_broken[0].decisive == SIG_WSAEINVAL
     assert len(d.newly_fixed) == 1 and d.newly_fixed[0].python == "3.11"
     assert len(d.inconclusive) == 1  # the env-error cell judges nothing
     assert len(d.unchanged) == 3 and not d.added and not d.removed
     page = render_release(d, "uvicorn", "0.55.0", "0.54.0")
     assert "uvicorn 0.55.0" in page and "vs 0.54.0" in page
+    assert "decisive line (logged at 0.55.0, not by the passing runs of 0.54.0)" in page
     broken = page[page.index('id="newly-broken"') : page.index('id="newly-fixed"')]
     assert (
         SIG_WSAEINVAL in broken
