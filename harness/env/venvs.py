@@ -13,6 +13,16 @@ path is always a complete env; a failed build is removed. Builders of one env se
 build it
 once. The log of the last build of an env is `<cache>/logs/<key>.log`.
 
+What an env contains does not depend on who built it: **no seed packages**, with either builder. uv
+(the default; `uv venv` seeds nothing) and the fallback (`python -m venv --without-pip`, then the pip wheel
+that Python bundles for ensurepip, run from the wheel file, so pip installs into the env without being
+installed itself) both leave exactly the resolved
+requirements - no pip, no setuptools (a `python -m venv` env would carry setuptools 65.5 on 3.11, and an
+old server importing `pkg_resources` would pass there and fail in a uv env). A server that needs
+setuptools says so in its requirements (`setuptools<82` for `pkg_resources`): an explicit scenario axis,
+part of the scenario id. `ASGI_HARNESS_BUILDER=uv|pip` forces a builder; Env.builder names the one that
+built the env ("uv 0.9.5", "pip 24.0"), recorded in every ResultRecord.builder.
+
 The project itself (the directory holding `servers/`) is made importable through a .pth file, never
 installed: the harness's own dependencies stay out of the server's env. Its `servers/` package is
 byte-compiled for the env's interpreter so spawned workers do not compile it again.
@@ -84,6 +94,7 @@ class Env:
     * build_seconds - how long the build took (the original build's figure when cached)
     * cached - True when an existing env was found (no build in this call)
     * log_path - the build log
+    * builder - the installer that built it and its version ("uv 0.9.5", "pip 24.0")
     """
 
     path: str
@@ -94,6 +105,7 @@ class Env:
     build_seconds: float
     cached: bool
     log_path: str = ""
+    builder: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -327,6 +339,9 @@ def _load(final: str, interpreter: Interpreter, reqs: Tuple[str, ...], log_path:
     # the venv's python points at the base interpreter: gone or replaced -> the env is not usable.
     if not os.path.exists(python) or not isinstance(data, dict):
         return None
+    # an env from the time the pip fallback seeded pip + setuptools is not what this harness builds
+    if data.get("installer") != "uv" and data.get("seed") != "none":
+        return None
     return Env(
         path=final,
         python=python,
@@ -336,6 +351,7 @@ def _load(final: str, interpreter: Interpreter, reqs: Tuple[str, ...], log_path:
         build_seconds=float(data.get("build_seconds") or 0.0),
         cached=True,
         log_path=log_path,
+        builder=str(data.get("builder") or data.get("installer") or ""),
     )
 
 
@@ -370,11 +386,14 @@ def _build(
     try:
         with open(log_path, "w", encoding="utf-8", errors="replace") as log:
             log.write(f"# env {key}: {interpreter.path} ({interpreter.version}) {' '.join(reqs)}\n")
-            uv = _find_uv()
+            uv = _find_uv() if os.environ.get(BUILDER_VAR, "") != "pip" else None
+            if os.environ.get(BUILDER_VAR, "") == "uv" and not uv:
+                raise EnvError(f"{BUILDER_VAR}=uv, but no uv was found", log_path)
             installer = _create_venv(interpreter, venv, uv, log=log, log_path=log_path, deadline=deadline)
             python = _venv_python(venv)
+            builder = _builder_version(installer, uv)
             if reqs:
-                _install(
+                builder = _install(
                     installer,
                     uv,
                     python,
@@ -398,6 +417,8 @@ def _build(
                 "requirements": list(reqs),
                 "installed": installed,
                 "installer": installer,
+                "builder": builder,
+                "seed": "none",
                 "build_seconds": round(seconds, 3),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "project": root_dir,
@@ -417,7 +438,29 @@ def _build(
         build_seconds=seconds,
         cached=False,
         log_path=log_path,
+        builder=builder,
     )
+
+
+#: forces the builder: "uv" (fail when there is none) or "pip" (the fallback even when uv is there)
+BUILDER_VAR = "ASGI_HARNESS_BUILDER"
+_VERSIONS: Dict[str, str] = {}
+
+
+def _builder_version(installer: str, uv: Optional[str]) -> str:
+    """ "uv 0.9.5" / "pip 24.0": the first line of the installer's --version, asked once per process."""
+    if installer != "uv" or not uv:
+        return "venv"  # nothing installed: `python -m venv --without-pip` alone
+    argv = [uv, "--version"]
+    key = " ".join(argv)
+    if key not in _VERSIONS:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        words = out.split()
+        _VERSIONS[key] = " ".join(words[:2]) if len(words) >= 2 else installer
+    return _VERSIONS[key]
 
 
 def _find_uv() -> Optional[str]:
@@ -501,7 +544,9 @@ def _create_venv(
         uv_line = decisive_line(out) or f"uv venv exited {code}"
         shutil.rmtree(venv, ignore_errors=True)
         log.write("# uv could not create the venv; trying python -m venv\n")
-    code, out = _run([interpreter.path, "-m", "venv", venv], log, log_path, deadline, "python -m venv")
+    # --without-pip: the env gets no seed packages (module doc); the harness's pip installs into it
+    argv = [interpreter.path, "-m", "venv", "--without-pip", venv]
+    code, out = _run(argv, log, log_path, deadline, "python -m venv")
     if code == 0 and os.path.exists(_venv_python(venv)):
         return "pip"
     venv_line = decisive_line(out) or f"python -m venv exited {code}"
@@ -520,7 +565,8 @@ def _install(
     log: IO[str],
     log_path: str,
     deadline: float,
-) -> None:
+) -> str:
+    """Install `reqs`; returns the builder that did ("uv 0.9.5", "pip 23.0.1")."""
     # uv's bytecode compiler script needs Python >= 3.7 (py_compile.PycInvalidationMode): for older
     # interpreters install without it and run compileall over site-packages ourselves.
     old = interpreter_version < (3, 7)
@@ -528,10 +574,15 @@ def _install(
         argv = [uv, "pip", "install", "--no-config", "--color", "never", "--python", python]
         argv += [*([] if old else ["--compile-bytecode"]), *reqs]
         what = "uv pip install"
+        builder = _builder_version("uv", uv)
     else:
-        argv = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-        argv += ["--compile", *reqs]
+        # pip run from the wheel that the env's own Python bundles (ensurepip): it installs into the
+        # interpreter running it - the seedless env - and is not installed itself
+        wheel = _bundled_pip(python, log, log_path, deadline)
+        argv = [python, os.path.join(wheel, "pip"), "install", "--disable-pip-version-check"]
+        argv += ["--no-input", "--compile", *reqs]
         what = "pip install"
+        builder = "pip " + os.path.basename(wheel).split("-")[1]
     code, out = _run(argv, log, log_path, deadline, what)
     if code != 0:
         raise EnvError(decisive_line(out) or f"{what} exited {code}", log_path)
@@ -540,6 +591,24 @@ def _install(
             "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=1)"
         )
         _run([python, "-c", script], log, log_path, deadline, "compiling site-packages")
+    return builder
+
+
+_BUNDLED_PIP = r"""
+import glob, os, ensurepip
+found = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")))
+print(found[-1] if found else "")
+"""
+
+
+def _bundled_pip(python: str, log: IO[str], log_path: str, deadline: float) -> str:
+    """The pip wheel of the env's Python (ensurepip/_bundled): a pip that supports that Python."""
+    code, out = _run([python, "-c", _BUNDLED_PIP], log, log_path, deadline, "finding ensurepip's pip")
+    lines = out.strip().splitlines()
+    wheel = lines[-1].strip() if code == 0 and lines else ""
+    if not wheel.endswith(".whl") or not os.path.isfile(wheel):
+        raise EnvError("this Python bundles no pip wheel (ensurepip) for the pip fallback: use uv", log_path)
+    return wheel
 
 
 # Runs under the env's python (3.6+): what is installed *in the env* (not the project, not the base).

@@ -117,7 +117,9 @@ class ResultRecord:
     * exit_code / exit_name - the server master's exit code and (reference server) its name
     * platform - {system, release, machine, sys_platform}
     * python - {requested, executable, version, implementation}
-    * installed - {distribution: version} read back from the env; server_version - the server's version
+    * installed - {distribution: version} read back from the env: every package in it (an env has no seed
+      packages: harness.env.venvs); builder - what built the env ("uv 0.9.5", "pip 24.0");
+      server_version - the server's version
     * timings - seconds since launch: {first_response, all_workers, load_done, stop_sent, stopped,
       worker_ready: {pid: s}, ready_event: s, readiness_gave_up: {t, why} (upstream: the readiness wait
       ended before its deadline - no worker alive and the master idle for
@@ -151,6 +153,7 @@ class ResultRecord:
     platform: Dict[str, Any] = dataclasses.field(default_factory=dict)
     python: Dict[str, Any] = dataclasses.field(default_factory=dict)
     installed: Dict[str, str] = dataclasses.field(default_factory=dict)
+    builder: str = ""
     server_version: str = ""
     timings: Dict[str, Any] = dataclasses.field(default_factory=dict)
     load: Dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -107,6 +107,7 @@ class _Run:
     t_start: float
     python: Dict[str, Any] = dataclasses.field(default_factory=dict)
     installed: Dict[str, str] = dataclasses.field(default_factory=dict)
+    builder: str = ""
     server_version: str = ""
     command: Tuple[str, ...] = ()
     env_set: Dict[str, str] = dataclasses.field(default_factory=dict)
@@ -129,6 +130,7 @@ def _record(run: _Run, obs: Observation, **fields: Any) -> ResultRecord:
         platform=_platform_info(),
         python=run.python or {"requested": run.scenario.python},
         installed=dict(run.installed),
+        builder=run.builder,
         server_version=run.server_version,
         timings=dict(run.trace.timings),
         snapshots=list(run.trace.snapshots),
@@ -258,6 +260,7 @@ def _in_env(run: _Run, run_dir: str, base_timeout: float, env_cache_dir: Optiona
         line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return _early(run, env_error=line, detail=f"the environment could not be built: {line}")
     run.installed = dict(env.installed)
+    run.builder = env.builder
     run.trace.timings["env_build"] = round(float(env.build_seconds), 3)
     run.trace.timings["env_cached"] = bool(env.cached)
     dist = adapter.distribution

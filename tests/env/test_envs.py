@@ -238,17 +238,15 @@ def test_concurrent_threads_build_once(py38, tmp_path):
 def test_pip_fallback_without_uv(py38, tmp_path, monkeypatch):
     monkeypatch.setattr(envs, "_find_uv", lambda: None)
     start = time.monotonic()
-    env = envs.ensure_env(py38, ["h11==0.14.0"], cache_dir=str(tmp_path))
+    env = envs.ensure_env(py38, ["h11==0.14.0", "wheel==0.42.0"], cache_dir=str(tmp_path))
     print(f"\n[envs] venv+pip fallback, h11==0.14.0 on 3.8: {time.monotonic() - start:.2f}s")
-    assert env.installed["h11"] == "0.14.0"
-    assert "pip" in env.installed  # python -m venv seeds pip
+    assert env.installed == {"h11": "0.14.0", "wheel": "0.42.0"}  # no seed: no pip, no setuptools
+    assert env.builder.startswith("pip 2")
     out = _run(env, "import servers.apps, h11")
     assert out.returncode == 0, out.stderr
-    # scripts were retargeted from the temp build dir to the final path
-    pip_script = os.path.join(os.path.dirname(env.python), "pip")
-    if os.path.isfile(pip_script):
-        with open(pip_script) as fh:
-            assert fh.readline().strip() == "#!" + env.python
+    # scripts were retargeted from the temp build dir to the final path (wheel's console script)
+    with open(os.path.join(os.path.dirname(env.python), "wheel")) as fh:
+        assert fh.readline().strip() == "#!" + env.python
 
 
 def test_list_versions(py38):
@@ -350,3 +348,31 @@ def test_build_timeout_is_env_error(py38, tmp_path):
     assert "\n" not in str(info.value)
     assert not _no_build_leftovers(cache)
     assert not os.path.exists(os.path.join(cache, envs.env_key(py38, ["h11==0.14.0"])))
+
+
+@pytest.mark.parametrize("python", ["3.8", "3.11", "3.12"])
+def test_the_env_is_the_same_whoever_builds_it(python, tmp_path, monkeypatch):
+    """uv and the pip fallback give the same env: the requirements and nothing else (no pip, no
+    setuptools: `python -m venv` alone would seed setuptools 65.5 on 3.11 and pkg_resources with it)."""
+    try:
+        interp = pythons.resolve(python)
+    except pythons.InterpreterNotFound as exc:
+        pytest.skip(str(exc))
+    built = {}
+    for builder in ("uv", "pip"):
+        monkeypatch.setenv(envs.BUILDER_VAR, builder)
+        env = envs.ensure_env(interp, ["h11==0.14.0"], cache_dir=str(tmp_path / builder), timeout=300)
+        assert env.builder.split()[0] == builder and len(env.builder.split()) == 2, env.builder
+        built[builder] = env
+        probe = _run(env, "import importlib.util as u; print(u.find_spec('pkg_resources') is None)")
+        assert probe.stdout.strip() == "True", probe.stderr  # no setuptools smuggled in by the builder
+    assert built["uv"].installed == built["pip"].installed == {"h11": "0.14.0"}
+
+
+def test_the_builder_is_recorded(tmp_path):
+    from harness.model.records import Scenario  # noqa: PLC0415
+    from harness.run.runner import run_scenario  # noqa: PLC0415
+
+    record = run_scenario(Scenario(workers=1, requests=5, keepalive_requests=0), work_dir=str(tmp_path))
+    assert record.failure_class == "passed", record.reason
+    assert record.builder.split()[0] in ("uv", "pip") and "pip" not in record.installed
