@@ -276,14 +276,43 @@ class ServerProcess:
             self.stop("group", timeout=self.exit_timeout)
 
 
+#: at the deadline, a tree that is still making progress gets this much longer, again and again ...
+STOP_GRACE_SLICE_S = 2.0
+#: ... up to this multiple of the stop timeout
+STOP_GRACE_CAP = 3.0
+#: CPU seconds the live processes must have burnt in a slice to count as working on their shutdown
+STOP_PROGRESS_CPU_S = 0.02
+
+
+def _cpu(procs: List[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def _wait_gone(
     popen: subprocess.Popen[bytes], procs: List[psutil.Process], deadline: float
 ) -> List[psutil.Process]:
     """Wait until the master is reaped and every process in `procs` is gone or a zombie, or the deadline
     passes (psutil.wait_procs would wait for zombies of a live parent too; this treats them as gone).
     Woken by each exit where the platform has an event for it (Linux pidfds), else polled. Returns the
-    ones still live."""
+    ones still live.
+
+    The evidence a stop waits for is exits. At the deadline the tree gets STOP_GRACE_SLICE_S more, again,
+    while it is still making progress on its shutdown - a process exited in the last slice, or the live
+    ones burnt >= STOP_PROGRESS_CPU_S of CPU in it (a loaded machine slows a draining server, it does not
+    stop it) - up to STOP_GRACE_CAP x the timeout. A server that sits idle past the deadline (waiting on
+    nothing, or on a graceful timeout of its own) is not making progress: it is a shutdown-hang on a
+    quiet machine and a loaded one alike."""
     waiter = _platform.ExitWaiter([popen.pid, *(p.pid for p in procs)])
+    start = time.monotonic()
+    cap = start + STOP_GRACE_CAP * max(0.0, deadline - start)
+    live_before, cpu_before = len(procs) + 1, _cpu(procs)
     try:
         while True:
             popen.poll()
@@ -292,7 +321,14 @@ def _wait_gone(
                 return []
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return live
+                n_live = len(live) + (popen.returncode is None)
+                cpu_now = _cpu(live)
+                progressing = n_live < live_before or cpu_now - cpu_before >= STOP_PROGRESS_CPU_S
+                if not progressing or time.monotonic() >= cap:
+                    return live
+                live_before, cpu_before = n_live, cpu_now
+                deadline = min(cap, time.monotonic() + STOP_GRACE_SLICE_S)
+                continue
             waiter.wait(remaining)
     finally:
         waiter.close()

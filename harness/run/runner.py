@@ -11,7 +11,8 @@ missing: env-error; a scenario this server or OS cannot express: unsupported; th
 harness-error), comes from harness.verdict.classify.
 
 * BASE_TIMEOUT_S - the one base timeout every deadline is derived from (scaled_timeout)
-* scaled_timeout(base, workers) - readiness deadline: grows with N, x3 when CI=true (psutil's habit)
+* scaled_timeout(base, workers) - readiness deadline: grows with N, stretched by the CPU share this process
+  gets now (harness.run.calibrate), at least x3 when CI=true (psutil's habit)
 * lost_run_record(scenario, text, duration_s) - the record of a run that died without one (its process was
   killed, it crashed): harness-error, through the classifier too
 """
@@ -38,6 +39,7 @@ from harness.env import venvs as envs
 from harness.model.observation import Observation
 from harness.model.records import ResultRecord, Scenario, append_record
 from harness.run import BASE_TIMEOUT_S, faults, reaper, stages
+from harness.run.calibrate import contention
 from harness.run.serverwatch import read_events
 from harness.run.stages import Trace, scaled_timeout
 from harness.verdict.classify import classify
@@ -369,6 +371,8 @@ def _served(
     stopped: Optional[stages.Stopped] = None
     try:
         deadline_s = scaled_timeout(base_timeout, sc.workers)
+        trace.timings["contention"] = contention()  # the CPU-share factor the deadlines were stretched by
+        trace.timings["readiness_deadline_s"] = round(deadline_s, 2)
         served, rr = stages.readiness(sc, launched, deadline_s, trace)
         served, outcome = stages.fault(sc, plan, launched, served, deadline_s=deadline_s, trace=trace)
         load_result = stages.load(sc, launched, served, base_timeout, trace)

@@ -28,6 +28,7 @@ from harness.model.observation import Observation
 from harness.model.records import Scenario
 from harness.run import faults
 from harness.run import inspection as hinspect
+from harness.run.calibrate import contention
 from harness.run.load import run_load
 from harness.run.process import ServerProcess, StopResult
 from harness.run.readiness import ReadyResult, Target, wait_ready
@@ -47,11 +48,15 @@ _FD_SHIM = (
 
 
 def scaled_timeout(base: float, workers: int) -> float:
-    """Readiness deadline in seconds: base for 1 worker, +50% per extra worker, x3 when CI=true."""
+    """Readiness deadline in seconds: base for 1 worker, +50% per extra worker, stretched by how much CPU
+    this process gets right now (harness.run.calibrate.contention: wall / cpu of a short spin, 1.0 idle,
+    ~2.5 beside three CPU hogs on two cores), and by at least x3 when CI=true (psutil's habit: a runner
+    may be slow at more than CPU). The bound only limits how long the stages wait for their evidence."""
     seconds = base * (1.0 + 0.5 * max(0, workers - 1))
+    factor = contention()
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-        seconds *= 3
-    return seconds
+        factor = max(factor, 3.0)
+    return seconds * factor
 
 
 def _rel(t: Optional[float], t0: float) -> Optional[float]:
