@@ -225,8 +225,8 @@ class Cell:
 
     @property
     def css_class(self) -> str:
-        """The failure class, or "conflict" when the runs disagree."""
-        return "conflict" if self.conflict else self.verdicts[0].failure_class
+        """The failure class, or "flaky" when the runs disagree."""
+        return "flaky" if self.conflict else self.verdicts[0].failure_class
 
     @property
     def worst(self) -> Verdict:
@@ -260,9 +260,9 @@ class MergedView:
         return tuple(r for c in self.cells for r in c.records)
 
     def class_counts(self) -> Dict[str, int]:
-        """Cells per class (conflicting cells counted under "conflict"), in FAILURE_CLASSES order."""
+        """Cells per class (conflicting cells counted under "flaky"), in FAILURE_CLASSES order."""
         counts: Dict[str, int] = {name: 0 for name in FAILURE_CLASSES}
-        counts["conflict"] = 0
+        counts["flaky"] = 0
         for cell in self.cells:
             counts[cell.css_class] = counts.get(cell.css_class, 0) + 1
         return counts

@@ -52,7 +52,7 @@ __all__ = [
 #: the legend: every failure class's meaning (harness.model.classes), plus the report's own cell state
 CLASS_HELP: Dict[str, str] = {
     **classes.CLASS_HELP,
-    "conflict": "runs of the same cell disagree: every verdict is listed",
+    "flaky": "runs of the same cell disagree (a confirmation re-run, or another job): every verdict is listed",
 }
 INCONCLUSIVE = classes.INCONCLUSIVE
 OK_CLASSES = classes.OK_CLASSES
@@ -466,7 +466,7 @@ def render(
         generated_at=generated_at,
         view=view,
         counts=counts,
-        class_names=[*FAILURE_CLASSES, "conflict"],
+        class_names=[*FAILURE_CLASSES, "flaky"],
         class_help=CLASS_HELP,
         header_groups=_header_groups(view),
         servers=sorted({r.server for r in view.rows}),
@@ -478,7 +478,7 @@ def render(
         perf=performance([r for rl in lists for r in rl], bench),
         detail_groups=(
             (
-                "Failures, conflicts and inconclusive runs",
+                "Failures, flaky cells and inconclusive runs",
                 [c for c in view.cells if c.css_class not in OK_CLASSES],
             ),
             ("Passing cells", [c for c in view.cells if c.css_class in OK_CLASSES]),

@@ -15,7 +15,7 @@ from typing import Dict, Tuple
 
 CLASS_HELP: Dict[str, str] = {
     "passed": "started, every worker served, load clean, stopped clean, nothing leaked",
-    "degraded": "passed, but keep-alive p50 is at least 10x its single-worker twin",
+    "degraded": "passed, but kept connections stall on the client's delayed-ACK timer (40 ms on Linux)",
     "partial-workers": "serving, but fewer distinct worker pids answered than asked for",
     "request-errors": "all workers answered, but the load saw errors or non-2xx responses",
     "wrong-listener": "listening somewhere other than asked (address, port, family, TCP instead of UDS)",

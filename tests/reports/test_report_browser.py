@@ -141,7 +141,7 @@ def test_screenshots(report: str, tmp_path: Any) -> None:
     os.makedirs(ARTIFACTS, exist_ok=True)
     shots = []
     html = open(report, encoding="utf-8").read()
-    conflict = re.search(r'<section class="cell-detail conflict" id="(cell-[0-9a-f]+)"', html)
+    conflict = re.search(r'<section class="cell-detail flaky" id="(cell-[0-9a-f]+)"', html)
     wsaeinval = re.search(
         r'<section class="cell-detail startup-failure" id="(cell-[0-9a-f]+)"[^>]*data-platform="win32"', html
     )

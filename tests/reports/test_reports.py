@@ -562,8 +562,8 @@ def test_render_matrix_rows_columns_and_cells() -> None:
     assert "startup-failure" in cell_html and "[WSAEINVAL]" in cell_html
     # summary counts per class
     counts = merge([records]).class_counts()
-    assert counts["conflict"] == 1 and counts["startup-failure"] >= 3
-    assert re.search(r'data-class="conflict"[^>]*>\s*<span class="dot"></span>conflict <b>1</b>', html)
+    assert counts["flaky"] == 1 and counts["startup-failure"] >= 3
+    assert re.search(r'data-class="flaky"[^>]*>\s*<span class="dot"></span>flaky <b>1</b>', html)
     # filters exist but are hidden until the script runs (no dead controls without JS)
     assert re.search(r'<div class="filters" id="filters" hidden>', html)
 
@@ -702,7 +702,7 @@ def test_merge_conflict_keeps_both_verdicts() -> None:
     conflict = [c for c in view.cells if c.conflict]
     assert len(conflict) == 1
     cell = conflict[0]
-    assert cell.css_class == "conflict"
+    assert cell.css_class == "flaky"
     assert {v.failure_class for v in cell.verdicts} == {"passed", "not-serving"}
     assert cell.runs == 2
     agreed = next(c for c in view.cells if not c.conflict)
@@ -866,7 +866,7 @@ def test_write_report(tmp_path: Any) -> None:
 def test_every_failure_class_has_css() -> None:
     with open(os.path.join(_paths.ROOT, "reports", "templates", "_style.css")) as fh:
         css = fh.read()
-    for cls in (*FAILURE_CLASSES, "conflict"):
+    for cls in (*FAILURE_CLASSES, "flaky"):
         assert re.search(r"^\." + re.escape(cls) + r" \{ --c:", css, re.M), cls
 
 
