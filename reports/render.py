@@ -52,7 +52,7 @@ __all__ = [
 #: the legend: every failure class's meaning (harness.model.classes), plus the report's own cell state
 CLASS_HELP: Dict[str, str] = {
     **classes.CLASS_HELP,
-    "flaky": "runs of the same cell disagree (a confirmation re-run, or another job): every verdict is listed",
+    "flaky": "runs of one cell disagree (a confirmation re-run, another job): every verdict is listed",
 }
 INCONCLUSIVE = classes.INCONCLUSIVE
 OK_CLASSES = classes.OK_CLASSES
