@@ -39,11 +39,15 @@ import psutil
 
 from harness import _platform
 from harness.model.records import Scenario
+from harness.run.calibrate import contention
 from harness.run.load import run_load
 from harness.run.readiness import Target, wait_ready
 
 #: seconds a runtime fault waits for the server to come back (stop-worker: gunicorn's default --timeout
-#: is 30 s, so it gets longer)
+#: is 30 s, so it gets longer). The evidence waited for is a replacement worker's answer; the budget is
+#: stretched by the CPU share this process gets now (harness.run.calibrate.contention), so a respawn that a
+#: loaded runner slows is still seen, while a server that never replaces is given up on at the same point
+#: of its own behaviour
 RECOVERY_S = 20.0
 STOP_WORKER_RECOVERY_S = 40.0
 #: the fault-window load: fresh-connection batches of this size, this many in flight
@@ -286,6 +290,7 @@ class FaultPlan:
         before = set(ctx.worker_pids())
         victims = sorted(before)
         budget = ctx.recovery_s or (STOP_WORKER_RECOVERY_S if self.name == "stop-worker" else RECOVERY_S)
+        budget *= contention()
         if self.name in ("kill-worker", "stop-worker") and not victims:
             out.update(handled=None, why="no worker pid known: nothing to inject into")
             return out

@@ -286,6 +286,8 @@ def stop(sc: Scenario, run: Launched, asked: Dict[str, Any], base_timeout: float
     still_workers = psutil_workers(run.root_pid) if not run.events_file else set()
     t_stop = time.monotonic()
     trace.mark("stop_sent", t_stop)
+    # the evidence a stop waits for is every process of the tree exiting; past this bound a tree still
+    # making progress gets more (harness.run.process._wait_gone), an idle one is a shutdown-hang
     result = run.proc.stop(sc.stop, timeout=max(10.0, base_timeout / 2))
     trace.mark("stopped")
     trace.snapshot(run.root_pid, "after-stop", track=False)
