@@ -33,6 +33,7 @@ from markupsafe import Markup
 from harness.model import classes
 from harness.model.classes import FAILURE_CLASSES
 from harness.model.records import ResultRecord, Scenario
+from harness.model.text import clean_text
 
 from . import svg
 from .faults import fault_table
@@ -57,32 +58,7 @@ CLASS_HELP: Dict[str, str] = {
 INCONCLUSIVE = classes.INCONCLUSIVE
 OK_CLASSES = classes.OK_CLASSES
 
-_ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS / SOS / PM / APC strings
-    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
-    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
-
-
-def _control_symbol(m: "re.Match[str]") -> str:
-    ch = m.group(0)
-    code = ord(ch)
-    if code < 0x20:
-        return chr(0x2400 + code)  # U+2400 SYMBOL FOR NULL ...
-    if code == 0x7F:
-        return "\u2421"  # SYMBOL FOR DELETE
-    return "\ufffd"
-
-
-def clean_text(value: str) -> str:
-    """Untrusted text -> displayable text: ANSI sequences removed, CRLF/CR -> LF, other control characters
-    shown as their Unicode control pictures (NUL -> "␀"). Escaping is left to the template's autoescape."""
-    text = _ANSI.sub("", value)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub(_control_symbol, text)
+# one cleaning for the terminal, the capsule and this page: harness.model.text.clean_text
 
 
 def _finalize(value: Any) -> Any:

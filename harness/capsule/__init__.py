@@ -34,6 +34,7 @@ import subprocess
 from typing import Any, Dict, List, Optional
 
 from harness.model.records import ResultRecord
+from harness.model.text import clean_text, longest_run, one_line
 
 #: what repro.py calls the project root inside argv and env values (replaced by the capsule folder)
 ROOT_TOKEN = "{capsule}"
@@ -139,37 +140,60 @@ def _config(record: ResultRecord, project_root: str) -> Dict[str, Any]:
     }
 
 
+def _fence(content: str) -> str:
+    """A code fence longer than any backtick run in `content` (CommonMark: the block cannot be closed
+    from inside)."""
+    return "`" * max(3, longest_run(content, "`") + 1)
+
+
+def _block(content: str) -> List[str]:
+    body = clean_text(content)
+    fence = _fence(body)
+    return [fence, body, fence]
+
+
+def _code(value: Any) -> str:
+    """Inline code: the delimiter is longer than any backtick run inside, padded when it touches one."""
+    body = one_line(str(value))
+    tick = "`" * (longest_run(body, "`") + 1)
+    return f"{tick} {body} {tick}" if body.startswith("`") or body.endswith("`") else f"{tick}{body}{tick}"
+
+
+def _prose(value: Any) -> str:
+    """Untrusted text outside code: one line, Markdown and HTML metacharacters escaped."""
+    text = one_line(str(value))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text)
+
+
 def _readme(record: ResultRecord, pins: List[str]) -> str:
     plat = record.platform
     py = record.python
     stderr = "\n".join(record.stderr_tail.splitlines()[-40:])
+    exit_code = record.exit_code if record.exit_code is not None else "-"
     lines = [
-        f"# {record.failure_class}: {record.scenario_id}",
+        f"# {_prose(record.failure_class)}: {_prose(record.scenario_id)}",
         "",
-        f"**Verdict:** `{record.verdict}`",
+        f"**Verdict:** {_code(record.verdict)}",
         "",
-        f"**Why:** {record.reason or '-'}",
+        f"**Why:** {_prose(record.reason or '-')}",
         "",
         "| | |",
         "|---|---|",
-        f"| platform | {plat.get('system', '')} {plat.get('release', '')} {plat.get('machine', '')} "
-        f"(`{plat.get('sys_platform', '')}`) |",
-        f"| python | {py.get('implementation', '')} {py.get('version', '')} |",
-        f"| server | {record.scenario.get('server', '')} {record.server_version} |",
-        f"| workers | {record.scenario.get('workers', '')} |",
-        f"| exit code | {record.exit_code if record.exit_code is not None else '-'} {record.exit_name} |",
+        f"| platform | {_prose(plat.get('system', ''))} {_prose(plat.get('release', ''))} "
+        f"{_prose(plat.get('machine', ''))} ({_code(plat.get('sys_platform', ''))}) |",
+        f"| python | {_prose(py.get('implementation', ''))} {_prose(py.get('version', ''))} |",
+        f"| server | {_prose(record.scenario.get('server', ''))} {_prose(record.server_version)} |",
+        f"| workers | {_prose(record.scenario.get('workers', ''))} |",
+        f"| exit code | {_prose(exit_code)} {_prose(record.exit_name)} |",
         "",
         "## Installed",
         "",
-        "```",
-        *(pins or ["(nothing recorded)"]),
-        "```",
+        *_block("\n".join(pins or ["(nothing recorded)"])),
         "",
         "## Exact command",
         "",
-        "```",
-        shlex.join(record.command),
-        "```",
+        *_block(shlex.join(record.command)),
         "",
         "Environment set by the harness: `env.json`.",
         "",
@@ -187,9 +211,7 @@ def _readme(record: ResultRecord, pins: List[str]) -> str:
         "",
         "## Output (tail)",
         "",
-        "```",
-        stderr or "(empty)",
-        "```",
+        *_block(stderr or "(empty)"),
         "",
     ]
     return "\n".join(lines)

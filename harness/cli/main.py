@@ -37,6 +37,7 @@ from harness.adapters.reference import ProbeFailed, combinations, probe
 from harness.campaign.attempts import run_attempts
 from harness.campaign.config import load_matrix_file, load_settings
 from harness.campaign.matrix import DEFAULT_CONFIRM, default_matrix, done_ids, run_matrix, summary
+from harness.cli import _output
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
 from harness.cli._args import bounded_int, non_negative_int, positive_int, scenario_from_args
@@ -368,10 +369,15 @@ class _ProgressPrinter:
         if self.tty and total:
             self._counter(0)
 
+    def _raw(self, control: str) -> None:
+        """The harness's own terminal control (never untrusted text): past the cleaning stream."""
+        getattr(self.stream, "raw", self.stream).write(control)
+
     def _counter(self, done: int) -> None:
         elapsed = time.monotonic() - self.t0
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-        self.stream.write(f"\r\x1b[K[{done}/{self.total}] {elapsed:.0f}s {counts}")
+        self._raw("\r\x1b[K")
+        self.stream.write(f"[{done}/{self.total}] {elapsed:.0f}s {counts}")
         self.stream.flush()
 
     def __call__(self, done: int, total: int, group: Group) -> None:
@@ -386,7 +392,8 @@ class _ProgressPrinter:
         if cls != "passed" and (group.signature or record.reason):
             line += f"  {(group.signature or record.reason)[:120]}"
         if self.tty:
-            self.stream.write("\r\x1b[K" + line + "\n")
+            self._raw("\r\x1b[K")
+            self.stream.write(line + "\n")
             if done < total:
                 self._counter(done)
         else:
@@ -572,6 +579,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    undo = _output.install()  # every line printed is cleaned of escape sequences (harness.cli._output)
+    try:
+        return _main(argv)
+    finally:
+        undo()
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         func = getattr(args, "func", None)  # sub-commands registered by their own module (catalog)

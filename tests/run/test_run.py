@@ -39,11 +39,18 @@ def test_parse_bind_and_scaled_timeout(monkeypatch: Any) -> None:
     for bad in ("fd:", "fd:x", "fd:2", "udp", "fd:-1"):
         with pytest.raises(ValueError):
             parse_bind(bad)
+    from harness.run import stages  # noqa: PLC0415
+
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(stages, "contention", lambda: 1.0)  # an idle machine
     one, four = scaled_timeout(10, 1), scaled_timeout(10, 4)
-    assert four > one
+    assert (one, four) == (10, 25)
+    monkeypatch.setattr(stages, "contention", lambda: 2.5)  # 5 busy processes on 2 cores
+    assert scaled_timeout(10, 1) == 25
     monkeypatch.setenv("CI", "true")
-    assert scaled_timeout(10, 1) == 3 * one
+    assert scaled_timeout(10, 1) == 30  # at least x3 on CI
+    monkeypatch.setattr(stages, "contention", lambda: 4.0)
+    assert scaled_timeout(10, 1) == 40  # beyond it when the runner is busier than that
 
 
 def test_reference_passes_with_every_field_filled(tmp_path: Any) -> None:
