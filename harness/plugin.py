@@ -37,6 +37,12 @@ _RESULTS_KEY = "asgi_workers_harness_results"
 _RECORDS = pytest.StashKey[List[ResultRecord]]()
 
 
+def _timeout(text: str) -> float:
+    from harness.run import check_timeout  # noqa: PLC0415 - harness.run's __init__ is free to import
+
+    return check_timeout(text)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("asgi-workers-harness", "asgi-workers-harness (multi-worker socket sharing)")
     group.addoption(
@@ -85,7 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--harness-timeout",
-        type=float,
+        type=_timeout,
         default=None,
         dest="harness_timeout",
         metavar="SECONDS",

@@ -4,14 +4,18 @@ process, never in the server's interpreter (servers.launcher is the one piece th
 
 * ADAPTERS - the `--server` name -> "module:attr" (imported lazily: a broken server module never breaks the
   others)
-* get_adapter(name) - the adapter for a registered name, or a literal "module:attr" (test-only adapters such
-  as tests/servers/wrong_bind.py); the attribute may be an instance or a class taking no arguments.
-  UnknownServer (one line) when there is none
+* get_adapter(name) - the adapter for a registered name; UnknownServer (one line) for anything else, with
+  nothing imported. Adapters outside this package (the test servers in tests/servers/) are registered by
+  whoever runs the harness, in the environment: ASGI_HARNESS_ADAPTERS="module:attr,module:attr" makes each
+  literal "module:attr" a registered name. The attribute may be an instance or a class taking no
+  arguments; an import that fails in any way is UnknownServer too, never a traceback
 * known_servers() - the registered names
 * Adapter, LaunchContext, LaunchSpec, Unsupported - the interface (harness.adapters._base)
 """
 
 import importlib
+import os
+import re
 from typing import Any, Dict, List
 
 from harness.adapters._base import Adapter, LaunchContext, LaunchSpec, Unsupported
@@ -28,22 +32,34 @@ ADAPTERS: Dict[str, str] = {
 }
 
 
+#: the environment variable that registers adapters outside this package ("module:attr,module:attr")
+EXTRA_VAR = "ASGI_HARNESS_ADAPTERS"
+_SPEC = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def registered_extra() -> List[str]:
+    """The "module:attr" names registered through ASGI_HARNESS_ADAPTERS (malformed entries ignored)."""
+    raw = os.environ.get(EXTRA_VAR, "")
+    return [s.strip() for s in raw.split(",") if _SPEC.match(s.strip())]
+
+
 def known_servers() -> List[str]:
     return sorted(ADAPTERS)
 
 
 def get_adapter(name: str) -> Adapter:
-    """Resolve a server name (or "module:attr") to its adapter; UnknownServer (one line) if none."""
+    """Resolve a registered server name to its adapter; UnknownServer (one line) otherwise."""
     target = ADAPTERS.get(name)
     if target is None:
-        if ":" not in name:
+        if name not in registered_extra():
             raise UnknownServer(f"unknown server {name!r}; known: {', '.join(known_servers())}")
         target = name
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownServer(f"server {name!r}: cannot import {module_name}: {exc}") from exc
+    except Exception as exc:  # a registered module that fails to import: one line, whatever it raised
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise UnknownServer(f"server {name!r}: cannot import {module_name}: {line}") from None
     obj: Any = getattr(module, attr, None)
     if obj is None:
         raise UnknownServer(f"server {name!r}: {module_name} has no attribute {attr!r}")
@@ -56,10 +72,12 @@ def get_adapter(name: str) -> Adapter:
 
 __all__ = [
     "ADAPTERS",
+    "EXTRA_VAR",
     "Adapter",
     "LaunchContext",
     "LaunchSpec",
     "Unsupported",
     "get_adapter",
     "known_servers",
+    "registered_extra",
 ]

@@ -7,6 +7,7 @@ from typing import Callable, Sequence, Tuple
 
 from harness.model.errors import UsageError
 from harness.model.records import Scenario
+from harness.run import check_timeout
 
 #: Scenario fields a command's flags may set under the same name (requirements and options are not: each
 #: command says what its --requirement means, and --option is parsed)
@@ -50,6 +51,14 @@ def bounded_int(low: int, high: int) -> "Callable[[str], int]":
     return parse
 
 
+def duration(text: str) -> float:
+    """An argparse type for seconds (harness.run.check_timeout: finite, > 0, bounded)."""
+    try:
+        return check_timeout(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_options(items: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
     """`--option KEY=VALUE` (repeatable; `KEY` alone means an empty value); UsageError without a key."""
     out = []
@@ -67,4 +76,11 @@ def scenario_from_args(args: argparse.Namespace, requirements: Sequence[str] = (
     return Scenario(requirements=tuple(requirements), options=parse_options(args.option), **fields)
 
 
-__all__ = ["bounded_int", "non_negative_int", "parse_options", "positive_int", "scenario_from_args"]
+__all__ = [
+    "bounded_int",
+    "duration",
+    "non_negative_int",
+    "parse_options",
+    "positive_int",
+    "scenario_from_args",
+]

@@ -19,7 +19,7 @@ from harness.campaign.bisection import (
     record_line,
     recorded_env_errors,
 )
-from harness.cli._args import non_negative_int, positive_int, scenario_from_args
+from harness.cli._args import duration, non_negative_int, positive_int, scenario_from_args
 from harness.env import pythons
 from harness.env import venvs as envs
 from harness.model.classes import FAILURE_CLASSES
@@ -62,7 +62,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.add_argument("--results", default=os.path.join("results", "bisect.jsonl"), metavar="FILE.jsonl")
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
     p.add_argument("--work-dir", default="")
-    p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
+    p.add_argument("--timeout", type=duration, default=BASE_TIMEOUT_S, help="base timeout in seconds")
     p.add_argument(
         "--retry-env-errors",
         action="store_true",

@@ -21,7 +21,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.campaign.catalog_runs import mismatch, run_catalog
 from harness.catalog import Entry, Expectation, entries, last_verdicts, select
-from harness.cli._args import bounded_int
+from harness.cli._args import bounded_int, duration
 from harness.model.records import ResultRecord, Scenario
 from harness.verdict.agreement import Group
 from harness.verdict.signature import distinguishing_line
@@ -94,7 +94,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     )
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
     p.add_argument("--work-dir", default="")
-    p.add_argument("--timeout", type=float, default=None, help="base timeout in seconds")
+    p.add_argument("--timeout", type=duration, default=None, help="base timeout in seconds")
     p.add_argument(
         "--confirm",
         type=bounded_int(0, 20),

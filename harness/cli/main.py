@@ -40,7 +40,7 @@ from harness.campaign.matrix import DEFAULT_CONFIRM, default_matrix, done_ids, r
 from harness.cli import _output
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
-from harness.cli._args import bounded_int, non_negative_int, positive_int, scenario_from_args
+from harness.cli._args import bounded_int, duration, non_negative_int, positive_int, scenario_from_args
 from harness.cli.release_cmd import release
 from harness.env import pythons
 from harness.env import venvs as envs
@@ -105,7 +105,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
 def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capsule-dir", default="", help="write reproduction capsules of non-passing runs here")
     p.add_argument("--work-dir", default="", help="run directories go here (default: a temp dir)")
-    p.add_argument("--timeout", type=float, default=BASE_TIMEOUT_S, help="base timeout in seconds")
+    p.add_argument("--timeout", type=duration, default=BASE_TIMEOUT_S, help="base timeout in seconds")
 
 
 def _attempt_args(p: argparse.ArgumentParser, *, confirm_default: int) -> None:

@@ -38,7 +38,7 @@ from harness.env import pythons
 from harness.env import venvs as envs
 from harness.model.observation import Observation
 from harness.model.records import ResultRecord, Scenario, append_record
-from harness.run import BASE_TIMEOUT_S, faults, reaper, stages
+from harness.run import BASE_TIMEOUT_S, check_timeout, faults, reaper, stages
 from harness.run.calibrate import contention
 from harness.run.serverwatch import read_events
 from harness.run.stages import Trace, scaled_timeout
@@ -46,6 +46,9 @@ from harness.verdict.classify import classify
 from servers import exitcodes
 
 VALID_STDIN = ("inherit", "devnull", "closed")
+#: adapter options that would say where the server listens: only `bind` (tcp on 127.0.0.1, a fresh UDS,
+#: an fd the harness bound on loopback) may, so a bind can never widen beyond loopback or move elsewhere
+BIND_OPTIONS = frozenset({"host", "port", "uds", "fd", "bind", "b", "socket", "unix-socket", "unix", "h"})
 VALID_STOP = ("group", "master")
 
 
@@ -76,6 +79,12 @@ def validate(scenario: Scenario) -> None:
     if scenario.requests < 0 or scenario.concurrency < 1 or scenario.keepalive_requests < 0:
         raise ValueError("requests and keepalive_requests must be >= 0, concurrency >= 1")
     faults.check(scenario.fault)  # UnknownFault is a ValueError
+    for key, _ in scenario.options:
+        if key.strip().lstrip("-").replace("_", "-").lower() in BIND_OPTIONS:
+            raise ValueError(
+                f"option {key!r} would change where the server listens: "
+                "use --bind tcp|uds|fd:N (loopback only)"
+            )
     if ":" not in scenario.app:
         raise ValueError(f"app must be MODULE:ATTR, not {scenario.app!r}")
 
@@ -201,6 +210,10 @@ def run_scenario(
         t_start=time.monotonic(),
     )
     run_dir = ""
+    try:
+        check_timeout(base_timeout)
+    except ValueError as exc:
+        return _early(run, harness_error=f"base timeout {exc}", detail=f"invalid base timeout: {exc}")
     try:
         base = work_dir or os.path.join(tempfile.gettempdir(), "asgi-workers-harness", "runs")
         os.makedirs(base, exist_ok=True)
@@ -335,6 +348,9 @@ def _bound(
             harness_sock.listen(128)
             harness_sock.set_inheritable(True)
             asked = {"kind": "fd", "fd": fd_n, "host": "127.0.0.1", "port": harness_sock.getsockname()[1]}
+        # the run's own directories (HOME, XDG_RUNTIME_DIR, TMPDIR live there): a server's control socket
+        # in them is its business; a unix socket anywhere else is a listener the scenario did not ask for
+        asked["private"] = [os.path.realpath(run_dir), os.path.realpath(scratch)]
         ctx = stages.launch_context(
             sc,
             python=env.python,

@@ -75,7 +75,7 @@ def _family(listener: Dict[str, Any]) -> str:
 
 def _describe(listener: Dict[str, Any]) -> str:
     if _family(listener) == "unix":
-        return "unix socket"
+        return "unix socket"  # the path is machine-specific: the reason names it, the signature does not
     address = str(listener.get("address") or "?")
     if ":" in address:
         address = f"[{address}]"
@@ -92,23 +92,33 @@ def wrong_listeners(obs: Observation) -> List[Dict[str, Any]]:
     """Listeners of the server's tree that are not where the scenario asked ([] when all are fine).
 
     * uds asked: any TCP listener is wrong (uvicorn <=0.14 `--workers 2 --uds` binds 127.0.0.1:8000);
-      other UNIX sockets are wrong only when nothing listens on the asked path (gunicorn >=25 keeps a
-      control socket under ~/.gunicorn next to a correct listener).
+      other UNIX sockets are wrong when nothing listens on the asked path, or when they lie outside the
+      run's private directories (asked["private"]: HOME, XDG_RUNTIME_DIR and TMPDIR are there, so gunicorn
+      >=25's control socket under ~/.gunicorn next to a correct listener is fine).
     * tcp / fd asked: a TCP listener on another family or address (0.0.0.0 when 127.0.0.1 was asked), on
       another port when a port was given, or more than one distinct endpoint when port 0 was asked (a worker
-      that called listen() on an unbound socket got an ephemeral port of its own). UNIX sockets are
-      ignored (control sockets).
+      that called listen() on an unbound socket got an ephemeral port of its own). A UNIX socket outside
+      the run's private directories is wrong too (asked TCP, served on /etc/x.sock); inside them it is a
+      control socket. Records without asked["private"] (older harnesses) ignore UNIX sockets here.
     """
     asked = obs.asked or {}
     if not asked or not obs.listeners:
         return []
     listeners = list(obs.listeners)
+    private = [str(p) for p in (asked.get("private") or ()) if p]
+
+    def outside(lst: Dict[str, Any]) -> bool:
+        path = str(lst.get("path") or "")
+        if not private or not path or not path.startswith("/"):
+            return False  # unnamed / abstract sockets, or a record that does not know its private dirs
+        return not any(path == p or path.startswith(p.rstrip("/") + "/") for p in private)
+
     if asked.get("kind") == "uds":
         path = asked.get("path")
         tcp = [lst for lst in listeners if _family(lst) != "unix"]
         on_path = [lst for lst in listeners if _family(lst) == "unix" and lst.get("path") == path]
         others = [lst for lst in listeners if _family(lst) == "unix" and lst.get("path") != path]
-        return tcp + ([] if on_path else others)
+        return tcp + (others if not on_path else [lst for lst in others if outside(lst)])
     host = str(asked.get("host") or "")
     port = int(asked.get("port") or 0)
     family = _asked_family(asked)
@@ -116,6 +126,8 @@ def wrong_listeners(obs: Observation) -> List[Dict[str, Any]]:
     endpoints = set()
     for lst in listeners:
         if _family(lst) == "unix":
+            if outside(lst):
+                wrong.append(lst)
             continue
         endpoints.add((lst.get("address"), lst.get("port")))
         if (

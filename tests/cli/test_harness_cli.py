@@ -40,6 +40,17 @@ def _main(argv: List[str], capsys: pytest.CaptureFixture[str]) -> "tuple[int, st
         (["run", "--confirm", "-1"], "--confirm: must be >= 0, got -1"),
         (["matrix", "--confirm", "x"], "--confirm: expected an integer"),
         (["release", "uvicorn", "0.1", "--confirm", "21"], "must be <= 20"),
+        (["run", "--server", ":x"], "unknown server ':x'"),
+        (["run", "--server", ".x:y"], "unknown server '.x:y'"),
+        (["run", "--server", "servers.apps_broken:app"], "unknown server 'servers.apps_broken:app'"),
+        (["run", "--server", "this:x"], "unknown server 'this:x'"),  # never imported: no Zen printed
+        (["run", "--timeout", "nan"], "--timeout: must be a finite number of seconds"),
+        (["run", "--timeout", "inf"], "--timeout: must be a finite number of seconds"),
+        (["run", "--timeout", "-5"], "--timeout: must be > 0"),
+        (["run", "--timeout", "0"], "--timeout: must be > 0"),
+        (["run", "--timeout", "1e9"], "--timeout: must be <= 3600"),
+        (["matrix", "--timeout", "nan"], "--timeout: must be a finite number of seconds"),
+        (["run", "--option", "host=0.0.0.0"], "would change where the server listens"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -50,6 +61,21 @@ def test_bad_input_is_one_line_and_exit_2(argv: List[str], needle: str, capsys: 
     assert out == ""
     assert len(err.strip().splitlines()) == 1, err
     assert needle in err
+
+
+def test_a_registered_adapter_that_fails_to_import_is_one_line(capsys: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("ASGI_HARNESS_ADAPTERS", "servers.apps_broken:app")
+    code, out, err = _main(["run", "--server", "servers.apps_broken:app"], capsys)
+    assert code == cli.EXIT_USAGE and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "cannot import servers.apps_broken" in err
+
+
+def test_this_is_never_imported() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--server", "this:x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Beautiful is better" not in proc.stdout + proc.stderr
 
 
 def test_unknown_strategy_and_start_method_are_usage_errors(capsys: Any) -> None:

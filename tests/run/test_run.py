@@ -7,13 +7,16 @@ harness reached and the evidence it kept.
 
 import collections
 import os
+import shutil
+import sys
+import tempfile
 from typing import Any, List
 
 import pytest
 
 from harness.campaign.matrix import run_matrix
 from harness.model.records import ResultRecord, Scenario, read_records
-from harness.run.runner import lost_run_record, parse_bind, run_scenario, scaled_timeout
+from harness.run.runner import lost_run_record, parse_bind, run_scenario, scaled_timeout, validate
 from harness.run.serverwatch import NO_WORKER_GRACE_S, RESPAWN_GIVE_UP_FACTOR
 
 #: servers.apps_broken cannot be imported (that is its point): its message, as the module states it
@@ -232,3 +235,28 @@ def test_a_run_lost_without_a_record_is_a_classified_harness_error() -> None:
     assert record.failure_class == "harness-error"
     assert record.signature == "RuntimeError: the child died"
     assert "died without a record" in record.reason and record.duration_s >= 1.5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="AF_UNIX test server")
+def test_a_unix_listener_outside_the_run_is_wrong_whatever_was_asked(tmp_path: Any) -> None:
+    """Asked TCP, it also listens on a unix socket outside the run's directories: wrong-listener, not
+    passed (issue #16 item 4). The same socket under the run's private HOME is a control socket: passed."""
+    elsewhere = tempfile.mkdtemp(prefix="awh-elsewhere-", dir="/tmp")
+    try:
+        extra = os.path.join(elsewhere, "x.sock")
+        server = "tests.servers.extra_uds:ELSEWHERE"
+        record = _run(tmp_path, server=server, workers=1, options=(("extra", extra),))
+        assert record.failure_class == "wrong-listener", record.reason
+        assert record.signature == "wrong-listener: unix socket (asked tcp)"
+        assert extra in record.reason or "unix socket" in record.reason
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+    record = _run(tmp_path, server="tests.servers.extra_uds:IN_HOME", workers=1)
+    assert record.failure_class == "passed", record.reason
+
+
+def test_no_option_may_say_where_to_listen() -> None:
+    for key in ("host", "port", "uds", "fd", "bind", "--host", "unix_socket"):
+        with pytest.raises(ValueError, match="would change where the server listens"):
+            validate(Scenario(options=((key, "0.0.0.0"),)))
+    validate(Scenario(options=(("log_level", "debug"), ("lifespan", "off"))))

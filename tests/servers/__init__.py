@@ -1,0 +1,17 @@
+"""Test-only servers and adapters. The adapters are registered for the test session (conftest.py sets
+ASGI_HARNESS_ADAPTERS to ADAPTER_SPECS), the way a user registers an adapter of their own: the harness's
+`--server` takes registered names only."""
+
+ADAPTER_SPECS = (
+    "tests.servers.bad_launch:BAD_FLAG",
+    "tests.servers.bad_launch:MISSING",
+    "tests.servers.bad_launch:NO_MAIN",
+    "tests.servers.extra_uds:ELSEWHERE",
+    "tests.servers.extra_uds:IN_HOME",
+    "tests.servers.lost_workers:LINGER",
+    "tests.servers.lost_workers:RESPAWN",
+    "tests.servers.lost_workers:SLOW_RESPAWN",
+    "tests.servers.raising_adapter:ADAPTER",
+    "tests.servers.seeded_flaky:SEEDED",
+    "tests.servers.wrong_bind:ADAPTER",
+)
