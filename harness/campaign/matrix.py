@@ -30,7 +30,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from harness.campaign.attempts import run_attempts
 from harness.campaign.config import ProbeFn, expand
-from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, append_record, read_records
+from harness.model.records import (
+    FAILURE_CLASSES,
+    RecordNotWritten,
+    ResultRecord,
+    Scenario,
+    append_record,
+    read_records,
+)
 from harness.run.runner import BASE_TIMEOUT_S, lost_run_record, run_scenario, scaled_timeout
 from harness.verdict.agreement import FLAKY, Group, group_runs
 from harness.verdict.degraded import mark_degraded
@@ -150,12 +157,15 @@ def run_matrix(
     (every attempt's record: confirmation and repeat runs included).
 
     With resume=True, scenarios whose id already has a record in `results` are skipped (not returned).
+    When a record could not be appended (disk full), every scenario still runs; then RecordNotWritten is
+    raised with `.records` (all of them) so that the caller reports the verdicts and the loss.
     `catalog` maps a scenario id to the known-issue case it is ({"id", "role"}: ResultRecord.catalog)."""
     todo = list(scenarios)
     if resume:
         skip = done_ids(results)
         todo = [s for s in todo if s.scenario_id not in skip]
     records: List[ResultRecord] = []
+    lost: List[str] = []  # records that could not be appended (disk full): the caller is told
     finished = 0
     lock = threading.Lock()
     total = len(todo)
@@ -164,7 +174,10 @@ def run_matrix(
 
     def keep(record: ResultRecord) -> None:
         with lock:
-            append_record(results, record)
+            try:
+                append_record(results, record)
+            except RecordNotWritten as exc:
+                lost.append(f"{record.scenario_id}: {exc}")
             records.append(record)
 
     def one(index: int, scenario: Scenario) -> None:
@@ -202,6 +215,10 @@ def run_matrix(
             os.rmdir(runs)  # non-passing run dirs stay (the record's capsule points into the evidence)
         if not os.listdir(tmp):
             os.rmdir(tmp)
+    if lost:
+        exc = RecordNotWritten(f"{len(lost)} record(s) not written: {lost[0]}")
+        exc.records = records  # type: ignore[attr-defined]  # every verdict, for the caller's summary
+        raise exc
     return records
 
 

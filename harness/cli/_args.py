@@ -3,6 +3,9 @@ Scenario built from the flags a command has."""
 
 import argparse
 import dataclasses
+import os
+import stat
+import tempfile
 from typing import Callable, Sequence, Tuple
 
 from harness.model.errors import UsageError
@@ -59,6 +62,30 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def check_writable(path: str, what: str) -> None:
+    """A path we will write: create its directory and prove we can create a file there (root ignores
+    permission bits, so os.access alone would lie)."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path!r} is a directory")
+    if path != os.devnull and os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        # a FIFO would block the check (and every append) until a reader comes; /dev/full would take the
+        # record and lose it: records and reports go to regular files only
+        raise UsageError(f"{what} {path!r} is not a regular file")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".harness-write-test-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+        if os.path.exists(path):
+            with open(path, "ab"):
+                pass
+    except OSError as exc:
+        raise UsageError(f"{what} {path!r} is not writable: {exc.strerror or exc}") from None
+
+
 def parse_options(items: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
     """`--option KEY=VALUE` (repeatable; `KEY` alone means an empty value); UsageError without a key."""
     out = []
@@ -78,6 +105,7 @@ def scenario_from_args(args: argparse.Namespace, requirements: Sequence[str] = (
 
 __all__ = [
     "bounded_int",
+    "check_writable",
     "duration",
     "non_negative_int",
     "parse_options",

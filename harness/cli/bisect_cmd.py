@@ -19,7 +19,7 @@ from harness.campaign.bisection import (
     record_line,
     recorded_env_errors,
 )
-from harness.cli._args import duration, non_negative_int, positive_int, scenario_from_args
+from harness.cli._args import check_writable, duration, non_negative_int, positive_int, scenario_from_args
 from harness.env import pythons
 from harness.env import venvs as envs
 from harness.model.classes import FAILURE_CLASSES
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         validate(base)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    check_writable(args.results, "--results")
 
     t0 = time.monotonic()
     try:

@@ -21,7 +21,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.campaign.catalog_runs import mismatch, run_catalog
 from harness.catalog import Entry, Expectation, entries, last_verdicts, select
-from harness.cli._args import bounded_int, duration
+from harness.cli._args import bounded_int, check_writable, duration
 from harness.model.records import ResultRecord, Scenario
 from harness.verdict.agreement import Group
 from harness.verdict.signature import distinguishing_line
@@ -121,6 +121,7 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         stream.write(f"{len(chosen)} entries; verdicts from {args.results} ({len(records)} records)\n\n")
         list_catalog(chosen, records, stream)
         return 0
+    check_writable(args.results, "--results")
     t0 = time.monotonic()
     stream.write(f"running {len(chosen)} entries on {sys.platform} -> {args.results}\n")
     stream.flush()

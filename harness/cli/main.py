@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -40,13 +39,20 @@ from harness.campaign.matrix import DEFAULT_CONFIRM, default_matrix, done_ids, r
 from harness.cli import _output
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
-from harness.cli._args import bounded_int, duration, non_negative_int, positive_int, scenario_from_args
+from harness.cli._args import (
+    bounded_int,
+    check_writable,
+    duration,
+    non_negative_int,
+    positive_int,
+    scenario_from_args,
+)
 from harness.cli.release_cmd import release
 from harness.env import pythons
 from harness.env import venvs as envs
 from harness.model.classes import INCONCLUSIVE, OK_CLASSES
 from harness.model.errors import HarnessError, UsageError
-from harness.model.records import ResultRecord, Scenario, read_records
+from harness.model.records import RecordNotWritten, ResultRecord, Scenario, append_record, read_records
 from harness.run.faults import FAULTS
 from harness.run.faults import summary as fault_summary
 from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
@@ -225,26 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- validation --------------------------------------------------------------------------------------
 
 
-def _check_writable(path: str, what: str) -> None:
-    """A path we will write: create its directory and prove we can create a file there (root ignores
-    permission bits, so os.access alone would lie)."""
-    if not path:
-        return
-    if os.path.isdir(path):
-        raise UsageError(f"{what} {path!r} is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".harness-write-test-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-        if os.path.exists(path):
-            with open(path, "ab"):
-                pass
-    except OSError as exc:
-        raise UsageError(f"{what} {path!r} is not writable: {exc.strerror or exc}") from None
-
-
 def _validate_scenario(sc: Scenario) -> None:
     try:
         validate(sc)
@@ -308,7 +294,7 @@ def _group_json(group: Group) -> Dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args, args.requirement)
     _validate_scenario(sc)
-    _check_writable(args.results, "--results")
+    check_writable(args.results, "--results")
     confirm, repeat = _attempts(args)
     # a non-passing run always gets its reproduction capsule: beside --results, else in the user cache
     capsule_dir = args.capsule_dir or (
@@ -317,20 +303,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         else os.path.join(os.path.dirname(envs.default_cache_dir()), "capsules")
     )
 
+    lost: List[str] = []
+
     def once(attempt: Dict[str, Any]) -> ResultRecord:
         record = run_scenario(
-            sc,
-            results=args.results or None,
-            work_dir=args.work_dir or None,
-            capsule_dir=capsule_dir,
-            base_timeout=args.timeout,
+            sc, work_dir=args.work_dir or None, capsule_dir=capsule_dir, base_timeout=args.timeout,
             attempt=attempt,
-        )
+        )  # fmt: skip
+        if args.results:
+            try:
+                append_record(args.results, record)
+            except RecordNotWritten as exc:
+                lost.append(str(exc))
         if repeat > 1 and not args.json:
             print(f"  [{attempt.get('index')}/{repeat}] {record.verdict}", file=sys.stderr, flush=True)
         return record
 
     group = Group(tuple(run_attempts(once, confirm=confirm, repeat=repeat)))
+    code = _print_run(args, sc, group, repeat)
+    for line in lost:
+        print(f"harness: {line} (the verdict above was printed, its record is lost)", file=sys.stderr)
+    return EXIT_HARNESS if lost else code
+
+
+def _print_run(args: argparse.Namespace, sc: Scenario, group: Group, repeat: int) -> int:
     record = group.first
     if args.json:
         payload = record.to_dict() if len(group.records) == 1 else _group_json(group)
@@ -435,8 +431,8 @@ def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    _check_writable(args.results, "--results")
-    _check_writable(args.report, "--report")
+    check_writable(args.results, "--results")
+    check_writable(args.report, "--report")
     bench = _bench_files(args.bench)  # a bad path fails before the matrix runs, not after
     scenarios = _matrix_scenarios(args)
     if not scenarios:
@@ -453,18 +449,22 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     )
     progress = _ProgressPrinter(len(scenarios))
     confirm, repeat = _attempts(args, load_settings(args.config) if args.config else None)
-    records = run_matrix(
-        scenarios,
-        results=args.results,
-        jobs=args.jobs,
-        resume=args.resume,
-        work_dir=args.work_dir,
-        capsule_dir=capsule_dir,
-        base_timeout=args.timeout,
-        progress=progress,
-        confirm=confirm,
-        repeat=repeat,
-    )
+    lost = ""
+    try:
+        records = run_matrix(
+            scenarios,
+            results=args.results,
+            jobs=args.jobs,
+            resume=args.resume,
+            work_dir=args.work_dir,
+            capsule_dir=capsule_dir,
+            base_timeout=args.timeout,
+            progress=progress,
+            confirm=confirm,
+            repeat=repeat,
+        )
+    except RecordNotWritten as exc:
+        records, lost = list(getattr(exc, "records", [])), str(exc)
     print()
     print(summary(records))
     print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
@@ -472,6 +472,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         all_records = list(read_records([args.results])) if os.path.exists(args.results) else records
         path = str(write_report(all_records, args.report, bench=bench, cards=catalog.cards()))
         print(f"report: {path}")
+    if lost:
+        print(f"harness matrix: {lost}", file=sys.stderr)
+        return EXIT_HARNESS
     return EXIT_HARNESS if any(r.failure_class == "harness-error" for r in records) else EXIT_OK
 
 
@@ -490,7 +493,7 @@ def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _check_writable(args.output, "--output")
+    check_writable(args.output, "--output")
     records = list(read_records(_jsonl_inputs(args.inputs)))
     path = str(write_report(records, args.output, bench=_bench_files(args.bench), cards=catalog.cards()))
     print(f"{len(records)} record(s) -> {path}")
@@ -519,8 +522,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     for p in pythons_:
         if p:
             _python_path(p)
-    _check_writable(args.output, "--output")
-    _check_writable(os.path.join(args.results_dir, "x.jsonl"), "--results-dir")
+    check_writable(args.output, "--output")
+    check_writable(os.path.join(args.results_dir, "x.jsonl"), "--results-dir")
     return release(
         args.server,
         args.version,
@@ -594,7 +597,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except UsageError as exc:
         print(f"harness: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except HarnessError as exc:
+    except (HarnessError, RecordNotWritten) as exc:
         print(f"harness: {_one_line(exc)}", file=sys.stderr)
         return EXIT_HARNESS
     except BrokenPipeError:  # `harness catalog | head`: the reader left; not an error of ours

@@ -212,20 +212,60 @@ class ResultRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+class RecordNotWritten(OSError):
+    """append_record could not write the record whole (disk full, a read-only or vanished file); str() is
+    one line. Nothing of it is left in the file when it was the last writer (else a newline ends the
+    fragment, so the next record starts on a line of its own)."""
+
+
+def _ends_with_newline(fd: int, size: int) -> bool:
+    if size == 0:
+        return True
+    os.lseek(fd, size - 1, os.SEEK_SET)
+    return os.read(fd, 1) == b"\n"
+
+
 def append_record(path: str, record: ResultRecord) -> None:
-    """Append one record as one line and flush it to disk.
+    """Append one record as one line and flush it to disk; RecordNotWritten when it could not be.
 
     One `write()` of one line on a file opened with O_APPEND: safe for several xdist workers appending
-    to the same file (each line lands whole)."""
+    to the same file (each line lands whole). A file whose last line is torn (a crash, a full disk) gets a
+    newline first, so that fragment never swallows this record. A short or failed write is undone: the file
+    is cut back to its size before the write when nothing was appended after it, else the fragment is
+    ended with a newline (a reader skips it and says so)."""
     line = (record.to_json() + "\n").encode("utf-8")
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
-        os.fsync(fd)
+        os.makedirs(parent, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RecordNotWritten(f"record not written to {path}: {exc.strerror or exc}") from None
+    try:
+        start = os.fstat(fd).st_size
+        data = line if _ends_with_newline(fd, start) else b"\n" + line
+        written = 0
+        try:
+            while written < len(data):
+                n = os.write(fd, data[written:])
+                if n <= 0:
+                    raise OSError(28, "No space left on device")
+                written += n
+            os.fsync(fd)
+        except OSError as exc:
+            _undo(fd, start, written)
+            raise RecordNotWritten(f"record not written to {path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def _undo(fd: int, start: int, written: int) -> None:
+    try:
+        if os.fstat(fd).st_size == start + written:
+            os.ftruncate(fd, start)  # ours is the last write: take it back whole
+        elif written:
+            os.write(fd, b"\n")  # someone appended after us: end our fragment (best effort)
+    except OSError:
+        pass
 
 
 def iter_json_objects(path: str) -> Iterator[Dict[str, Any]]:
@@ -255,6 +295,7 @@ def read_records(paths: Iterable[str]) -> Iterator[ResultRecord]:
 __all__ = [
     "FAILURE_CLASSES",
     "SCHEMA_VERSION",
+    "RecordNotWritten",
     "ResultRecord",
     "Scenario",
     "append_record",

@@ -6,9 +6,11 @@
     -> capsule (non-passing) -> append_record
 
 This function is a process boundary: whatever goes wrong inside becomes a record, never an exception, so a
-matrix run never loses a cell. Every record's verdict, the early ends included (an interpreter that is
-missing: env-error; a scenario this server or OS cannot express: unsupported; the harness's own failure:
-harness-error), comes from harness.verdict.classify.
+matrix run never loses a cell. The one exception is the record's own file: when `results` cannot take the
+record whole (disk full), RecordNotWritten reaches the caller, which must say that the record was lost.
+Every record's verdict, the early ends included (an interpreter that is missing: env-error; a scenario
+this server or OS cannot express: unsupported; the harness's own failure: harness-error), comes from
+harness.verdict.classify.
 
 * BASE_TIMEOUT_S - the one base timeout every deadline is derived from (scaled_timeout)
 * scaled_timeout(base, workers) - readiness deadline: grows with N, stretched by the CPU share this process
@@ -231,12 +233,14 @@ def run_scenario(
         record = dataclasses.replace(record, attempt=dict(attempt))
     if record.failure_class != "passed" and capsule_dir and record.command:
         record = _with_capsule(record, capsule_dir)
-    if results:
-        append_record(results, record)
-    if run_dir:
-        reaper.unregister_dir(run_dir)  # it has a record now: kept as evidence unless it passed
-    if run_dir and record.failure_class == "passed" and not keep_run_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        if results:
+            append_record(results, record)  # RecordNotWritten goes to the caller: it must say so
+    finally:
+        if run_dir:
+            reaper.unregister_dir(run_dir)  # it has a record now: kept as evidence unless it passed
+        if run_dir and record.failure_class == "passed" and not keep_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
     return record
 
 
