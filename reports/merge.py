@@ -4,7 +4,7 @@ A *cell* is one `ResultRecord.key` (scenario + platform + python version). Recor
 by *verdict* (failure class + signature):
 
 * identical verdicts merge: one Verdict with its runs counted
-* different verdicts are a CONFLICT: every verdict is kept and shown in the cell, none is dropped
+* different verdicts are flaky: every verdict is kept and shown in the cell, none is dropped
 * `degraded` is decided here (mark_degraded): passed, but keep-alive p50 >= 10x the single-worker twin's
 
 The same record read twice (same key, run_id and started_at, e.g. one JSONL passed twice) counts once.
@@ -20,6 +20,7 @@ import dataclasses
 import re
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from harness.model.classes import rank
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
 from harness.verdict import degraded as _perf
 
@@ -52,10 +53,7 @@ def version_key(version: str) -> Tuple[Any, ...]:
 
 
 def _class_rank(failure_class: str) -> int:
-    try:
-        return FAILURE_CLASSES.index(failure_class)
-    except ValueError:
-        return len(FAILURE_CLASSES)
+    return rank(failure_class)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,10 +286,12 @@ def merge(record_lists: Iterable[Iterable[ResultRecord]]) -> MergedView:
 
     Passed runs are first checked against their single-worker twins (`mark_degraded`)."""
     by_key: Dict[str, List[ResultRecord]] = {}
-    seen: Set[Tuple[str, str, str]] = set()
+    seen: Set[Tuple[str, ...]] = set()
     for rec in mark_degraded(r for records in record_lists for r in records):
         if rec.run_id:
-            ident = (rec.key, rec.run_id, rec.started_at)
+            # the same run read twice counts once; a line that claims the same run with another verdict
+            # (an edited or corrupted file) is not silently dropped: it shows as a disagreement
+            ident = (rec.key, rec.run_id, rec.started_at, rec.failure_class, rec.signature)
             if ident in seen:
                 continue
             seen.add(ident)

@@ -39,6 +39,11 @@ def _median(values: Iterable[Optional[float]]) -> Optional[float]:
     return statistics.median(vals) if vals else None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a mapping, else an empty one (records read back may hold anything)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _get(data: Any, *path: str) -> Optional[float]:
     for key in path:
         if not isinstance(data, Mapping):
@@ -126,8 +131,8 @@ def _cells(records: Sequence[ResultRecord]) -> List[Dict[str, Any]]:
         worker_p50s = [
             v
             for r in recs
-            for w in ((r.load.get("keepalive") or {}).get("by_worker") or {}).values()
-            if isinstance(r.load.get("keepalive"), Mapping) and isinstance(w, Mapping)
+            for w in _mapping(_mapping(r.load.get("keepalive")).get("by_worker")).values()
+            if isinstance(w, Mapping)
             for v in [svg.number(w.get("p50"))]
             if v is not None
         ]

@@ -21,7 +21,8 @@ import re
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.model.classes import rank as class_rank
+from harness.model.records import ResultRecord, Scenario
 from harness.verdict.signature import distinguishing_line
 
 from .merge import PLATFORM_NAMES, column_of, mark_degraded, row_of, version_key
@@ -101,14 +102,12 @@ class Side:
         """Distinct `class signature` verdicts, benign first."""
         seen: Dict[str, int] = {}
         for r in self.records:
-            seen.setdefault(r.verdict, FAILURE_CLASSES.index(r.failure_class))
+            seen.setdefault(r.verdict, class_rank(r.failure_class))
         return tuple(sorted(seen, key=lambda v: (seen[v], v)))
 
     @property
     def worst(self) -> ResultRecord:
-        return max(
-            self.records, key=lambda r: (FAILURE_CLASSES.index(r.failure_class), str(r.started_at or ""))
-        )
+        return max(self.records, key=lambda r: (class_rank(r.failure_class), str(r.started_at or "")))
 
     @property
     def version(self) -> str:

@@ -32,6 +32,7 @@ from markupsafe import Markup
 
 from harness.model import classes
 from harness.model.classes import FAILURE_CLASSES
+from harness.model.classes import rank as class_rank
 from harness.model.records import ResultRecord, Scenario
 from harness.model.text import clean_text
 
@@ -338,7 +339,7 @@ def known_issues(
                 "url": opts.get("url") or opts.get("link") or opts.get("links", ""),
                 "trigger": trigger,
                 "signatures": sorted({r.signature for r in failing if r.signature}),
-                "classes": sorted({r.failure_class for r in failing}, key=FAILURE_CLASSES.index),
+                "classes": sorted({r.failure_class for r in failing}, key=class_rank),
                 "expect": expect,
                 "environments": envs,
                 "installed": sorted({f"{k}=={v}" for k, v in (shown.installed or {}).items()}),
@@ -418,6 +419,7 @@ def render(
     record_lists: Optional[Iterable[Iterable[ResultRecord]]] = None,
     bench: Sequence[Tuple[str, Any]] = (),
     cards: Optional[Mapping[str, Mapping[str, str]]] = None,
+    skipped: Sequence[Any] = (),
 ) -> str:
     """The whole report as one HTML string. Pure: the same records give the same page.
 
@@ -427,6 +429,8 @@ def render(
     * record_lists - alternatively, one list per source (machine / CI job); merged with `records`
     * bench - (source name, decoded bench/results/<name>.json) pairs for the performance section
     * cards - {catalog entry id: its card text (harness.catalog.Entry.card())}
+    * skipped - lines of the input that were not records, or were shown without a field of the wrong type
+      (harness.model.records.Skipped): listed on the page with the reason, never dropped silently
     """
     lists: List[List[ResultRecord]] = [list(records)]
     if record_lists is not None:
@@ -436,14 +440,19 @@ def render(
     if generated_at is None:
         generated_at = max((str(r.started_at or "") for r in all_records), default="") or "unknown"
     counts = view.class_counts()
+    newer = sorted({r.failure_class for r in all_records} - set(FAILURE_CLASSES))
+    help_text = dict(CLASS_HELP)
+    for cls in newer:
+        help_text[cls] = "a class this harness does not know (written by a newer harness): shown as recorded"
     template = _env().get_template("report.html")
     return template.render(
         title=title,
         generated_at=generated_at,
         view=view,
         counts=counts,
-        class_names=[*FAILURE_CLASSES, "flaky"],
-        class_help=CLASS_HELP,
+        class_names=[*FAILURE_CLASSES, *newer, "flaky"],
+        class_help=help_text,
+        skipped=list(skipped),
         header_groups=_header_groups(view),
         servers=sorted({r.server for r in view.rows}),
         platforms=[(p, PLATFORM_NAMES.get(p, p)) for p, _, _ in _header_groups(view)],
@@ -473,11 +482,12 @@ def write_report(
     generated_at: Optional[str] = None,
     bench: Sequence[Tuple[str, Any]] = (),
     cards: Optional[Mapping[str, Mapping[str, str]]] = None,
+    skipped: Sequence[Any] = (),
 ) -> str:
     """Render and write the report to `path` (UTF-8); returns the absolute path."""
     if generated_at is None:
         generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    html = render(records, title=title, generated_at=generated_at, bench=bench, cards=cards)
+    html = render(records, title=title, generated_at=generated_at, bench=bench, cards=cards, skipped=skipped)
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:

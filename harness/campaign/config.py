@@ -82,6 +82,8 @@ def read_file(path: str) -> Dict[str, Any]:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a matrix file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table/object at the top")
     unknown = set(data) - {"defaults", "scenario", "scenarios", *SETTINGS}
@@ -96,16 +98,26 @@ def _choices(key: str, value: Any) -> List[Any]:
         if isinstance(value, str):
             return [(value,)]
         if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-            return [tuple(str(x) for x in v) for v in value]
-        if isinstance(value, list):
-            return [tuple(str(x) for x in value)]
-        raise ConfigError(f"{key}: expected a string, a list of strings or a list of lists")
+            sets = value
+        elif isinstance(value, list):
+            sets = [value]
+        else:
+            raise ConfigError(f"{key}: expected a string, a list of strings or a list of lists")
+        for one in sets:
+            if not all(isinstance(x, str) for x in one):
+                raise ConfigError(f"{key}: every requirement must be a string, got {one!r}"[:200])
+        return [tuple(one) for one in sets]
     if key == "options":
         if isinstance(value, dict):
-            return [tuple((str(k), str(v)) for k, v in value.items())]
-        if isinstance(value, list):
-            return [tuple((str(k), str(v)) for k, v in value)]
-        raise ConfigError("options: expected a table of key = value")
+            pairs = list(value.items())
+        elif isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+            pairs = [(p[0], p[1]) for p in value]
+        else:
+            raise ConfigError("options: expected a table of key = value (or a list of [key, value] pairs)")
+        for k, v in pairs:
+            if not isinstance(k, str) or not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise ConfigError(f"options: {k!r} = {v!r} is not a key = string (or number)"[:200])
+        return [tuple((k, str(v)) for k, v in pairs)]
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ConfigError(f"{key}: an empty list expands to nothing")

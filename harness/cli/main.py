@@ -52,7 +52,14 @@ from harness.env import pythons
 from harness.env import venvs as envs
 from harness.model.classes import INCONCLUSIVE, OK_CLASSES
 from harness.model.errors import HarnessError, UsageError
-from harness.model.records import RecordNotWritten, ResultRecord, Scenario, append_record, read_records
+from harness.model.records import (
+    RecordNotWritten,
+    ResultRecord,
+    Scenario,
+    Skipped,
+    append_record,
+    load_records,
+)
 from harness.run.faults import FAULTS
 from harness.run.faults import summary as fault_summary
 from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
@@ -441,9 +448,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     if args.resume:
         done = done_ids(args.results)
-        skipped = [s for s in scenarios if s.scenario_id in done]
+        already = [s for s in scenarios if s.scenario_id in done]
         scenarios = [s for s in scenarios if s.scenario_id not in done]
-        print(f"harness matrix: --resume: {len(skipped)} scenario(s) already in {args.results}, skipped")
+        print(f"harness matrix: --resume: {len(already)} scenario(s) already in {args.results}, skipped")
+        if os.path.exists(args.results):
+            _say_skipped(load_records([args.results])[1], "matrix --resume")
     print(
         f"harness matrix: {len(scenarios)} scenario(s), {args.jobs} at a time -> {args.results}", flush=True
     )
@@ -469,9 +478,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(summary(records))
     print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
     if args.report:
-        all_records = list(read_records([args.results])) if os.path.exists(args.results) else records
-        path = str(write_report(all_records, args.report, bench=bench, cards=catalog.cards()))
+        all_records, skipped = (
+            (records, []) if not os.path.exists(args.results) else load_records([args.results])
+        )
+        cards = catalog.cards()
+        path = str(write_report(all_records, args.report, bench=bench, cards=cards, skipped=skipped))
         print(f"report: {path}")
+        _say_skipped(skipped, "matrix")
     if lost:
         print(f"harness matrix: {lost}", file=sys.stderr)
         return EXIT_HARNESS
@@ -492,11 +505,24 @@ def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
     return files
 
 
+def _say_skipped(skipped: Sequence[Skipped], what: str) -> None:
+    if not skipped:
+        return
+    kept = sum(1 for s in skipped if s.repaired)
+    print(
+        f"harness {what}: {len(skipped) - kept} line(s) not records, {kept} shown without a bad field "
+        f"(listed in the report): first {skipped[0]}",
+        file=sys.stderr,
+    )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     check_writable(args.output, "--output")
-    records = list(read_records(_jsonl_inputs(args.inputs)))
-    path = str(write_report(records, args.output, bench=_bench_files(args.bench), cards=catalog.cards()))
+    records, skipped = load_records(_jsonl_inputs(args.inputs))
+    bench = _bench_files(args.bench)
+    path = str(write_report(records, args.output, bench=bench, cards=catalog.cards(), skipped=skipped))
     print(f"{len(records)} record(s) -> {path}")
+    _say_skipped(skipped, "report")
     return EXIT_OK
 
 

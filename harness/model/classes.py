@@ -7,6 +7,7 @@ each of its rows decides one of these; the report's legend prints CLASS_HELP).
 * CLASS_HELP - {class: one-line meaning}, most benign first (that order is the report's order too)
 * FAILURE_CLASSES - the class names in that order
 * OK_CLASSES - the server did what it should (degraded: and slower than its 1-worker twin)
+* rank(cls) - the sort position of a class (unknown ones - written by a newer harness - last)
 * INCONCLUSIVE - nothing the server did was judged: the run could not happen as specified; a bisect
   skips such a version, a release diff does not count it
 """
@@ -35,4 +36,13 @@ OK_CLASSES: Tuple[str, ...] = ("passed", "degraded")
 
 INCONCLUSIVE: Tuple[str, ...] = ("unsupported", "env-error", "harness-error")
 
-__all__ = ["CLASS_HELP", "FAILURE_CLASSES", "INCONCLUSIVE", "OK_CLASSES"]
+
+def rank(failure_class: str) -> int:
+    """Its position in FAILURE_CLASSES; a class this harness does not know (a newer one's) sorts last."""
+    try:
+        return FAILURE_CLASSES.index(failure_class)
+    except ValueError:
+        return len(FAILURE_CLASSES)
+
+
+__all__ = ["CLASS_HELP", "FAILURE_CLASSES", "INCONCLUSIVE", "OK_CLASSES", "rank"]

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from harness.model.classes import FAILURE_CLASSES
@@ -176,8 +177,10 @@ class ResultRecord:
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.failure_class not in FAILURE_CLASSES:
-            raise ValueError(f"unknown failure class {self.failure_class!r}")
+        # a class this harness does not know is allowed when read back (a newer harness wrote it); the
+        # classifier only ever produces FAILURE_CLASSES
+        if not isinstance(self.failure_class, str) or not self.failure_class:
+            raise ValueError(f"bad failure class {self.failure_class!r}")
 
     @property
     def scenario_obj(self) -> Scenario:
@@ -284,12 +287,140 @@ def iter_json_objects(path: str) -> Iterator[Dict[str, Any]]:
                 yield data
 
 
-def read_records(paths: Iterable[str]) -> Iterator[ResultRecord]:
-    """Read records from JSONL files; a torn last line (a crash mid-write) is skipped, not fatal."""
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A line of a results file that is not (all of) a record: where, and why. `repaired` - the record
+    was kept, with the named fields reset to their defaults."""
+
+    path: str
+    line: int
+    reason: str
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+_CLASS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+def _scenario_type(f: "dataclasses.Field[Any]") -> Tuple[type, ...]:
+    if isinstance(f.default, str):
+        return (str,)
+    if isinstance(f.default, int):
+        return (int,)
+    return (list, tuple)
+
+
+_SCENARIO_TYPES: Dict[str, Tuple[type, ...]] = {
+    f.name: _scenario_type(f) for f in dataclasses.fields(Scenario)
+}
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_scenario(data: Any) -> str:
+    """ "" when `data` can be a Scenario, else why not."""
+    if not isinstance(data, dict):
+        return f"scenario is {_type_name(data)}, not an object"
+    for key, want in _SCENARIO_TYPES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, want):
+            return f"scenario.{key} is {_type_name(value)}"
+    for item in data.get("requirements") or ():
+        if not isinstance(item, str):
+            return "scenario.requirements holds a non-string"
+    for pair in data.get("options") or ():
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            return "scenario.options holds something that is not a [key, value] pair"
+    return ""
+
+
+def _field_default(f: "dataclasses.Field[Any]") -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def _fits(value: Any, default: Any, name: str) -> bool:
+    if name == "exit_code":
+        return value is None or (isinstance(value, int) and not isinstance(value, bool))
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def record_from_line(data: Any) -> Tuple[Optional["ResultRecord"], str, List[str]]:
+    """(record or None, why it is not one, fields reset): a JSON object read from a results file made into
+    a ResultRecord if it can be. A wrong scenario or failure class skips it; another field of the wrong
+    type is reset to its default (the rest is still worth showing) and named in the third item. A class
+    this harness does not know (a newer harness's) is kept: it is shown, not fatal."""
+    if not isinstance(data, dict):
+        return None, f"a JSON {_type_name(data)}, not a record", []
+    if "failure_class" not in data:
+        return None, "no failure_class: not a record", []
+    cls = data.get("failure_class")
+    if not isinstance(cls, str) or not _CLASS_NAME.match(cls):
+        return None, f"failure_class is not a class name: {str(cls)[:40]!r}", []
+    why = _check_scenario(data.get("scenario", {}))
+    if why:
+        return None, why, []
+    fields = {f.name: f for f in dataclasses.fields(ResultRecord)}
+    clean: Dict[str, Any] = {}
+    reset: List[str] = []
+    for key, value in data.items():
+        f = fields.get(key)
+        if f is None or key in ("scenario", "failure_class"):
+            continue
+        default = _field_default(f)
+        if _fits(value, default, key):
+            clean[key] = value
+        else:
+            reset.append(key)
+    try:
+        record = ResultRecord(scenario=dict(data.get("scenario") or {}), failure_class=cls, **clean)
+        record.scenario_id  # noqa: B018 - proves the scenario builds
+    except (TypeError, ValueError) as exc:
+        return None, f"not a record: {exc}", []
+    return record, "", reset
+
+
+def load_records(paths: Iterable[str]) -> Tuple[List["ResultRecord"], List[Skipped]]:
+    """Every record of the JSONL files, and every line that was not one (or only partly) with the reason:
+    blank lines are nothing; a torn line (a crash mid-write), garbage, a non-record object, a wrong type
+    are listed, never fatal. Undecodable bytes are replaced."""
+    records: List[ResultRecord] = []
+    skipped: List[Skipped] = []
     for path in paths:
-        for data in iter_json_objects(path):
-            if "failure_class" in data:
-                yield ResultRecord.from_dict(data)
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for n, raw in enumerate(fh, start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    data = json.loads(line)
+                except (ValueError, RecursionError):
+                    skipped.append(Skipped(path, n, "not JSON (a torn or garbled line)"))
+                    continue
+                record, why, reset = record_from_line(data)
+                if record is None:
+                    skipped.append(Skipped(path, n, why))
+                    continue
+                if reset:
+                    skipped.append(Skipped(path, n, "wrong type, shown without: " + ", ".join(reset), True))
+                records.append(record)
+    return records, skipped
+
+
+def read_records(paths: Iterable[str]) -> Iterator[ResultRecord]:
+    """The records of JSONL files (load_records without the list of what was skipped)."""
+    yield from load_records(paths)[0]
 
 
 __all__ = [
@@ -298,7 +429,10 @@ __all__ = [
     "RecordNotWritten",
     "ResultRecord",
     "Scenario",
+    "Skipped",
     "append_record",
     "iter_json_objects",
+    "load_records",
     "read_records",
+    "record_from_line",
 ]

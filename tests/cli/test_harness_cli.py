@@ -222,3 +222,55 @@ def test_report_command_writes_html(tmp_path: Any, capsys: Any) -> None:
     assert "1 record(s)" in out
     with open(out_html, encoding="utf-8") as fh:
         assert "<html" in fh.read().lower()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "needle"),
+    [
+        ("ints.json", '{"scenario":[{"server":"reference","options":[1,2]}]}', "options: expected a table"),
+        (
+            "short.json",
+            '{"scenario":[{"server":"reference","options":[["a"]]}]}',
+            "options: expected a table",
+        ),
+        ("ints.toml", '[[scenario]]\nserver="reference"\noptions=[1,2]\n', "options: expected a table"),
+        ("nested.json", '{"scenario":[{"server":"reference","options":{"a":[1]}}]}', "is not a key = string"),
+        ("reqs.json", '{"scenario":[{"server":"reference","requirements":[1]}]}', "must be a string"),
+        ("deep.json", "[" * 100000 + "]" * 100000, "nested too deeply"),
+        ("deep.toml", "a = " + "[" * 100000 + "]" * 100000, "nested too deeply"),
+        ("repeat.json", '{"repeat": 0, "scenario":[{"server":"reference"}]}', "repeat must be an integer"),
+    ],
+)
+def test_malformed_matrix_files_are_one_line(
+    tmp_path: Any, capsys: Any, name: str, text: str, needle: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    code, _, err = _main(["matrix", "--config", str(path), "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert code == cli.EXIT_USAGE and len(err.strip().splitlines()) == 1, err
+    assert needle in err and "Traceback" not in err
+
+
+def test_report_and_resume_survive_bad_records_and_say_what_they_skipped(tmp_path: Any, capsys: Any) -> None:
+    good = ResultRecord(scenario=Scenario(workers=1).to_dict(), failure_class="passed", run_id="good")
+    newer = ResultRecord(
+        scenario=Scenario(workers=2).to_dict(), failure_class="from-a-newer-harness", run_id="n"
+    )
+    results = tmp_path / "r.jsonl"
+    append_record(str(results), good)
+    append_record(str(results), newer)
+    with open(results, "a", encoding="utf-8") as fh:
+        bad_type = {**good.to_dict(), "run_id": "bad-type", "load": [1, 2]}  # a list where a dict belongs
+        fh.write(json.dumps(bad_type) + "\n")
+        fh.write(json.dumps({**good.to_dict(), "scenario": "nope"}) + "\n")
+        fh.write("garbage {\n")
+        fh.write(good.to_json()[:40] + "\n")  # torn
+    report = tmp_path / "r.html"
+    code, out, err = _main(["report", str(results), "-o", str(report)], capsys)
+    assert code == 0, err
+    assert "3 record(s)" in out and "3 line(s) not records, 1 shown without a bad field" in err
+    html = report.read_text(encoding="utf-8")
+    assert "from-a-newer-harness" in html and "Input not shown" in html
+    assert "scenario is str, not an object" in html and "not JSON (a torn or garbled line)" in html
+    assert "wrong type, shown without: load" in html
+    assert matrix.done_ids(str(results)) == {good.scenario_id, newer.scenario_id}

@@ -66,9 +66,11 @@ def test_record_key_is_stable_and_depends_on_platform_and_python() -> None:
     assert a.key != _record(platform={"sys_platform": "linux"}).key
 
 
-def test_unknown_failure_class_is_refused() -> None:
-    with pytest.raises(ValueError):
-        _record(failure_class="exploded")
+def test_a_class_of_a_newer_harness_is_kept_but_not_garbage() -> None:
+    assert _record(failure_class="exploded").failure_class == "exploded"  # shown, not fatal (issue #16)
+    for bad in ("", None, 3):
+        with pytest.raises(ValueError):
+            _record(failure_class=bad)
 
 
 def test_jsonl_append_and_read(tmp_path: Path) -> None:

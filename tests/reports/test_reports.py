@@ -670,7 +670,7 @@ def test_odd_shapes_from_other_machines_do_not_break_the_page() -> None:
     )
     twin = dataclasses.replace(odd, failure_class="passed", started_at="2026-01-01")
     html = render([odd, twin])
-    assert "CONFLICT" in html and "startup-failure" in html
+    assert "FLAKY" in html and "startup-failure" in html
     d = diff([odd], [twin])
     assert len(d.newly_fixed) == 1
     assert 'Newly fixed <span class="count">1</span>' in render_release(d, "reference", "2", "1")
@@ -708,8 +708,8 @@ def test_merge_conflict_keeps_both_verdicts() -> None:
     agreed = next(c for c in view.cells if not c.conflict)
     assert agreed.runs == 2 and agreed.verdicts[0].latest.run_id == "ci-linux-3"
     html = render([], record_lists=[a, b])
-    assert "CONFLICT" in html and "ConnectTimeout: no worker answered" in html and "\u00d72" in html
-    assert "Conflict:</b> 2 runs of this cell disagree" in html
+    assert "FLAKY" in html and "ConnectTimeout: no worker answered" in html and "\u00d72" in html
+    assert "Flaky:</b> 2 runs of this cell disagree" in html
 
 
 def test_degraded_is_decided_against_the_single_worker_twin() -> None:
