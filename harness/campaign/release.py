@@ -56,6 +56,24 @@ def _dist_of(requirement: str) -> str:
     return _norm(re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0])
 
 
+def check_version(version: str, what: str = "version") -> str:
+    """`version` when it is a PEP 440 version (normalized), else UsageError - before anything runs, so a
+    version never becomes a path or a requirement unchecked ('../../x' is not a version)."""
+    from packaging.version import InvalidVersion, Version  # noqa: PLC0415 - only here
+
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        raise UsageError(f"{what} {version!r} is not a version (PEP 440: 0.55.0, 1.0rc1, ...)") from None
+
+
+def _file_part(text: str) -> str:
+    """A name safe as part of a file name: anything but letters, digits, '.', '_', '+' and '-' becomes
+    '_', and a leading dot too (a checked version has none of those; this is the second line of defence)."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+    return "_" + safe[1:] if safe.startswith(".") else safe
+
+
 def previous_version(version: str, versions: Sequence[str]) -> str:
     """The newest of `versions` that is older than `version` (PEP 440 order); UsageError when none is."""
     from packaging.version import InvalidVersion, Version  # noqa: PLC0415 - only here
@@ -131,6 +149,9 @@ def catalog_scenarios(
     fixed case, else its last case) with the distribution re-pinned, each with its catalog tag
     (ResultRecord.catalog) so the page links the cell to the issue. `pythons` == ("",): each entry's own
     python pin; else those interpreters (entries whose python range excludes one are left out there)."""
+    version = check_version(version)
+    if previous:
+        previous = check_version(previous, "--previous")
     adapter = get_adapter(server)
     dist = adapter.distribution
     out: List[Tuple[Scenario, Dict[str, str]]] = []
@@ -222,6 +243,9 @@ def run_release(
     confirm: int = DEFAULT_CONFIRM,
 ) -> ReleaseRun:
     """Run both sides (each side's JSONL under `results_dir`); `notify` gets one line per step."""
+    version = check_version(version)
+    if previous:
+        previous = check_version(previous, "--previous")
     adapter = get_adapter(server)
     dist = adapter.distribution
     if not dist:
@@ -248,7 +272,7 @@ def run_release(
         )
         scenarios = [sc for sc, _ in pairs]
         tags = {sc.scenario_id: tag for sc, tag in pairs if tag}
-        results = os.path.join(results_dir, f"{server}-{ver}.jsonl")
+        results = os.path.join(results_dir, f"{_file_part(server)}-{_file_part(ver)}.jsonl")
         n_issues = len(tags)
         notify(f"{server} {ver}: {len(scenarios)} scenario(s) ({n_issues} from the catalog) -> {results}")
         sides[ver] = run_matrix(

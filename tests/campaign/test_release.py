@@ -197,3 +197,28 @@ def test_cli_release_for_real(tmp_path: Any, capsys: Any) -> None:
         by_worker = record.load["keepalive"]["by_worker"]
         assert by_worker and set(by_worker) == set(record.load["keepalive"]["per_worker"])
         assert all(v["p50"] > 0 and v["p99"] >= v["p50"] for v in by_worker.values())
+
+
+@pytest.mark.parametrize("version", ["../../x", "../x", "0.54.0/../..", "latest", " "])
+def test_a_version_that_is_not_pep440_runs_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: Any, version: str
+) -> None:
+    from harness.cli.main import main  # noqa: PLC0415
+
+    calls = _fake_runs(monkeypatch, broken_at="")
+    out = tmp_path / "sub" / "r.html"
+    results = tmp_path / "res"
+    for argv in (
+        ["release", "uvicorn", version, "--previous", "0.53.0"],
+        ["release", "uvicorn", "0.54.0", "--previous", version],
+    ):
+        code = main([*argv, "-o", str(out), "--results-dir", str(results), "--no-catalog"])
+        err = capsys.readouterr().err
+        assert code == 2 and "is not a version" in err and len(err.strip().splitlines()) == 1, err
+    assert calls == []  # nothing ran
+    assert not list(tmp_path.rglob("uvicorn-*"))  # and no file or folder named after the version
+
+
+def test_release_file_names_never_escape_the_results_dir() -> None:
+    assert release._file_part("../x") == "_._x" and release._file_part(".hidden") == "_hidden"
+    assert release._file_part("0.55.0rc1") == "0.55.0rc1"
