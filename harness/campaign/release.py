@@ -149,9 +149,6 @@ def catalog_scenarios(
     fixed case, else its last case) with the distribution re-pinned, each with its catalog tag
     (ResultRecord.catalog) so the page links the cell to the issue. `pythons` == ("",): each entry's own
     python pin; else those interpreters (entries whose python range excludes one are left out there)."""
-    version = check_version(version)
-    if previous:
-        previous = check_version(previous, "--previous")
     adapter = get_adapter(server)
     dist = adapter.distribution
     out: List[Tuple[Scenario, Dict[str, str]]] = []
