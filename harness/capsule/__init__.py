@@ -6,7 +6,8 @@ write_capsule(record, dest_dir, *, project_root) -> path of the folder it wrote,
   command, the decisive output, and how to run the reproduction
 * requirements.txt - exact pins (`name==version`) of the server's env (record.installed; the scenario's
   requirements when nothing was read back)
-* command.txt - the exact argv, one shell-quoted line (POSIX) and one cmd.exe line (Windows)
+* command.txt - the exact argv, one shell-quoted line (POSIX) and one line for a .bat file (Windows:
+  MS-quoted arguments, every cmd.exe metacharacter caret-escaped, % doubled: cmd_line)
 * run.sh / run.bat - run that command with the recorded environment, from the capsule folder
 * env.json - the environment variables the harness set for the server
 * servers/ - a copy of the project's `servers` package (the reference server and the test apps that
@@ -30,7 +31,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from typing import Any, Dict, List, Optional
 
 from harness.model.records import ResultRecord
@@ -244,10 +244,41 @@ def _run_sh(config: Dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _ms_quote(arg: str) -> str:
+    """One argument as the MS C runtime parses it back (CommandLineToArgvW): always in double quotes,
+    backslashes before a quote doubled, quotes escaped."""
+    out, slashes = ['"'], 0
+    for ch in arg:
+        if ch == "\\":
+            slashes += 1
+            continue
+        if ch == '"':
+            out.append("\\" * (2 * slashes + 1) + '"')
+        else:
+            out.append("\\" * slashes + ch)
+        slashes = 0
+    out.append("\\" * (2 * slashes) + '"')
+    return "".join(out)
+
+
+_CMD_META = re.compile(r'([\^&|<>()!"])')
+
+
+def cmd_escape(text: str) -> str:
+    """Text for a line of a .bat file that cmd.exe passes on literally: every metacharacter caret-escaped
+    (`&`, `|`, `<`, `>`, `(`, `)`, `!`, `"`, `^`), `%` doubled (the one thing a caret cannot escape in a batch
+    file). So `&` in an app name never starts a second command and `%PATH%` is never expanded."""
+    return _CMD_META.sub(r"^\1", text).replace("%", "%%")
+
+
+def cmd_line(argv: List[str]) -> str:
+    """argv as one line of a .bat file: each argument MS-quoted, the whole line cmd-escaped."""
+    return cmd_escape(" ".join(_ms_quote(str(a)) for a in argv))
+
+
 def _run_bat(config: Dict[str, Any]) -> str:
     def q(value: str) -> str:
-        value = value.replace("%", "%%")
-        return value.replace(ROOT_TOKEN, "%~dp0.").replace(RUN_TOKEN, "%RUN%")
+        return cmd_escape(value).replace(ROOT_TOKEN, "%~dp0.").replace(RUN_TOKEN, "%RUN%")
 
     out = [
         "@echo off",
@@ -259,9 +290,10 @@ def _run_bat(config: Dict[str, Any]) -> str:
         'set "PYTHONPATH=%~dp0.;%PYTHONPATH%"',
     ]
     env = {k: v for k, v in config["env"].items() if k not in MACHINE_ENV}
-    out += [f'mkdir "{q(v)}" 2>nul' for k, v in env.items() if v.startswith(RUN_TOKEN) and k in _DIR_VARS]
-    out += [f'set "{k}={q(v)}"' for k, v in env.items()]
-    out.append(q(subprocess.list2cmdline(config["command"])))
+    out += [f"mkdir {q(v)} 2>nul" for k, v in env.items() if v.startswith(RUN_TOKEN) and k in _DIR_VARS]
+    out += [f"set {cmd_escape(k)}={q(v)}" for k, v in env.items()]
+    line = cmd_line(list(config["command"]))
+    out.append(line.replace(ROOT_TOKEN, "%~dp0.").replace(RUN_TOKEN, "%RUN%"))
     return "\r\n".join(out) + "\r\n"
 
 
@@ -311,7 +343,7 @@ def write_capsule(record: ResultRecord, dest_dir: str, *, project_root: str) -> 
     write("README.md", _readme(record, pins))
     write("requirements.txt", "".join(p + "\n" for p in pins))
     posix = shlex.join(record.command)
-    write("command.txt", f"{posix}\n{subprocess.list2cmdline(record.command)}\n")
+    write("command.txt", f"{posix}\n{cmd_line(list(record.command))}\n")
     write("env.json", json.dumps(record.env, indent=2, sort_keys=True) + "\n")
     write("run.sh", _run_sh(config), 0o755)
     write("run.bat", _run_bat(config))
@@ -323,4 +355,4 @@ def write_capsule(record: ResultRecord, dest_dir: str, *, project_root: str) -> 
     return folder
 
 
-__all__ = ["ROOT_TOKEN", "target_of", "write_capsule"]
+__all__ = ["ROOT_TOKEN", "cmd_escape", "cmd_line", "target_of", "write_capsule"]
