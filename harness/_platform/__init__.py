@@ -22,6 +22,9 @@ stays platform-neutral.
   pids=None, by anyone on `ports`) from Linux sock_diag netlink; None where unknown (use psutil)
 * socket_inodes(pid), established_inodes(port) - Linux: the socket inodes a process holds, and those of
   the established connections on a local port (so: connections per worker); empty sets elsewhere
+* become_subreaper() - Linux: PR_SET_CHILD_SUBREAPER, so descendants that detach (setsid + double fork)
+  are reparented to this process and stay findable as its children; False where there is no such thing
+  (macOS, Windows: there only the session / process-group sweep and the tree snapshots find them)
 * ExitWaiter(pids) - .wait(timeout) returns when one of pids exits (Linux pidfds) or after a short poll
   interval elsewhere; .close()
 """
@@ -67,6 +70,7 @@ else:
 
 if sys.platform.startswith("linux"):
     from harness._platform._linux import (
+        become_subreaper,
         established_inodes,
         listener_inodes,
         pidfd_open,
@@ -95,6 +99,9 @@ else:
 
     def pidfd_open(pid: int) -> int:
         raise OSError("no pidfds here")
+
+    def become_subreaper() -> bool:
+        return False  # no PR_SET_CHILD_SUBREAPER outside Linux
 
 
 class ExitWaiter:
@@ -144,6 +151,7 @@ __all__ = [
     "STOP_SIGNAL_NAME",
     "ExitWaiter",
     "StdinUnsupported",
+    "become_subreaper",
     "closed_stdin_argv",
     "established_inodes",
     "exe",

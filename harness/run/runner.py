@@ -212,6 +212,7 @@ def run_scenario(
         t_start=time.monotonic(),
     )
     run_dir = ""
+    _subreaper()
     try:
         check_timeout(base_timeout)
     except ValueError as exc:
@@ -242,6 +243,19 @@ def run_scenario(
         if run_dir and record.failure_class == "passed" and not keep_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
     return record
+
+
+_SUBREAPER: Dict[str, bool] = {}
+
+
+def _subreaper() -> bool:
+    """Once per process: become the reaper of orphaned descendants (Linux), so a server process that
+    detaches with setsid() and a double fork is still the run's to find and end. Why not a cgroup: a
+    cgroup needs a delegated, writable cgroup v2 subtree (root or systemd), which CI containers and user
+    shells often lack; a subreaper needs nothing and catches exactly the reparenting a detach relies on."""
+    if "done" not in _SUBREAPER:
+        _SUBREAPER["done"] = _platform.become_subreaper()
+    return _SUBREAPER["done"]
 
 
 def _with_capsule(record: ResultRecord, capsule_dir: str) -> ResultRecord:

@@ -71,6 +71,9 @@ class Trace:
     timings: Dict[str, Any] = dataclasses.field(default_factory=dict)
     snapshots: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
     seen_pids: Set[int] = dataclasses.field(default_factory=set)
+    #: this process's children before the launch: anything that is our child after the stop and not in
+    #: here was started by the run (directly, or adopted: harness._platform.become_subreaper)
+    children_before: Set[int] = dataclasses.field(default_factory=set)
 
     def mark(self, name: str, t: Optional[float] = None) -> None:
         self.timings[name] = _rel(time.monotonic() if t is None else t, self.t0)
@@ -154,6 +157,7 @@ def launch(
     full_env = {k: v for k, v in os.environ.items() if k not in venvs.ENV_VARS_TO_UNSET}
     full_env.update(env_set)
     proc = ServerProcess(argv, env=full_env, cwd=run_dir, run_dir=run_dir, stdin=sc.stdin, pass_fds=pass_fds)
+    trace.children_before = _children()
     trace.t0 = time.monotonic()
     proc.start()
     if harness_sock is not None:
@@ -295,7 +299,13 @@ def stop(sc: Scenario, run: Launched, asked: Dict[str, Any], base_timeout: float
     if asked.get("port"):
         ports.append(int(asked["port"]))
     uds = str(asked.get("path") or "")
-    leaks = hinspect.find_leaks(sorted(trace.seen_pids), [uds] if uds else [], ports=ports)
+    # the run's processes: every pid seen in its tree, and every descendant of ours that appeared since the
+    # launch - a process that setsid()+double-forked out of the tree is reparented to us on Linux (the
+    # harness is a child subreaper: harness._platform.become_subreaper), so it is found here too
+    adopted = _children() - trace.children_before - {run.root_pid}
+    leaks = hinspect.find_leaks(sorted(trace.seen_pids | adopted), [uds] if uds else [], ports=ports)
+    leaks = settle_zombies(dict(leaks), trace.seen_pids | adopted)
+    end_leaked(leaks, adopted)
     events = run.watch.events()
     if trace.timings.get("ready_event") is None:
         # the harness can prove readiness before the server has written its `ready` line
@@ -304,7 +314,7 @@ def stop(sc: Scenario, run: Launched, asked: Dict[str, Any], base_timeout: float
     exits, restarts = _worker_churn(sc, events, t_stop, run.watch.ever_workers, still_workers)
     return Stopped(
         result=result,
-        leaks=settle_zombies(dict(leaks), trace.seen_pids),
+        leaks=leaks,
         events=events,
         stderr_tail=str(run.proc.stderr_tail()),
         stdout_tail=str(run.proc.stdout_tail()),
@@ -375,6 +385,40 @@ def observe(
         keepalive_latency=dict(kept.get("latency_ms") or {}),
         keepalive_ok=int(kept.get("ok", 0) or 0),
     )
+
+
+def _children() -> Set[int]:
+    try:
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def end_leaked(leaks: Dict[str, Any], adopted: Set[int]) -> None:
+    """SIGKILL every process the leak check found (it is recorded first: the verdict keeps the leak), and
+    reap the ones that became our children, so nothing of the run outlives its record. Each entry gets
+    `killed`: True when it is gone now."""
+    procs: List[psutil.Process] = []
+    for entry in leaks.get("processes") or []:
+        try:
+            p = psutil.Process(int(entry["pid"]))
+            for child in p.children(recursive=True):
+                child.kill()
+            p.kill()
+            procs.append(p)
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            pass
+    gone, _ = psutil.wait_procs(procs, timeout=5.0)
+    dead = {p.pid for p in gone}
+    for entry in leaks.get("processes") or []:
+        if isinstance(entry, dict):
+            entry["killed"] = entry.get("pid") in dead or not psutil.pid_exists(int(entry.get("pid") or 0))
+    if sys.platform != "win32":  # zombies of detached processes now ours (Linux subreaper): reap them
+        for pid in adopted:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except (ChildProcessError, OSError):
+                pass
 
 
 def settle_zombies(leaks: Dict[str, Any], run_pids: Set[int]) -> Dict[str, Any]:

@@ -260,3 +260,23 @@ def test_no_option_may_say_where_to_listen() -> None:
         with pytest.raises(ValueError, match="would change where the server listens"):
             validate(Scenario(options=((key, "0.0.0.0"),)))
     validate(Scenario(options=(("log_level", "debug"), ("lifespan", "off"))))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper is Linux's")
+@pytest.mark.parametrize("adapter", ["DETACH", "DETACH_KEEP_FDS"])
+def test_a_process_that_detaches_is_found_counted_and_ended(tmp_path: Any, adapter: str) -> None:
+    """setsid() + double fork (+ closing every fd) out of the run: still a leak, and gone afterwards."""
+    import psutil  # noqa: PLC0415
+
+    pidfile = str(tmp_path / "detached.pid")
+    record = _run(
+        tmp_path, server=f"tests.servers.detacher:{adapter}", workers=1, options=(("pidfile", pidfile),)
+    )
+    with open(pidfile) as fh:
+        pid, port = (int(x) for x in fh.read().split())
+    assert record.failure_class == "leak", record.reason
+    leaked = {p["pid"]: p for p in record.leaks["processes"]}
+    assert pid in leaked and leaked[pid]["killed"] is True
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    assert port not in listening  # it no longer listens after the harness is done

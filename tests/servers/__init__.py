@@ -6,6 +6,8 @@ ADAPTER_SPECS = (
     "tests.servers.bad_launch:BAD_FLAG",
     "tests.servers.bad_launch:MISSING",
     "tests.servers.bad_launch:NO_MAIN",
+    "tests.servers.detacher:DETACH",
+    "tests.servers.detacher:DETACH_KEEP_FDS",
     "tests.servers.extra_uds:ELSEWHERE",
     "tests.servers.extra_uds:IN_HOME",
     "tests.servers.lost_workers:LINGER",
