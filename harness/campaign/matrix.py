@@ -21,6 +21,7 @@ import concurrent.futures
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,51 @@ def done_ids(results: str) -> Set[str]:
     return {r.scenario_id for r in read_records([results])}
 
 
+class _Interrupted(Exception):
+    """The matrix was interrupted while (or before) this cell ran: it gets no record."""
+
+
+class _Children:
+    """The harness children running now; interrupt() ends them all (SIGTERM: each child's reaper stops its
+    server and exits; SIGKILL after INTERRUPT_GRACE_S; its guardian still kills the server then)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: Set["subprocess.Popen[bytes]"] = set()  # noqa: UP037 - 3.8: Popen[...] at runtime
+        self.interrupted = False
+
+    def add(self, proc: "subprocess.Popen[bytes]") -> None:
+        with self._lock:
+            self._procs.add(proc)
+        if self.interrupted:
+            self.interrupt()
+
+    def discard(self, proc: "subprocess.Popen[bytes]") -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            try:
+                proc.terminate()
+            except OSError:
+                pass
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+#: seconds an interrupted harness child gets to stop its server before it is SIGKILLed
+INTERRUPT_GRACE_S = 3.0
+
+
 def _child_argv(spec_path: str) -> List[str]:
     return [sys.executable, "-m", "harness.campaign.matrix", spec_path]
 
@@ -96,6 +142,7 @@ def _run_one_in_child(
     base_timeout: float,
     catalog: Optional[Dict[str, str]] = None,
     attempt: Optional[Dict[str, Any]] = None,
+    children: Optional["_Children"] = None,
 ) -> ResultRecord:
     tag = f"{index}.{(attempt or {}).get('index', 1)}"
     spec_path = os.path.join(tmp, f"{tag}.spec.json")
@@ -115,22 +162,27 @@ def _run_one_in_child(
     limit = 600.0 + 4 * scaled_timeout(base_timeout, scenario.workers)
     t0 = time.monotonic()
     err = ""
+    code: Optional[int] = None
+    if children is not None and children.interrupted:
+        raise _Interrupted()
+    proc = subprocess.Popen(
+        _child_argv(spec_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    if children is not None:
+        children.add(proc)
     try:
-        proc = subprocess.run(
-            _child_argv(spec_path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=limit,
-            check=False,
-        )
-        err = proc.stdout.decode("utf-8", "replace")[-4000:]
-        code: Optional[int] = proc.returncode
-    except subprocess.TimeoutExpired as exc:  # the child's own reaper kills its server on SIGKILL's EOF
-        code = None
-        err = (
-            f"harness child exceeded {limit:.0f}s\n" + (exc.output or b"").decode("utf-8", "replace")[-4000:]
-        )
+        out, _ = proc.communicate(timeout=limit)
+        err = out.decode("utf-8", "replace")[-4000:]
+        code = proc.returncode
+    except subprocess.TimeoutExpired:  # the child's own reaper kills its server on SIGKILL's EOF
+        proc.kill()
+        out, _ = proc.communicate()
+        err = f"harness child exceeded {limit:.0f}s\n" + (out or b"").decode("utf-8", "replace")[-4000:]
+    finally:
+        if children is not None:
+            children.discard(proc)
+    if children is not None and children.interrupted:
+        raise _Interrupted()  # an interrupted cell has no verdict: not recorded, --resume runs it again
     if os.path.exists(out_path):
         with open(out_path, encoding="utf-8") as fh:
             return ResultRecord.from_dict(json.load(fh))
@@ -170,7 +222,9 @@ def run_matrix(
     lock = threading.Lock()
     total = len(todo)
     tmp = tempfile.mkdtemp(prefix="awh-matrix-")
-    work_dir = work_dir or os.path.join(tmp, "runs")
+    # the evidence of non-passing runs is kept beside the results (never in a temp dir that is left behind)
+    work_dir = work_dir or os.path.join(os.path.dirname(os.path.abspath(results)), "runs")
+    children = _Children()
 
     def keep(record: ResultRecord) -> None:
         with lock:
@@ -193,28 +247,34 @@ def run_matrix(
                 base_timeout=base_timeout,
                 catalog=(catalog or {}).get(scenario.scenario_id),
                 attempt=attempt,
+                children=children,
             )
 
-        runs = run_attempts(attempt_once, confirm=confirm, repeat=repeat, on_record=keep)
+        try:
+            runs = run_attempts(attempt_once, confirm=confirm, repeat=repeat, on_record=keep)
+        except _Interrupted:
+            return
         with lock:
             finished += 1
             if progress is not None:
                 progress(finished, total, Group(tuple(runs)))
 
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures: List[concurrent.futures.Future[None]] = []
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(one, i, s) for i, s in enumerate(todo)]
-            for fut in futures:
-                fut.result()
+        futures.extend(pool.submit(one, i, s) for i, s in enumerate(todo))
+        for fut in futures:
+            fut.result()
+    except BaseException:  # Ctrl-C, SIGTERM (the CLI makes it a KeyboardInterrupt), a crash
+        children.interrupt()  # every running cell's harness child ends within INTERRUPT_GRACE_S
+        for fut in futures:
+            fut.cancel()
+        raise
     finally:
-        for name in os.listdir(tmp):
-            if name.endswith(".json"):
-                os.unlink(os.path.join(tmp, name))
-        runs = os.path.join(tmp, "runs")
-        if os.path.isdir(runs) and not os.listdir(runs):
-            os.rmdir(runs)  # non-passing run dirs stay (the record's capsule points into the evidence)
-        if not os.listdir(tmp):
-            os.rmdir(tmp)
+        pool.shutdown(wait=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # specs and records only: the evidence is under work_dir
+        if os.path.isdir(work_dir) and not os.listdir(work_dir):
+            os.rmdir(work_dir)
     if lost:
         exc = RecordNotWritten(f"{len(lost)} record(s) not written: {lost[0]}")
         exc.records = records  # type: ignore[attr-defined]  # every verdict, for the caller's summary

@@ -26,7 +26,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -357,7 +359,15 @@ def _print_run(args: argparse.Namespace, sc: Scenario, group: Group, repeat: int
     for r in group.records:
         if r.capsule:
             print(f"  capsule: {r.capsule}", file=sys.stderr)
+        kept = _run_dir_of(r)
+        if kept and os.path.isdir(kept):
+            print(f"  run dir (server output, capped at 1 MiB per file): {kept}", file=sys.stderr)
     return _run_exit(group)
+
+
+def _run_dir_of(record: ResultRecord) -> str:
+    home = str(record.env.get("HOME", "")) if isinstance(record.env, dict) else ""
+    return os.path.dirname(home.rstrip("/\\")) if home.rstrip("/\\").endswith("home") else ""
 
 
 class _ProgressPrinter:
@@ -474,9 +484,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         )
     except RecordNotWritten as exc:
         records, lost = list(getattr(exc, "records", [])), str(exc)
+    except KeyboardInterrupt:
+        print(
+            f"\nharness matrix: interrupted; the finished cells are in {args.results} "
+            "(an interrupted cell has no record: --resume runs it again)",
+            file=sys.stderr,
+        )
+        raise
     print()
     print(summary(records))
     print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
+    runs_dir = args.work_dir or os.path.join(os.path.dirname(os.path.abspath(args.results)), "runs")
+    if any(r.failure_class != "passed" for r in records) and os.path.isdir(runs_dir):
+        print(f"run dirs of non-passing runs (server output capped at 1 MiB per file): {runs_dir}")
     if args.report:
         all_records, skipped = (
             (records, []) if not os.path.exists(args.results) else load_records([args.results])
@@ -615,7 +635,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         undo()
 
 
+def _sigterm_is_ctrl_c() -> None:
+    """SIGTERM to the harness behaves like Ctrl-C: the command unwinds (a matrix ends its cells' children,
+    keeps the records it has, removes its temp dir) and exits 130."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _main(argv: Optional[Sequence[str]]) -> int:
+    _sigterm_is_ctrl_c()
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         func = getattr(args, "func", None)  # sub-commands registered by their own module (catalog)
