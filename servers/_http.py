@@ -459,10 +459,25 @@ class _HttpProtocol(asyncio.Protocol):
         # in one read is measured here (request line + header lines, as received give or take spaces).
         size = len(event.method) + len(event.target) + 12
         declared = 0
+        framing = set()
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 declared = int(value)  # h11 checked it is digits
+            if name in (b"content-length", b"transfer-encoding"):
+                framing.add(name)
+        if event.http_version not in _HTTP_VERSIONS:
+            # h11 accepts any HTTP/1.x-shaped version line ("HTTP/9.9", the HTTP/2 preface's "2.0"): this
+            # server speaks 1.0 and 1.1 only (RFC 9110 15.6.6). The HTTP/2 connection preface
+            # (`PRI * HTTP/2.0`) is a client that expected h2 here: a bad request for an HTTP/1 server
+            self.error(400 if event.method == b"PRI" and event.target == b"*" else 505)
+            return
+        if len(framing) > 1:
+            # Content-Length together with Transfer-Encoding (in either order) is how requests are smuggled
+            # past a proxy that reads the other header: RFC 9112 6.3 lets a server reject it, and it must
+            # then close the connection, so nothing after this head is read as a second request
+            self.error(400)
+            return
         if size > limits.max_header_bytes:
             self.error(431)
             return

@@ -1026,8 +1026,46 @@ def test_fuzz_every_connection_gets_valid_responses_or_a_clean_close(
     for response in parse_all(answer):
         assert 100 <= response.status <= 599
         if response.status >= 400:
-            assert response.status in (400, 413, 431, 501), response.status
+            assert response.status in (400, 413, 431, 501, 505), response.status
     # and the server still serves
     (ok,) = parse_all(exchange(fuzz_server.port, get("/alive")))
     assert ok.status == 200 and ok.body == b"/alive"
     assert fuzz_server.loop_errors == []
+
+
+# --- issue #16 items 18, 19: smuggling and versions ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+    ],
+)
+def test_content_length_with_transfer_encoding_is_rejected_and_closed(serve: Any, head: bytes) -> None:
+    """RFC 9112 6.3: reject, and close - the 'smuggled' second request is never served."""
+    server = serve(path_app)
+    smuggled = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n"
+    responses = parse_all(exchange(server.port, head + smuggled))
+    assert [r.status for r in responses] == [400]
+    assert responses[0].header(b"connection") == b"close"
+    assert b"/smuggled" not in b"".join(r.body for r in responses)
+
+
+@pytest.mark.parametrize(
+    ("line", "status"),
+    [
+        (b"GET / HTTP/9.9", 505),
+        (b"GET / HTTP/2.0", 505),
+        (b"PRI * HTTP/2.0", 400),
+    ],
+)
+def test_versions_it_does_not_speak(serve: Any, line: bytes, status: int) -> None:
+    server = serve(path_app)
+    extra = b"\r\n\r\nSM\r\n\r\n" if line.startswith(b"PRI") else b"\r\nhost: x\r\n\r\n"
+    (response,) = parse_all(exchange(server.port, line + extra))
+    assert response.status == status
+    assert response.header(b"connection") == b"close"
+    (after,) = parse_all(exchange(server.port, get("/next")))
+    assert after.status == 200  # and it keeps serving
