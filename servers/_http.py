@@ -617,9 +617,15 @@ class _HttpProtocol(asyncio.Protocol):
         if self.eof or not self.transport.can_write_eof() or not limits.linger_bytes:
             self.close()
             return
+        try:
+            self.transport.write_eof()  # FIN after the answer: the client sees a complete response
+        except OSError:
+            # the peer is gone already (ENOTCONN / EPIPE after a reset): the server's own closing, not the
+            # app's doing - never let it surface inside the app's `await send()` as "ASGI app raised"
+            self.close()
+            return
         self.closed = True
         self.lingering = limits.linger_bytes
-        self.transport.write_eof()  # FIN after the answer: the client sees a complete response
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_later(limits.linger_timeout, self._end_linger)

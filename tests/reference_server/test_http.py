@@ -1069,3 +1069,21 @@ def test_versions_it_does_not_speak(serve: Any, line: bytes, status: int) -> Non
     assert response.header(b"connection") == b"close"
     (after,) = parse_all(exchange(server.port, get("/next")))
     assert after.status == 200  # and it keeps serving
+
+
+def test_a_peer_gone_before_the_fin_is_not_the_apps_error(serve: Any, monkeypatch: Any, caplog: Any) -> None:
+    """Issue #16 item 20: write_eof() failing with ENOTCONN (the peer reset first) is the server's own
+    closing path; it used to surface inside the app's `await send()` and be logged as "ASGI app raised"."""
+    import asyncio.selector_events as se  # noqa: PLC0415
+    import errno  # noqa: PLC0415
+
+    def gone(self: Any) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    server = serve(path_app)
+    monkeypatch.setattr(se._SelectorSocketTransport, "write_eof", gone)
+    with caplog.at_level(logging.DEBUG):
+        data = exchange(server.port, b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    (response,) = parse_all(data)
+    assert response.status == 200 and response.body == b"/x"
+    assert "ASGI app raised" not in caplog.text

@@ -280,3 +280,22 @@ def test_a_process_that_detaches_is_found_counted_and_ended(tmp_path: Any, adapt
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
     assert port not in listening  # it no longer listens after the harness is done
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX strategies")
+@pytest.mark.parametrize(
+    ("strategy", "method"), [("inherit", "fork"), ("reuseport", "fork"), ("reuseport", "spawn")]
+)
+def test_a_lifespan_failing_app_under_the_reference_server_is_its_startup_failure(
+    tmp_path: Any, strategy: str, method: str
+) -> None:
+    """Issue #16 item 20: the app's lifespan failure decides - startup-failure with its LifespanFailure line,
+    at once - never partial-workers at the deadline with the server's own closing error as signature."""
+    record = _run(
+        tmp_path, workers=2, strategy=strategy, start_method=method, app="servers.apps:failing_lifespan",
+        options=(("lifespan", "on"),),
+    )  # fmt: skip
+    assert record.failure_class == "startup-failure", record.reason
+    assert record.signature.startswith("servers._lifespan.LifespanFailure: failing_lifespan")
+    assert "ASGI app raised" not in record.stderr_tail
+    assert record.exit_code == 3  # STARTUP_FAILURE: the master ended it, not the harness's deadline
