@@ -1,5 +1,6 @@
 """The `harness` console script end to end, as a user runs it: real subprocesses, servers, sockets, files."""
 
+import glob
 import json
 import os
 import subprocess
@@ -72,7 +73,11 @@ def test_matrix_from_a_file_in_parallel_with_report_and_resume(tmp_path: Any) ->
     results = os.path.join(str(tmp_path), "out", "m.jsonl")
     report = os.path.join(str(tmp_path), "out", "report.html")
     args = ["matrix", "--config", config, "--results", results, "--report", report, "-n", "2"]
+    temp_before = set(glob.glob("/tmp/awh-matrix-*"))
     proc = _harness(args, str(tmp_path), timeout=600)
+    # issue #16 item 17: a matrix with a failing cell leaves no temp dir; the evidence is beside the results
+    assert set(glob.glob("/tmp/awh-matrix-*")) <= temp_before
+    assert glob.glob(os.path.join(str(tmp_path), "out", "runs", "*", "server.stderr"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert sum(1 for ln in lines if ln.startswith("[")) == 5  # one progress line per finished scenario
