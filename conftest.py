@@ -2,7 +2,8 @@ import os
 
 from tests.servers import ADAPTER_SPECS
 
-pytest_plugins = ["harness.plugin"]
+# the harness's pytest plugin comes from its pytest11 entry point ("harness"; the project is installed by
+# dev.sh and tox), and tox.ini's required_plugins says so when it is missing
 
 # the test servers' adapters are registered for this session and the harness processes it starts
 # (tests/servers/__init__.py); the harness itself accepts registered names only

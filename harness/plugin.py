@@ -1,11 +1,20 @@
-"""pytest plugin of the harness (registered by the root conftest.py and the `pytest11` entry point).
+"""pytest plugin of the harness (registered by the `pytest11` entry point "harness").
 
 Built like pytest-xdist / pytest-html:
 
-* options in the "asgi-workers-harness" group: --server, --python, --workers, --strategy (select what the
-  scenario suite runs), --results FILE.jsonl (every record appended, one line each), --harness-report
-  FILE.html, --harness-timeout SECONDS, --capsule-dir DIR
-* markers declared in pytest_configure (so --strict-markers accepts them): workers(n), known_issue(id), slow
+* options in the "asgi-workers-harness" group, every one prefixed so it never collides with another
+  plugin's (a bare --workers crashed every session beside pytest-parallel): --harness-server,
+  --harness-python, --harness-workers, --harness-strategy (select what the scenario suite runs),
+  --harness-results FILE.jsonl (every record appended, one line each), --harness-report FILE.html,
+  --harness-timeout SECONDS, --harness-capsule-dir DIR; ini keys harness_results, harness_timeout,
+  harness_capsule_dir give the defaults a project keeps in its pytest config
+* markers declared in pytest_configure (so --strict-markers accepts them): worker_count(n) (not
+  `workers`: -k matches substrings of marker names, and -k workers would pull in every catalog case),
+  known_issue(id),
+  fixed_port(*ports) - the plugin's own; no generic marker is added to every project
+* the hook pytest_harness_record(item, record): called with every record a test's run_scenario produced
+  (harness.plugin_hooks), for a conftest or plugin that wants the records as they come
+* disable it with `-p no:harness` (the pytest11 entry point's name)
 * the `run_scenario` fixture: `run_scenario(Scenario(...))` or `run_scenario(server=..., workers=...)` ->
   ResultRecord. Each call gets a fresh run directory under the test's own tmp_path (xdist-safe).
 * `assert_passed(record)` - fails the test with a JUnit-friendly message (class, signature, reason,
@@ -43,10 +52,19 @@ def _timeout(text: str) -> float:
     return check_timeout(text)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from harness import plugin_hooks  # noqa: PLC0415
+
+    pluginmanager.add_hookspecs(plugin_hooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("asgi-workers-harness", "asgi-workers-harness (multi-worker socket sharing)")
+    parser.addini("harness_results", "append every scenario's record to this JSONL file", default="")
+    parser.addini("harness_timeout", "base timeout (seconds) scenario deadlines are scaled from", default="")
+    parser.addini("harness_capsule_dir", "reproduction capsules of non-passing scenarios go here", default="")
     group.addoption(
-        "--server",
+        "--harness-server",
         action="append",
         default=[],
         dest="harness_servers",
@@ -54,21 +72,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run scenarios of this server only (repeatable): reference, uvicorn, ...",
     )
     group.addoption(
-        "--python",
+        "--harness-python",
         default="",
         dest="harness_python",
         metavar="SPEC",
         help='interpreter the servers run under: "3.10", a path (default: this one)',
     )
     group.addoption(
-        "--workers",
+        "--harness-workers",
         default="",
         dest="harness_workers",
         metavar="LIST",
         help="worker counts to run, comma-separated (default: the suite's own, e.g. 1,2,4)",
     )
     group.addoption(
-        "--strategy",
+        "--harness-strategy",
         action="append",
         default=[],
         dest="harness_strategies",
@@ -76,7 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="reference server strategies to run (repeatable; default: every one available)",
     )
     group.addoption(
-        "--results",
+        "--harness-results",
         default="",
         dest="harness_results",
         metavar="FILE.jsonl",
@@ -98,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the base timeout every scenario deadline is scaled from",
     )
     group.addoption(
-        "--capsule-dir",
+        "--harness-capsule-dir",
         default="",
         dest="harness_capsule_dir",
         metavar="DIR",
@@ -107,11 +125,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "workers(n): the scenario runs the server with n worker processes")
+    config.addinivalue_line(
+        "markers", "worker_count(n): the scenario runs the server with n worker processes"
+    )
     config.addinivalue_line(
         "markers", "known_issue(id): the test reproduces a catalogued upstream issue (harness.catalog)"
     )
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
     config.addinivalue_line(
         "markers", "fixed_port(*ports): the test can bind these fixed TCP ports; it holds a lock on each"
     )
@@ -137,6 +156,27 @@ def _fixed_port_locks(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
+def setting(config: pytest.Config, name: str) -> str:
+    """The --harness-X option when given, else the harness_X ini key of the project's pytest config."""
+    value = config.getoption(name)
+    if value in (None, ""):
+        try:
+            value = config.getini(name)
+        except ValueError:  # not an ini key
+            value = ""
+    return str(value or "")
+
+
+def base_timeout(config: pytest.Config) -> float:
+    text = setting(config, "harness_timeout")
+    if not text:
+        return BASE_TIMEOUT_S
+    try:
+        return _timeout(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"harness_timeout: {exc}") from None
+
+
 def results_path(config: pytest.Config) -> str:
     """Where records of this session go ("" = nowhere): --results, or the controller's session file."""
     workerinput: Optional[Dict[str, Any]] = getattr(config, "workerinput", None)
@@ -145,7 +185,7 @@ def results_path(config: pytest.Config) -> str:
     reporter = config.pluginmanager.get_plugin("asgi-workers-harness-reporter")
     if isinstance(reporter, HarnessReporter):
         return reporter.results
-    return str(config.getoption("harness_results") or "")
+    return setting(config, "harness_results")
 
 
 class HarnessReporter:
@@ -154,7 +194,7 @@ class HarnessReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.report_path = str(config.getoption("harness_report") or "")
-        self.results = str(config.getoption("harness_results") or "")
+        self.results = setting(config, "harness_results")
         self._own_results = ""
         if self.report_path and not self.results:
             fd, self._own_results = tempfile.mkstemp(prefix="awh-session-", suffix=".jsonl")
@@ -274,7 +314,8 @@ def assert_served(record: ResultRecord) -> None:
 def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[..., ResultRecord]:
     """Run one scenario: `run_scenario(Scenario(...), **overrides)` or `run_scenario(workers=4, ...)`.
 
-    --python applies when the scenario names none. Records go to --results (or the session file)."""
+    --harness-python applies when the scenario names none. Records go to --harness-results (or the
+    session file), and to the pytest_harness_record hook."""
     config = request.config
     counter = [0]
 
@@ -295,11 +336,12 @@ def run_scenario(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[...,
             sc,
             results=results_path(config) or None,
             work_dir=work,
-            capsule_dir=str(config.getoption("harness_capsule_dir") or "") or None,
-            base_timeout=config.getoption("harness_timeout") or BASE_TIMEOUT_S,
+            capsule_dir=setting(config, "harness_capsule_dir") or None,
+            base_timeout=base_timeout(config),
             catalog=catalog,
         )
         request.node.stash.setdefault(_RECORDS, []).append(record)
+        request.node.ihook.pytest_harness_record(item=request.node, record=record)
         request.node.user_properties.append(("harness_scenario", sc.scenario_id))
         request.node.user_properties.append(("harness_verdict", record.verdict))
         return record

@@ -1,7 +1,8 @@
 """Parametrization of the scenario suite (scenarios/test_workers.py).
 
 The `scenario` argument is filled from the reference server's probe (run under --python's interpreter)
-and the plugin's selection options (--server, --workers, --strategy). Ids are scenario ids, so
+and the plugin's selection options (--harness-server, --harness-workers, --harness-strategy). Ids are
+scenario ids, so
 `-k uvicorn`, `-k forkserver` or `-k w4` select what they say, and every id contains "workers".
 The `fixed_port(N)` marker (the catalog's uvicorn <=0.14 --uds/--fd cases bind 127.0.0.1:8000) comes from
 the plugin (harness.plugin).
@@ -17,7 +18,8 @@ from harness.env import pythons
 from harness.model.records import Scenario
 
 REFERENCE_WORKERS = (1, 2, 4)
-UPSTREAM = (("uvicorn", (2, 4)),)
+#: every upstream server at its latest release, 2 and 4 workers (--harness-server picks among them)
+UPSTREAM = (("uvicorn", (2, 4)), ("hypercorn", (2, 4)), ("gunicorn", (2, 4)), ("granian", (2, 4)))
 
 
 def _worker_counts(config: pytest.Config, default: Sequence[int]) -> Tuple[int, ...]:
@@ -28,10 +30,10 @@ def _worker_counts(config: pytest.Config, default: Sequence[int]) -> Tuple[int, 
         counts = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise pytest.UsageError(
-            f"--workers expects a comma-separated list of integers, got {text!r}"
+            f"--harness-workers expects a comma-separated list of integers, got {text!r}"
         ) from None
     if not counts or min(counts) < 1:
-        raise pytest.UsageError(f"--workers: every count must be >= 1, got {text!r}")
+        raise pytest.UsageError(f"--harness-workers: every count must be >= 1, got {text!r}")
     return counts
 
 
@@ -54,7 +56,7 @@ def _reference_params(config: pytest.Config) -> List[Any]:
             continue
         for n in _worker_counts(config, REFERENCE_WORKERS):
             sc = Scenario(server="reference", strategy=strategy, start_method=method, workers=n)
-            marks = [pytest.mark.workers(n)]
+            marks = [pytest.mark.worker_count(n)]
             if not available:
                 marks.append(
                     pytest.mark.skip(reason=f"{strategy}/{method or '-'}: {reason or 'unavailable here'}")
@@ -68,6 +70,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     servers = set(config.getoption("harness_servers") or [])
+    known = {"reference", *(name for name, _ in UPSTREAM)}
+    unknown = sorted(servers - known)
+    if unknown:
+        raise pytest.UsageError(
+            f"--harness-server: unknown server(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     params: List[Any] = []
     if not servers or "reference" in servers:
         params.extend(_reference_params(config))
@@ -76,7 +84,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         for n in _worker_counts(config, counts):
             sc = Scenario(server=server, workers=n)
-            params.append(pytest.param(sc, id=sc.scenario_id, marks=[pytest.mark.workers(n)]))
+            params.append(pytest.param(sc, id=sc.scenario_id, marks=[pytest.mark.worker_count(n)]))
     python = str(config.getoption("harness_python") or "")
     if python:
         params = [

@@ -53,7 +53,7 @@ def _params() -> List[Any]:
     params = []
     for entry in entries():
         for scenario, expectation in entry.scenarios():
-            marks = [pytest.mark.known_issue(entry.id), pytest.mark.workers(scenario.workers)]
+            marks = [pytest.mark.known_issue(entry.id), pytest.mark.worker_count(scenario.workers)]
             marks.append(pytest.mark.slow)
             ports = _fixed_ports(scenario)
             if ports:

@@ -3,6 +3,7 @@ ASGI_HARNESS_ADAPTERS to ADAPTER_SPECS), the way a user registers an adapter of 
 `--server` takes registered names only."""
 
 ADAPTER_SPECS = (
+    "tests.run.test_faults:IGNORE_TERM",
     "tests.servers.bad_launch:BAD_FLAG",
     "tests.servers.bad_launch:MISSING",
     "tests.servers.bad_launch:NO_MAIN",
