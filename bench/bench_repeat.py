@@ -69,7 +69,11 @@ def run_bare(command: List[str], env: Dict[str, str], repeat: int) -> Dict[str, 
         work = tempfile.mkdtemp(prefix="awh-bench-repeat-")
         home = os.path.join(work, "home")
         os.makedirs(home)
-        server = c.Server(command, env={**base, "HOME": home, "TMPDIR": work}, workdir=work)
+        argv, events = list(command), ""
+        if "--events" in argv:  # the recorded path lived in the harness's (removed) run dir
+            events = os.path.join(work, "events.jsonl")
+            argv[argv.index("--events") + 1] = events
+        server = c.Server(argv, env={**base, "HOME": home, "TMPDIR": work}, events=events, workdir=work)
         try:
             c.wait_workers(server, WORKERS, time.monotonic() + 60)
         finally:
