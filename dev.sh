@@ -15,14 +15,23 @@ pick_python() {
     echo "dev.sh: no Python >= 3.8 on PATH" >&2; return 1
 }
 
+# uv builds the venv and installs into it (seconds, not minutes); a uv on PATH is used as it is, else it
+# comes from PyPI into the venv once. Quiet unless something fails (then its output is shown).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+quiet() { "$@" >"$log" 2>&1 || { cat "$log" >&2; echo "dev.sh: failed: $*" >&2; exit 1; }; }
+uv=$(command -v uv || true)
 if [ ! -x .venv/bin/python ]; then
     py=$(pick_python)
-    "$py" -m venv .venv
+    if [ -n "$uv" ]; then quiet "$uv" venv -q --seed --python "$py" .venv; else quiet "$py" -m venv .venv; fi
 fi
 stamp=.venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)
 if [ ! -f "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    if [ -z "$uv" ]; then
+        [ -x .venv/bin/uv ] || quiet .venv/bin/python -m pip install -q --disable-pip-version-check uv
+        uv=.venv/bin/uv
+    fi
+    quiet "$uv" pip install -q --python .venv/bin/python -e '.[test]'
     touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -107,7 +107,19 @@ class Supervisor:
         try:
             if cfg.bind.uds:
                 uds = UdsFile(cfg.bind.uds)
-            self.events.emit("bound", **describe(self._sock, cfg.bind))
+            where = describe(self._sock, cfg.bind)
+            self.events.emit("bound", **where)
+            # a person running `python -m servers` sees where it listens (the harness reads the event)
+            if where.get("path"):
+                shown = f"unix:{where['path']}"
+            else:
+                host = str(where.get("address") or "")
+                shown = f"http://[{host}]:{where.get('port')}" if ":" in host else f"http://{host}:{where.get('port')}"
+            print(
+                f"servers: listening on {shown} ({cfg.workers} workers, strategy {cfg.strategy})",
+                file=sys.stderr,
+                flush=True,
+            )
             for slot in self._slots:
                 self._handle_signals()
                 if not self._stopping:

@@ -14,6 +14,7 @@ per `platform.sys_platform`. Each verdict is followed by `ok` or what differs fr
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -43,6 +44,32 @@ def _verdict_text(record: ResultRecord, expectation: Expectation) -> str:
     verdict = record.verdict if len(record.verdict) <= 90 else record.verdict[:87] + "..."
     when = record.started_at[:16] if record.started_at else "?"
     return f"{verdict} ({'ok' if not problem else 'MISMATCH: ' + problem}; {when})"
+
+
+def _listing_json(chosen: Sequence[Entry], records: Sequence[ResultRecord]) -> List[Dict[str, Any]]:
+    last = last_verdicts(records)
+    out = []
+    for entry in chosen:
+        cases = []
+        for scenario, expectation in entry.scenarios():
+            seen = last.get(scenario.scenario_id, {})
+            cases.append(
+                {
+                    "role": expectation.role,
+                    "requirements": list(scenario.requirements),
+                    "python": scenario.python,
+                    "expect": _expect_text(expectation),
+                    "last": {
+                        plat: {
+                            "verdict": r.verdict,
+                            "ok": not expectation.mismatch(r.failure_class, r.signature, r.exit_code),
+                        }
+                        for plat, r in sorted(seen.items())
+                    },
+                }
+            )
+        out.append({"id": entry.id, "title": entry.title, "platforms": list(entry.platforms), "cases": cases})
+    return out
 
 
 def _group_text(group: Group, expectation: Expectation) -> str:
@@ -95,6 +122,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.add_argument("--capsule-dir", default="", help="reproduction capsules of non-passing runs")
     p.add_argument("--work-dir", default="")
     p.add_argument("--timeout", type=duration, default=None, help="base timeout in seconds")
+    p.add_argument("--json", action="store_true", help="print the listing (or the run's results) as JSON")
     p.add_argument(
         "--confirm",
         type=bounded_int(0, 20),
@@ -118,9 +146,15 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         raise UsageError(str(exc)) from None
     if not args.run:
         records = list(read_records([args.results])) if os.path.exists(args.results) else []
+        if args.json:
+            stream.write(json.dumps(_listing_json(chosen, records), indent=2, sort_keys=True) + "\n")
+            return 0
         stream.write(f"{len(chosen)} entries; verdicts from {args.results} ({len(records)} records)\n\n")
         list_catalog(chosen, records, stream)
         return 0
+    json_out: Optional[IO[str]] = None
+    if args.json:
+        stream, json_out = sys.stderr, stream  # progress to stderr, the one JSON object to stdout
     check_writable(args.results, "--results")
     t0 = time.monotonic()
     stream.write(f"running {len(chosen)} entries on {sys.platform} -> {args.results}\n")
@@ -166,6 +200,15 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         stream.write(
             f"  not as expected: {entry.id} {expectation.role} {reqs}: {mismatch(expectation, group)}\n"
         )
+    if json_out is not None:
+        runs = [
+            {"id": e.id, "role": x.role, "requirements": list(g.first.scenario.get("requirements") or []),
+             "verdict": g.verdict, "status": g.status, "runs": len(g.records), "mismatch": mismatch(x, g)}
+            for e, x, g in done
+        ]  # fmt: skip
+        payload = {"runs": runs, "as_expected": len(done) - len(bad), "not": len(bad), "skipped": skipped,
+                   "decisive": dict(_decisive_lines(done))}  # fmt: skip
+        json_out.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     for entry_id, line in _decisive_lines(done):
         stream.write(
             f"  decisive line of {entry_id} (logged by its affected case, not by its fixed one): {line}\n"

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import harness
 from harness import catalog
 from harness.adapters import get_adapter
 from harness.adapters.reference import ProbeFailed, combinations, probe
@@ -65,7 +66,7 @@ from harness.model.records import (
 from harness.run.faults import FAULTS
 from harness.run.faults import summary as fault_summary
 from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
-from harness.verdict.agreement import FLAKY, Group, rates
+from harness.verdict.agreement import FLAKY, Group, group_runs, rates
 from reports import write_report
 from reports.perf import read_bench
 
@@ -168,7 +169,14 @@ def _bench_files(paths: Sequence[str]) -> List[Tuple[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness", description="multi-worker socket sharing harness for ASGI servers")
+    parser = _Parser(
+        prog="harness",
+        description="multi-worker socket sharing harness for ASGI servers",
+        epilog="exit codes: 0 done (run: the verdict is ok), 1 the harness failed, 2 bad usage, "
+        "3 release: newly broken (confirmed), 4 run: the server failed or flaky, 5 run: inconclusive here, "
+        "130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -196,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="requirement set for the upstream servers of the default matrix",
     )
     p.add_argument("--resume", action="store_true", help="skip scenarios already in --results")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (one object) at the end")
     _attempt_args(p, confirm_default=DEFAULT_CONFIRM)
     _bench_arg(p)
     _common_run_args(p)
@@ -229,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
     bisect.add_parser(sub)
 
-    sub.add_parser("pythons", help="list the interpreters found here")
+    p = sub.add_parser("pythons", help="list the interpreters found here")
+    p.add_argument("--json", action="store_true", help="a JSON list: path, version, source, note, ...")
 
     p = sub.add_parser("probe", help="the reference server's strategies and start methods here")
     p.add_argument("--python", default="")
@@ -456,17 +466,23 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError("the matrix is empty (check --server / --config)")
     capsule_dir = args.capsule_dir or os.path.join(os.path.dirname(os.path.abspath(args.results)), "capsules")
     t0 = time.monotonic()
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout holds the JSON object only
     if args.resume:
         done = done_ids(args.results)
         already = [s for s in scenarios if s.scenario_id in done]
         scenarios = [s for s in scenarios if s.scenario_id not in done]
-        print(f"harness matrix: --resume: {len(already)} scenario(s) already in {args.results}, skipped")
+        print(
+            f"harness matrix: --resume: {len(already)} scenario(s) already in {args.results}, skipped",
+            file=out,
+        )
         if os.path.exists(args.results):
             _say_skipped(load_records([args.results])[1], "matrix --resume")
     print(
-        f"harness matrix: {len(scenarios)} scenario(s), {args.jobs} at a time -> {args.results}", flush=True
+        f"harness matrix: {len(scenarios)} scenario(s), {args.jobs} at a time -> {args.results}",
+        file=out,
+        flush=True,
     )
-    progress = _ProgressPrinter(len(scenarios))
+    progress = _ProgressPrinter(len(scenarios), stream=out)
     confirm, repeat = _attempts(args, load_settings(args.config) if args.config else None)
     lost = ""
     try:
@@ -491,19 +507,38 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
-    print()
-    print(summary(records))
-    print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
+    if args.json:
+        groups = group_runs(records)
+        counts: Dict[str, int] = {}
+        for g in groups:
+            counts[g.failure_class] = counts.get(g.failure_class, 0) + 1
+        payload = {
+            "scenarios": len(groups),
+            "runs": len(records),
+            "classes": counts,
+            "cells": [
+                {"scenario_id": g.first.scenario_id, "failure_class": g.failure_class,
+                 "signature": g.signature, "status": g.status, "runs": len(g.records)}
+                for g in groups
+            ],
+            "results": os.path.abspath(args.results),
+            "wall_s": round(time.monotonic() - t0, 1),
+        }  # fmt: skip
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        print()
+        print(summary(records))
+        print(f"\nwall time {time.monotonic() - t0:.1f}s; results: {os.path.abspath(args.results)}")
     runs_dir = args.work_dir or os.path.join(os.path.dirname(os.path.abspath(args.results)), "runs")
     if any(r.failure_class != "passed" for r in records) and os.path.isdir(runs_dir):
-        print(f"run dirs of non-passing runs (server output capped at 1 MiB per file): {runs_dir}")
+        print(f"run dirs of non-passing runs (server output capped at 1 MiB per file): {runs_dir}", file=out)
     if args.report:
         all_records, skipped = (
             (records, []) if not os.path.exists(args.results) else load_records([args.results])
         )
         cards = catalog.cards()
         path = str(write_report(all_records, args.report, bench=bench, cards=cards, skipped=skipped))
-        print(f"report: {path}")
+        print(f"report: {path}", file=out)
         _say_skipped(skipped, "matrix")
     if lost:
         print(f"harness matrix: {lost}", file=sys.stderr)
@@ -590,7 +625,12 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_pythons(args: argparse.Namespace) -> int:
-    print(pythons.format_table(pythons.discover()))
+    found = pythons.discover()
+    if args.json:
+        rows = [{**dataclasses.asdict(i), "note": pythons.usable(i)} for i in found]
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        print(pythons.format_table(found))
     return EXIT_OK
 
 

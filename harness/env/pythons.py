@@ -368,16 +368,35 @@ def resolve(spec: str) -> Interpreter:
     return probe(os.path.abspath(path), "path")
 
 
+#: the oldest Python the harness and the reference server run under (an upstream server may still be
+#: tested under an older one: its env can be built down to 3.6, see harness.env.venvs.MIN_PYTHON)
+HARNESS_MIN = (3, 8)
+
+
+def usable(interp: Interpreter) -> str:
+    """"" when the reference server and every upstream server can run under it, else why not."""
+    if tuple(interp.version_tuple[:2]) < (3, 6):
+        return "unusable: the harness builds envs for Python 3.6 and later"
+    if tuple(interp.version_tuple[:2]) < HARNESS_MIN:
+        want = ".".join(map(str, HARNESS_MIN))
+        return f"below {want}: upstream servers only (no reference server)"
+    return ""
+
+
 def format_table(interpreters: Sequence[Interpreter]) -> str:
-    """A plain text table: version, implementation, source, path (one interpreter per line)."""
-    rows = [("VERSION", "IMPLEMENTATION", "SOURCE", "PATH")]
-    rows.extend((i.version, i.implementation, i.source, i.path) for i in interpreters)
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    """A plain text table: version, implementation, source, path, and a note for those below 3.8."""
+    rows = [("VERSION", "IMPLEMENTATION", "SOURCE", "PATH", "NOTE")]
+    rows.extend((i.version, i.implementation, i.source, i.path, usable(i)) for i in interpreters)
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    lines = [
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:<{widths[3]}}  {r[4]}".rstrip()
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
 __all__ = [
+    "HARNESS_MIN",
     "PROBE_TIMEOUT",
     "SOURCES",
     "Interpreter",
@@ -387,4 +406,5 @@ __all__ = [
     "format_table",
     "probe",
     "resolve",
+    "usable",
 ]
