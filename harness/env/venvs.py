@@ -4,6 +4,7 @@
 * Env - path, python (the venv's interpreter), interpreter, requirements, installed versions, build time
 * env_vars_for_server(env) - the variables the runner sets for a server in that env (and ENV_VARS_TO_UNSET)
 * list_versions(distribution, interpreter) - released versions on PyPI, oldest first (for bisecting)
+* pin_unpinned(requirements, interpreter) - unpinned requirements pinned to their newest release now
 
 An env lives at `<cache>/<key>/` where key hashes the interpreter's realpath + version, the normalized
 sorted requirements and the project root. It is built in `<cache>/.build-<key>-*/`, finished (versions
@@ -205,8 +206,8 @@ def ensure_env(
     * requirements - requirement strings ("uvicorn==0.30.0", "uvicorn[standard]==0.30.0"); may be empty
     * cache_dir - where envs live (default: default_cache_dir())
     * timeout - seconds for waiting on another builder *and* for building (each its own deadline)
-    An unpinned requirement ("h11") is resolved once, at build time: the env keeps that version until
-    the cache entry is removed. Pin versions where the version matters.
+    An unpinned requirement ("h11") is resolved at build time; the runner pins unpinned ones to the index's
+    newest release first (pin_unpinned), so "latest" means the latest when the scenario runs.
     Raises EnvError (one line) when the env cannot be built; nothing half-made is left behind."""
     if tuple(interpreter.version_tuple[:2]) < MIN_PYTHON:
         want = ".".join(map(str, MIN_PYTHON))
@@ -323,6 +324,76 @@ def list_versions(
         result.append((version, raw))
     result.sort(key=lambda item: item[0])
     return [raw for _, raw in result]
+
+
+#: how long a looked-up "latest release" is trusted (a matrix of many cells asks the index once)
+LATEST_TTL_S = 900.0
+
+
+def pin_unpinned(
+    requirements: Sequence[str], interpreter: Interpreter, *, cache_dir: Optional[str] = None
+) -> Tuple[Tuple[str, ...], Dict[str, str]]:
+    """(requirements with every unpinned one pinned to its newest release for `interpreter`, {name: why
+    it stayed unpinned}). A requirement without a version ("uvicorn", "uvicorn[standard]") is resolved
+    against the index when the scenario runs - so a new release gets a new env instead of the env built for
+    "latest" on some earlier day being reused forever. The answer is cached for LATEST_TTL_S in
+    `<cache>/latest.json`. A requirement with a specifier, a URL, or one whose index lookup fails stays as
+    written (the second item says why: the env is then resolved at build time, as before)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # noqa: PLC0415 - only here
+
+    root = os.path.abspath(cache_dir or default_cache_dir())
+    cache_path = os.path.join(root, "latest.json")
+    try:
+        with open(cache_path, encoding="utf-8") as fh:
+            cache: Dict[str, Any] = json.load(fh)
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    now = time.time()
+    out: List[str] = []
+    kept: Dict[str, str] = {}
+    changed = False
+    for raw in requirements:
+        try:
+            req = Requirement(raw)
+        except InvalidRequirement:
+            out.append(raw)
+            continue
+        if req.specifier or req.url:
+            out.append(raw)
+            continue
+        key = f"{canonical_name(req.name)}|{interpreter.version}"
+        hit = cache.get(key)
+        if isinstance(hit, dict) and now - float(hit.get("t", 0)) < LATEST_TTL_S and hit.get("v"):
+            latest = str(hit["v"])
+        else:
+            try:
+                versions = list_versions(req.name, interpreter, python_compatible=True, timeout=15.0)
+            except EnvError as exc:
+                kept[req.name] = str(exc)
+                out.append(raw)
+                continue
+            if not versions:
+                kept[req.name] = "no release installs on this Python"
+                out.append(raw)
+                continue
+            latest = versions[-1]
+            cache[key] = {"v": latest, "t": now}
+            changed = True
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        marker = f"; {req.marker}" if req.marker else ""
+        out.append(f"{req.name}{extras}=={latest}{marker}")
+    if changed:
+        try:
+            os.makedirs(root, exist_ok=True)
+            tmp = cache_path + f".{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(cache, fh)
+            os.replace(tmp, cache_path)
+        except OSError:
+            pass
+    return tuple(out), kept
 
 
 # -- loading a finished env -------------------------------------------------------------------------
@@ -797,6 +868,7 @@ __all__ = [
     "env_key",
     "env_vars_for_server",
     "list_versions",
+    "pin_unpinned",
     "normalize_requirement",
     "project_root",
 ]

@@ -314,6 +314,11 @@ def _in_env(run: _Run, run_dir: str, base_timeout: float, env_cache_dir: Optiona
         "implementation": interp.implementation,
     }
     requirements = tuple(sc.requirements) or tuple(adapter.default_requirements)
+    if requirements and os.environ.get("ASGI_HARNESS_OFFLINE", "") != "1":
+        # "uvicorn" means the latest release when this scenario runs, not when its env was first built
+        requirements, unpinned = envs.pin_unpinned(requirements, interp, cache_dir=env_cache_dir)
+        if unpinned:
+            run.trace.timings["unpinned"] = dict(unpinned)
     try:
         kwargs: Dict[str, Any] = {"cache_dir": env_cache_dir} if env_cache_dir else {}
         env = envs.ensure_env(interp, requirements, **kwargs)

@@ -376,3 +376,27 @@ def test_the_builder_is_recorded(tmp_path):
     record = run_scenario(Scenario(workers=1, requests=5, keepalive_requests=0), work_dir=str(tmp_path))
     assert record.failure_class == "passed", record.reason
     assert record.builder.split()[0] in ("uv", "pip") and "pip" not in record.installed
+
+
+def test_unpinned_requirements_are_pinned_to_the_latest_when_the_run_starts(py38, tmp_path):
+    cache = str(tmp_path)
+    latest = envs.list_versions("h11", py38, python_compatible=True)[-1]
+    reqs, kept = envs.pin_unpinned(["h11", "uvicorn[standard]>=0.30", "wheel==0.42.0"], py38, cache_dir=cache)
+    assert reqs == (f"h11=={latest}", "uvicorn[standard]>=0.30", "wheel==0.42.0") and kept == {}
+    # the answer is cached for a while (one index lookup per matrix, not per cell) ...
+    with open(os.path.join(cache, "latest.json"), encoding="utf-8") as fh:
+        data = json.load(fh)
+    data[f"h11|{py38.version}"]["v"] = "0.9.0"
+    with open(os.path.join(cache, "latest.json"), "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    assert envs.pin_unpinned(["h11"], py38, cache_dir=cache)[0] == ("h11==0.9.0",)
+    # ... and asked again once it is older than LATEST_TTL_S: a new release gets a new env
+    data[f"h11|{py38.version}"]["t"] = time.time() - envs.LATEST_TTL_S - 1
+    with open(os.path.join(cache, "latest.json"), "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    assert envs.pin_unpinned(["h11"], py38, cache_dir=cache)[0] == (f"h11=={latest}",)
+
+
+def test_an_index_that_does_not_answer_leaves_the_requirement_as_written(py38, tmp_path):
+    reqs, kept = envs.pin_unpinned(["no-such-dist-awh-xyz"], py38, cache_dir=str(tmp_path))
+    assert reqs == ("no-such-dist-awh-xyz",) and "no-such-dist-awh-xyz" in kept
