@@ -868,7 +868,7 @@ __all__ = [
     "env_key",
     "env_vars_for_server",
     "list_versions",
-    "pin_unpinned",
     "normalize_requirement",
+    "pin_unpinned",
     "project_root",
 ]
