@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from harness.model.classes import rank
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario
+from harness.verdict import agreement
 from harness.verdict import degraded as _perf
 
 __all__ = [
@@ -237,6 +238,17 @@ class Cell:
     @property
     def anchor(self) -> str:
         return f"cell-{self.key}"
+
+    @property
+    def rates(self) -> List[Dict[str, Any]]:
+        """Per class over this cell's runs: count, runs, rate and 95% Wilson interval (as fractions), most
+        benign first - what `harness run --repeat N` measured, shown wherever a cell ran more than once."""
+        out = []
+        for cls, rate in agreement.rates(self.records).items():
+            low, high = rate.interval
+            out.append({"class": cls, "count": rate.count, "runs": rate.runs, "rate": rate.rate,
+                        "low": low, "high": high})  # fmt: skip
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

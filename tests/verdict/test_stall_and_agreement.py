@@ -140,3 +140,13 @@ def test_wilson_interval_covers_a_seeded_failure_rate() -> None:
         low, high = wilson(k, 60)
         covered += low <= 0.2 <= high
     assert covered >= 0.93 * 200
+
+
+def test_the_report_shows_the_rate_of_a_repeated_cell() -> None:
+    from reports import render  # noqa: PLC0415
+
+    recs = [_run("passed", index=i) for i in range(1, 5)] + [_run("startup-failure", "exit 1", index=5)]
+    html = render(recs, generated_at="t")
+    assert "Rates over 5 runs (95% Wilson interval)" in html
+    low, high = wilson(1, 5)
+    assert f"1/5 = 20.0% ({100 * low:.1f}–{100 * high:.1f}%)" in html
