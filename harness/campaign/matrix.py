@@ -29,8 +29,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
+from harness.adapters import get_adapter
 from harness.campaign.attempts import run_attempts
 from harness.campaign.config import ProbeFn, expand
+from harness.env.venvs import canonical_name
 from harness.model.records import (
     FAILURE_CLASSES,
     RecordNotWritten,
@@ -71,9 +73,27 @@ def default_matrix(
     for server in sorted(want - {"reference"}):
         entry: Dict[str, Any] = {"server": server, "workers": list(UPSTREAM_WORKERS)}
         if requirements:
-            entry["requirements"] = list(requirements)
+            entry["requirements"] = merge_requirements(get_adapter(server).default_requirements, requirements)
         entries.append(entry)
     return expand(entries, {"python": list(pythons) or [""]}, probe_fn)
+
+
+def _req_name(req: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement  # noqa: PLC0415 - only here
+
+    try:
+        return canonical_name(Requirement(req).name)
+    except InvalidRequirement:
+        return canonical_name(req.split("==", maxsplit=1)[0].split("[", maxsplit=1)[0].strip())
+
+
+def merge_requirements(defaults: Sequence[str], given: Sequence[str]) -> List[str]:
+    """The server's default requirement set with each given requirement in place of the default of the
+    same distribution, and given ones for other distributions added: `--server gunicorn --requirement
+    gunicorn==23.0.0` keeps uvicorn-worker (it used to replace the whole set: every cell unsupported)."""
+    by_name = {_req_name(r): r for r in given}
+    out = [by_name.pop(_req_name(d), d) for d in defaults]
+    return out + [r for r in given if _req_name(r) in by_name]
 
 
 def done_ids(results: str) -> Set[str]:
@@ -333,7 +353,15 @@ def _child_main(spec_path: str) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_CONFIRM", "Progress", "default_matrix", "done_ids", "run_matrix", "summary"]
+__all__ = [
+    "DEFAULT_CONFIRM",
+    "Progress",
+    "default_matrix",
+    "done_ids",
+    "merge_requirements",
+    "run_matrix",
+    "summary",
+]
 
 if __name__ == "__main__":
     sys.exit(_child_main(sys.argv[1]))
