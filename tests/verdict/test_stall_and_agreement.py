@@ -149,4 +149,4 @@ def test_the_report_shows_the_rate_of_a_repeated_cell() -> None:
     html = render(recs, generated_at="t")
     assert "Rates over 5 runs (95% Wilson interval)" in html
     low, high = wilson(1, 5)
-    assert f"1/5 = 20.0% ({100 * low:.1f}–{100 * high:.1f}%)" in html
+    assert f"1/5 = 20.0% ({100 * low:.1f}\u2013{100 * high:.1f}%)" in html
