@@ -374,7 +374,7 @@ HARNESS_MIN = (3, 8)
 
 
 def usable(interp: Interpreter) -> str:
-    """"" when the reference server and every upstream server can run under it, else why not."""
+    """ "" when the reference server and every upstream server can run under it, else why not."""
     if tuple(interp.version_tuple[:2]) < (3, 6):
         return "unusable: the harness builds envs for Python 3.6 and later"
     if tuple(interp.version_tuple[:2]) < HARNESS_MIN:

@@ -2,11 +2,12 @@
 reads the same on every machine.
 
 * decisive_line(text) - the line that says what went wrong, "" when nothing does:
-  1. the first fatal traceback's exception line (with chained tracebacks, "During handling of the
-     above exception ..." / "The above exception was the direct cause ...", the last link, unless it
-     is only a wrapper such as SystemExit; for an ExceptionGroup, its first leaf exception); tracebacks
-     of several workers may interleave; a traceback that only reports a shutdown (KeyboardInterrupt,
-     CancelledError, SystemExit) is skipped;
+  1. the exception line that ends the fatal tracebacks' chains (with chained tracebacks, "During handling
+     of the above exception ..." / "The above exception was the direct cause ...", the last link, unless
+     it is only a wrapper such as SystemExit; for an ExceptionGroup, its first leaf exception); when
+     several tracebacks end differently, the end most of them share (ties: the first) - N workers'
+     tracebacks interleave line by line and can cut a chain in two; a traceback that only reports a
+     shutdown (KeyboardInterrupt, CancelledError, SystemExit) is skipped;
   2. otherwise the first known fatal log line (gunicorn "Worker failed to boot", uvicorn "Application
      startup failed. Exiting.", "[Errno 98] error while attempting to bind ...", granian "Unexpected
      exit from worker-1", ...), without its log prefix (timestamp, [pid], level).
@@ -268,6 +269,7 @@ def _strip_log_prefix(line: str) -> str:
 def decisive_line(text: str) -> str:
     """The line of `text` that says what went wrong; "" when nothing does (see the module docstring)."""
     lines = _clean_lines(text)
+    found_at: List[str] = []
     i = 0
     while i < len(lines):
         if lines[i].strip().endswith(_TRACEBACK):  # also "ERROR:    Traceback ..." from a logger
@@ -278,10 +280,19 @@ def decisive_line(text: str) -> str:
                 leaf = next((ln for ln in lines[nxt:] if _exception_at(ln) and not _GROUP.match(ln)), "")
                 found = leaf.strip() or found
             if found:
-                return found
+                found_at.append(found)
             i = max(nxt, i + 1)
             continue
         i += 1
+    if found_at:
+        # N workers that fail alike write N tracebacks to one stderr, line by line, so they interleave and a
+        # chain can be cut in two: its first link then reads as a chain of its own, in some runs and not in
+        # others. The chain end most tracebacks agree on is the failure (ties: the first seen), so the same
+        # failure reads the same however the workers' lines interleaved.
+        counts: Dict[str, int] = {}
+        for found in found_at:
+            counts[found] = counts.get(found, 0) + 1
+        return max(found_at, key=lambda f: (counts[f], -found_at.index(f)))
     for pattern in _FATAL:
         for line in lines:
             if pattern.search(line):

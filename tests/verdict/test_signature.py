@@ -39,6 +39,8 @@ EXPECTED = {
     ),
     "linux_uvicorn054_workers2_eaddrinuse.txt": "[EADDRINUSE] Address already in use",
     "linux_uvicorn054_workers2_lifespan_fails.txt": "RuntimeError: database unreachable",
+    "linux_hypercorn0112_two_workers_a.txt": "TypeError: gather() got an unexpected keyword argument 'loop'",
+    "linux_hypercorn0112_two_workers_b.txt": "TypeError: gather() got an unexpected keyword argument 'loop'",
     "linux_gunicorn27_uvicornworker_import_error.txt": (
         "ModuleNotFoundError: No module named 'nonexistent_mod'"
     ),

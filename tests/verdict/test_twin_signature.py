@@ -67,3 +67,18 @@ def test_launch_refusals(text: str, kind: str) -> None:
 )
 def test_not_launch_refusals(text: str) -> None:
     assert launch_problem(text) is None
+
+
+def test_two_workers_interleaved_tracebacks_give_one_signature() -> None:
+    """Measured: hypercorn 0.11.2 --workers 2 wrote its two chained tracebacks interleaved differently in
+    two runs; the decisive line was create_server() in one and gather() in the other (a flaky verdict)."""
+    import os  # noqa: PLC0415
+
+    from harness.verdict.signature import decisive_line  # noqa: PLC0415
+    from tests._paths import FIXTURES  # noqa: PLC0415
+
+    lines = set()
+    for name in "ab":
+        with open(os.path.join(FIXTURES, "outputs", f"linux_hypercorn0112_two_workers_{name}.txt")) as fh:
+            lines.add(decisive_line(fh.read()))
+    assert lines == {"TypeError: gather() got an unexpected keyword argument 'loop'"}
