@@ -3,6 +3,10 @@
 Flags by release (read from each release's `hypercorn/__main__.py` and `config.py`):
 
 * `-w/--workers`, `-b/--bind` with `unix:` and `fd://` binds: already in 0.5.3 (the oldest read)
+* ASGI 3 single-callable apps (every app in servers/apps.py) from 0.6.0 (CHANGELOG: "Support ASGI 3.0");
+  0.5.x calls `app(scope)` and gets no instance back, so nothing it serves answers with a worker pid:
+  0.6.0 is the floor of this adapter (it was 0.5.0: runs of 0.5.x read partial-workers 0/2 for a
+  harness mismatch, not a server failure)
 * `--log-level` from 0.8.0 (absent in 0.6.0); below it the flag is not passed
 * `--error-logfile -` (0.8.0+) sends the error log to stderr, where the harness reads it
 
@@ -18,7 +22,7 @@ from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_
 from harness.adapters._versions import at_least
 from servers.launcher import command
 
-MIN_VERSION = "0.5.0"
+MIN_VERSION = "0.6.0"  # ASGI 3 apps (the harness's test apps are ASGI 3 single callables)
 LOG_LEVEL_SINCE = "0.8.0"
 # (spawn is hard-coded since 0.14.2: no flag changes with it)
 
@@ -31,7 +35,10 @@ class HypercornAdapter:
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = ctx.server_version
         if not at_least(version, MIN_VERSION):
-            raise Unsupported(f"hypercorn {version} is older than {MIN_VERSION}, the oldest release read")
+            raise Unsupported(
+                f"hypercorn {version} speaks ASGI 2 only (ASGI 3 apps from {MIN_VERSION}); "
+                "the test apps are ASGI 3"
+            )
         options = dict(ctx.options)
         bind = bind_value(ctx)
         args: List[str] = ["--workers", str(ctx.workers), "--bind", bind]

@@ -129,7 +129,7 @@ def test_uvicorn_start_method_goes_through_the_launcher() -> None:
 @pytest.mark.parametrize(
     ("version", "kwargs", "args"),
     [
-        ("0.5.3", {}, ["--workers", "2", "--bind", "127.0.0.1:0"]),
+        ("0.7.2", {}, ["--workers", "2", "--bind", "127.0.0.1:0"]),
         ("0.6.0", {"uds": "/tmp/h.sock"}, ["--workers", "2", "--bind", "unix:/tmp/h.sock"]),
         ("0.14.2", {"fd": 5},
          ["--workers", "2", "--bind", "fd://5", "--log-level", "info", "--error-logfile", "-"]),
@@ -144,8 +144,8 @@ def test_hypercorn_argv(version: str, kwargs: Dict[str, object], args: Sequence[
 
 
 def test_hypercorn_too_old() -> None:
-    with pytest.raises(Unsupported, match=r"hypercorn 0\.4\.6 is older than 0\.5\.0"):
-        HypercornAdapter().build(ctx("0.4.6"))
+    with pytest.raises(Unsupported, match=r"0\.5\.4 speaks ASGI 2 only \(ASGI 3 apps from 0\.6\.0\)"):
+        HypercornAdapter().build(ctx("0.5.4"))
 
 
 # --- gunicorn -----------------------------------------------------------------------------------------

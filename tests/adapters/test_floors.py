@@ -34,8 +34,16 @@ class Floor:
 
 
 FLOORS = (
-    Floor("uvicorn", uvicorn.MIN_VERSION, ("uvicorn==0.9.1",), 2, "0.9.0"),
-    Floor("hypercorn", hypercorn.MIN_VERSION, ("hypercorn==0.5.0",), 2, "0.4.6"),
+    # the floor with its period's dependencies (Oct 2019): with today's uvloop it dies at once with
+    # "RuntimeError: There is no current event loop" - dependency drift, its own startup-failure
+    Floor(
+        "uvicorn",
+        uvicorn.MIN_VERSION,
+        ("uvicorn==0.9.1", "uvloop==0.14.0", "websockets==8.1", "h11==0.8.1", "click==7.0"),
+        2,
+        "0.9.0",
+    ),
+    Floor("hypercorn", hypercorn.MIN_VERSION, ("hypercorn==0.6.0",), 2, "0.5.4"),
     # 20.1.0 imports pkg_resources (catalog: gunicorn-pkg-resources): the seed axis pins setuptools
     Floor(
         "gunicorn",
@@ -62,7 +70,8 @@ def test_each_adapter_launches_its_floor_release(tmp_path: Any, f: Floor) -> Non
     record = run_scenario(sc, work_dir=str(tmp_path))
     assert record.failure_class in ("passed", "degraded"), (record.signature, record.reason)
     assert record.server_version == f.floor
-    assert len(set(record.worker_pids)) == f.workers
+    if f.workers > 1:
+        assert len(set(record.worker_pids)) == f.workers
 
 
 @pytest.mark.parametrize("f", FLOORS, ids=[f.server for f in FLOORS])

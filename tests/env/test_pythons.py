@@ -102,7 +102,7 @@ def test_version_tuple_and_table():
     assert a.version_tuple == (3, 10, 13)
     assert a.version_tuple >= (3, 8) > (3, 7, 16)
     table = pythons.format_table([a, b]).splitlines()
-    assert table[0].split() == ["VERSION", "IMPLEMENTATION", "SOURCE", "PATH"]
+    assert table[0].split() == ["VERSION", "IMPLEMENTATION", "SOURCE", "PATH", "NOTE"]
     assert table[1].split() == ["3.10.13", "CPython", "pyenv", "/x/python"]
     assert table[2].split() == ["3.8.18", "PyPy", "path", "/y/python"]
 
