@@ -1,4 +1,5 @@
-"""An exclusive inter-process file lock with a deadline (fcntl.flock on POSIX, msvcrt.locking on Windows).
+"""An exclusive inter-process file lock with a deadline, on the `filelock` library (which does flock on
+POSIX and msvcrt.locking on Windows).
 
 Used by harness.env.venvs so that several builders of the same env (pytest-xdist workers, several harness
 processes, threads) never build it twice at once. The lock is held on an open file description, so two
@@ -15,40 +16,12 @@ Exceptions:
 """
 
 import os
-import sys
 import tempfile
 import time
 from types import TracebackType
-from typing import Optional, Type
+from typing import Any, Optional, Type
 
-# Platform branch (why: Windows has no flock; msvcrt.locking is its byte-range equivalent).
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+import filelock
 
 
 class LockTimeout(TimeoutError):
@@ -56,44 +29,35 @@ class LockTimeout(TimeoutError):
 
 
 class FileLock:
-    """`with FileLock(path, timeout=600):` - exclusive lock on `path` (created if missing).
+    """`with FileLock(path, timeout=600):` - exclusive lock on `path` (created if missing), held by the
+    `filelock` library (flock on POSIX, msvcrt.locking on Windows; the OS drops it when the holder dies).
 
     * path - the lock file (its parent directory must exist)
     * timeout - seconds to wait for another holder before LockTimeout
     * poll - seconds between attempts
-    """
+    * waited - after acquire(): seconds spent waiting for another holder (0 when it was free)
+
+    Every FileLock is its own holder, threads of one process included (no reentrancy across instances:
+    two builders in two threads of one process exclude each other, as two processes do)."""
 
     def __init__(self, path: str, timeout: float = 600.0, poll: float = 0.05) -> None:
         self.path = path
         self.timeout = timeout
         self.poll = poll
-        self._fd: Optional[int] = None
-        #: seconds spent waiting for another holder (0 when the lock was free)
         self.waited = 0.0
+        self._lock: Any = filelock.FileLock(path, timeout=timeout, thread_local=False, is_singleton=False)
 
     def acquire(self) -> None:
         start = time.monotonic()
-        deadline = start + self.timeout
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            while not _try_lock(fd):
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(f"timed out after {self.timeout:g}s waiting for the lock {self.path}")
-                time.sleep(self.poll)
-        except BaseException:
-            os.close(fd)
-            raise
+            self._lock.acquire(timeout=self.timeout, poll_interval=self.poll)
+        except filelock.Timeout:
+            raise LockTimeout(f"timed out after {self.timeout:g}s waiting for the lock {self.path}") from None
         self.waited = time.monotonic() - start
-        self._fd = fd
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            _unlock(fd)
-        finally:
-            os.close(fd)
+        if self._lock.is_locked:
+            self._lock.release()
 
     def __enter__(self) -> "FileLock":
         self.acquire()

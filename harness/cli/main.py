@@ -63,6 +63,7 @@ from harness.model.records import (
     append_record,
     load_records,
 )
+from harness.model.text import one_line
 from harness.run.faults import FAULTS
 from harness.run.faults import summary as fault_summary
 from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
@@ -381,27 +382,43 @@ def _run_dir_of(record: ResultRecord) -> str:
 
 
 class _ProgressPrinter:
-    """A line per finished scenario; on a tty also a live counter line, rewritten in place."""
+    """A line per finished scenario. On a terminal, a rich progress bar (count, elapsed, classes so far)
+    stays under the lines; piped or redirected, plain lines only (CI logs, `| tee`)."""
 
     def __init__(self, total: int, stream: Any = None) -> None:
         self.total = total
         self.stream = stream or sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = time.monotonic()
         self.counts: Dict[str, int] = {}
+        self._progress: Any = None
+        self._task: Any = None
         if self.tty and total:
-            self._counter(0)
+            self._start()
 
-    def _raw(self, control: str) -> None:
-        """The harness's own terminal control (never untrusted text): past the cleaning stream."""
-        getattr(self.stream, "raw", self.stream).write(control)
+    def _start(self) -> None:
+        from rich.console import Console  # noqa: PLC0415 - only on a terminal
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    def _counter(self, done: int) -> None:
-        elapsed = time.monotonic() - self.t0
-        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-        self._raw("\r\x1b[K")
-        self.stream.write(f"[{done}/{self.total}] {elapsed:.0f}s {counts}")
-        self.stream.flush()
+        # the harness's own bar goes to the stream under the cleaning wrapper; every line it prints is
+        # cleaned first (below) and printed without markup
+        console = Console(file=getattr(self.stream, "raw", self.stream), highlight=False)
+        self._progress = Progress(
+            TextColumn("matrix"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[counts]}"), console=console, transient=True,
+        )  # fmt: skip
+        self._task = self._progress.add_task("matrix", total=self.total, counts="")
+        self._progress.start()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
     def __call__(self, done: int, total: int, group: Group) -> None:
         record = group.first
@@ -414,14 +431,17 @@ class _ProgressPrinter:
             line += f" ({len(group.records)} runs{', confirmed' if group.status == 'confirmed' else ''})"
         if cls != "passed" and (group.signature or record.reason):
             line += f"  {(group.signature or record.reason)[:120]}"
-        if self.tty:
-            self._raw("\r\x1b[K")
-            self.stream.write(line + "\n")
-            if done < total:
-                self._counter(done)
+        if self._progress is not None:
+            from rich.text import Text  # noqa: PLC0415
+
+            self._progress.console.print(Text(one_line(line)))
+            counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            self._progress.update(self._task, completed=done, counts=counts)
+            if done >= total:
+                self.close()
         else:
             self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.flush()
 
 
 def _matrix_scenarios(args: argparse.Namespace) -> List[Scenario]:
@@ -501,6 +521,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     except RecordNotWritten as exc:
         records, lost = list(getattr(exc, "records", [])), str(exc)
     except KeyboardInterrupt:
+        progress.close()
         print(
             f"\nharness matrix: interrupted; the finished cells are in {args.results} "
             "(an interrupted cell has no record: --resume runs it again)",
