@@ -60,12 +60,21 @@ def main(argv: "List[str] | None" = None) -> int:
             into.append(_once(code))
     own = _importtime()
     diff = statistics.median(plugin) - statistics.median(peer)
-    print(c.table(["import", "ms (median, min-max)"], [["pytest", c.fmt(c.summary(peer, 2), digits=1)],
-                                                       ["pytest + harness.plugin", c.fmt(c.summary(plugin, 2), digits=1)]]))  # fmt: skip
+    rows = [
+        ["pytest", c.fmt(c.summary(peer, 2), digits=1)],
+        ["pytest + harness.plugin", c.fmt(c.summary(plugin, 2), digits=1)],
+    ]
+    print(c.table(["import", "ms (median, min-max)"], rows))
     print(f"\nthe plugin adds {diff:.1f} ms (target < 20 ms)")
     print("self time of harness modules (us):", ", ".join(f"{k} {v}" for k, v in sorted(own.items())))
-    data = {"machine": c.machine(), "rounds": args.rounds, "pytest_ms": c.summary(peer, 2),
-            "pytest_plus_plugin_ms": c.summary(plugin, 2), "added_ms": round(diff, 2), "self_us": own}  # fmt: skip
+    data = {
+        "machine": c.machine(),
+        "rounds": args.rounds,
+        "pytest_ms": c.summary(peer, 2),
+        "pytest_plus_plugin_ms": c.summary(plugin, 2),
+        "added_ms": round(diff, 2),
+        "self_us": own,
+    }
     print(f"results: {c.write_results(args.name, data)}")
     return 0
 
