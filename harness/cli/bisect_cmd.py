@@ -2,6 +2,7 @@
 version, print every step and the answer."""
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -39,6 +40,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.add_argument("--good", required=True, metavar="VERSION", help="a version without the failure")
     p.add_argument("--bad", required=True, metavar="VERSION", help="a version with the failure")
     p.add_argument("--dependency", default="", metavar="NAME", help="bisect this distribution instead")
+    p.add_argument("--json", action="store_true", help="the answer as one JSON object (steps go to stderr)")
     p.add_argument("--requirement", action="append", default=[], metavar="SPEC", help="pinned, repeatable")
     p.add_argument(
         "--bad-class",
@@ -74,7 +76,8 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
 def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     """`harness bisect`: 0 - an answer (exact or a range); 1 - no answer (an end is not what it was said
     to be, or nothing could be tested)."""
-    stream = out or sys.stdout
+    json_out = (out or sys.stdout) if getattr(args, "json", False) else None
+    stream = sys.stderr if json_out is not None else (out or sys.stdout)  # --json: steps to stderr
 
     def say(text: str) -> None:
         stream.write(text + "\n")
@@ -139,6 +142,8 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
         for i, why in sorted(bisection.why_skipped.items()):
             say(f"  skipped {dist}=={ordered[i]}: {why}")
         say(f"{bisection.steps} step(s), {time.monotonic() - t0:.1f}s")
+        if json_out is not None:
+            json_out.write(json.dumps({"answer": None, "error": str(exc), "steps": bisection.steps}) + "\n")
         return 1
     records, why_skipped = bisection.records, bisection.why_skipped
     _answer(say, args.results, plan, result, records, why_skipped, every, direction)
@@ -146,6 +151,21 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     if bisection.builds:
         build_note = "; envs built: " + ", ".join(f"{v} {s:.1f}s" for v, s in bisection.builds)
     say(f"{bisection.steps} step(s), {time.monotonic() - t0:.1f}s wall{build_note}")
+    if json_out is not None:
+        good_v, bad_v = ordered[result.last_good], ordered[result.first_bad]
+        payload = {
+            "distribution": dist,
+            "direction": direction,
+            "good": good_v,
+            "bad": bad_v,
+            "exact": result.exact,
+            "untested_between": [ordered[i] for i in result.untested_between],
+            "skipped": {ordered[i]: why for i, why in sorted(why_skipped.items())},
+            "records": {ordered[i]: r.run_id for i, r in sorted(records.items())},
+            "steps": bisection.steps,
+            "wall_s": round(time.monotonic() - t0, 1),
+        }
+        json_out.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return 0
 
 

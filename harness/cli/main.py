@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", default="1,2,4", metavar="LIST", help="worker counts (default 1,2,4)")
     p.add_argument("--bind", default="tcp", metavar="LIST", help="binds, comma-separated (default tcp)")
     p.add_argument("--no-catalog", action="store_true", help="leave out the known-issue catalog entries")
+    p.add_argument(
+        "--json", action="store_true", help="print the diff as one JSON object (progress on stderr)"
+    )
     p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
     p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
     p.add_argument("-n", "--jobs", type=positive_int, default=1)
@@ -640,8 +643,9 @@ def cmd_release(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         capsule_dir=args.capsule_dir,
         base_timeout=args.timeout,
-        progress=_ProgressPrinter,
+        progress=(lambda n: _ProgressPrinter(n, stream=sys.stderr)) if args.json else _ProgressPrinter,
         confirm=args.confirm,
+        as_json=args.json,
     )
 
 

@@ -8,9 +8,10 @@
   (harness-error), else 0
 """
 
+import json
 import os
 import time
-from typing import IO, Any, Optional
+from typing import IO, Any, Dict, Optional
 
 from harness.campaign.release import run_release
 from reports import ReleaseDiff, diff, render_release
@@ -38,13 +39,39 @@ def diff_summary(release_diff: ReleaseDiff) -> str:
     return "\n".join(lines)
 
 
+def diff_json(release_diff: ReleaseDiff) -> Dict[str, Any]:
+    """The diff as plain data: per bucket, each cell's scenario, platform, python and both sides' verdicts."""
+
+    def side(s: Any) -> Any:
+        return None if s is None else {"state": s.state, "verdicts": list(s.verdicts), "runs": len(s.records)}
+
+    names = ("newly_broken", "unconfirmed", "newly_fixed", "unchanged", "inconclusive", "added", "removed")
+    return {
+        n: [
+            {"scenario": e.scenario, "label": e.label, "platform": e.platform, "python": e.python,
+             "previous": side(e.previous), "current": side(e.current), "decisive": e.decisive}
+            for e in getattr(release_diff, n)
+        ]
+        for n in names
+    }  # fmt: skip
+
+
 def release(
-    server: str, version: str, previous: str = "", *, output: str, out: Optional[IO[str]] = None, **kw: Any
+    server: str,
+    version: str,
+    previous: str = "",
+    *,
+    output: str,
+    out: Optional[IO[str]] = None,
+    as_json: bool = False,
+    **kw: Any,
 ) -> int:
-    """Run, diff, write the page to `output`, print a summary; returns the exit status."""
+    """Run, diff, write the page to `output`, print a summary (as_json: the diff as one JSON object on
+    `out`, the progress on stderr); returns the exit status."""
     import sys  # noqa: PLC0415
 
-    stream = out or sys.stdout
+    json_out = (out or sys.stdout) if as_json else None
+    stream = sys.stderr if as_json else (out or sys.stdout)
 
     def notify(line: str) -> None:
         print(line, file=stream, flush=True)
@@ -64,6 +91,10 @@ def release(
         fh.write(page)
     notify(f"\n{server} {ran.previous} -> {ran.version}: " + diff_summary(release_diff))
     notify(f"release page: {os.path.abspath(output)}")
+    if json_out is not None:
+        payload = {"server": server, "version": ran.version, "previous": ran.previous,
+                   "page": os.path.abspath(output), **diff_json(release_diff)}  # fmt: skip
+        json_out.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     if release_diff.newly_broken:
         return EXIT_NEWLY_BROKEN
     if any(r.failure_class == "harness-error" for r in ran.records):
@@ -71,4 +102,4 @@ def release(
     return 0
 
 
-__all__ = ["EXIT_NEWLY_BROKEN", "diff_summary", "release"]
+__all__ = ["EXIT_NEWLY_BROKEN", "diff_json", "diff_summary", "release"]

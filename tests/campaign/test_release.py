@@ -4,6 +4,7 @@ real in test_harness_cli)."""
 
 import dataclasses
 import io
+import json
 import sys
 from typing import Any, List, Sequence
 
@@ -222,3 +223,17 @@ def test_a_version_that_is_not_pep440_runs_nothing(
 def test_release_file_names_never_escape_the_results_dir() -> None:
     assert release._file_part("../x") == "_._x" and release._file_part(".hidden") == "_hidden"
     assert release._file_part("0.55.0rc1") == "0.55.0rc1"
+
+
+def test_release_json_is_the_diff(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    _fake_runs(monkeypatch, broken_at="0.55.0")
+    out = io.StringIO()
+    code = release_cmd.release(
+        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
+        output=str(tmp_path / "r.html"), out=out, as_json=True,
+    )  # fmt: skip
+    data = json.loads(out.getvalue())
+    assert code == release_cmd.EXIT_NEWLY_BROKEN
+    assert (data["version"], data["previous"]) == ("0.55.0", "0.54.0")
+    (cell,) = data["newly_broken"]
+    assert cell["current"]["state"] == "broken" and cell["previous"]["state"] == "ok"
