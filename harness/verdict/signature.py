@@ -266,6 +266,21 @@ def _strip_log_prefix(line: str) -> str:
     return _LOG_PREFIX.sub("", line.strip(), count=1).strip()
 
 
+def _intermediate_links(lines: List[str]) -> "set[str]":
+    """Exception lines that some occurrence shows chained onward (a _CHAINED sentence comes next, past
+    blank lines)."""
+    out = set()
+    for i, line in enumerate(lines):
+        if not _exception_at(line):
+            continue
+        j = i + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        if j < len(lines) and lines[j].strip() in _CHAINED:
+            out.add(line.strip())
+    return out
+
+
 def decisive_line(text: str) -> str:
     """The line of `text` that says what went wrong; "" when nothing does (see the module docstring)."""
     lines = _clean_lines(text)
@@ -287,8 +302,12 @@ def decisive_line(text: str) -> str:
     if found_at:
         # N workers that fail alike write N tracebacks to one stderr, line by line, so they interleave and a
         # chain can be cut in two: its first link then reads as a chain of its own, in some runs and not in
-        # others. The chain end most tracebacks agree on is the failure (ties: the first seen), so the same
-        # failure reads the same however the workers' lines interleaved.
+        # others. A line that is followed by "During handling ..." anywhere in the output is a link, not an
+        # end: it is dropped while a real end remains. Then the end most tracebacks agree on is the failure
+        # (ties: the first seen), so the same failure reads the same however the lines interleaved.
+        links = _intermediate_links(lines)
+        ends = [f for f in found_at if f not in links]
+        found_at = ends or found_at
         counts: Dict[str, int] = {}
         for found in found_at:
             counts[found] = counts.get(found, 0) + 1

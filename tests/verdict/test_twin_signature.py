@@ -82,3 +82,22 @@ def test_two_workers_interleaved_tracebacks_give_one_signature() -> None:
         with open(os.path.join(FIXTURES, "outputs", f"linux_hypercorn0112_two_workers_{name}.txt")) as fh:
             lines.add(decisive_line(fh.read()))
     assert lines == {"TypeError: gather() got an unexpected keyword argument 'loop'"}
+
+
+def test_a_chain_cut_by_interleaving_is_not_an_end() -> None:
+    """The third interleaving bench_contention met (a tie: one broken chain, one whole): the first link,
+    which the output shows chained onward elsewhere, is not the failure."""
+    from harness.verdict.signature import decisive_line  # noqa: PLC0415
+
+    a = "TypeError: BaseEventLoop.create_server() got an unexpected keyword argument 'loop'"
+    b = "TypeError: gather() got an unexpected keyword argument 'loop'"
+    text = "\n".join([
+        "Process Process-1:", "Process Process-2:",
+        "Traceback (most recent call last):", '  File "run.py", line 128, in worker_serve',
+        a,  # worker 1's first link, cut from its chain by worker 2's header
+        "Traceback (most recent call last):", '  File "run.py", line 128, in worker_serve',
+        a, "", "During handling of the above exception, another exception occurred:", "",
+        "Traceback (most recent call last):", '  File "run.py", line 248, in _cancel_all_tasks',
+        b,
+    ])  # fmt: skip
+    assert decisive_line(text) == b
