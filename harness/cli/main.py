@@ -702,13 +702,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _sigterm_is_ctrl_c() -> None:
     """SIGTERM to the harness behaves like Ctrl-C: the command unwinds (a matrix ends its cells' children,
-    keeps the records it has, removes its temp dir) and exits 130."""
+    keeps the records it has, removes its temp dir) and exits 130. SIGINT gets Python's own handler
+    explicitly: a process started in the background of a non-interactive shell inherits SIGINT *ignored*
+    (POSIX), and Python then never installs its handler, so `kill -INT` would do nothing."""
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
