@@ -143,3 +143,14 @@ def test_command_line_errors_through_the_real_entry_point() -> None:
 def test_usage_error_class_is_one_line() -> None:
     with pytest.raises(UsageError):
         parse(["servers.apps:pid", "--workers", "0"])
+
+
+def test_it_says_where_it_listens_on_stderr() -> None:
+    """A person running `python -m servers` sees the address (the harness reads the `bound` event)."""
+    from tests._refserver import RefServer  # noqa: PLC0415
+
+    with RefServer(["servers.apps:pid", "--workers", "1", "--port", "0"]) as server:
+        bound = server.wait_for("bound")
+        server.wait_for("ready")
+        text = server.stderr()
+    assert f"servers: listening on http://127.0.0.1:{bound['port']} (1 workers, strategy " in text
