@@ -114,7 +114,11 @@ class Supervisor:
                 shown = f"unix:{where['path']}"
             else:
                 host = str(where.get("address") or "")
-                shown = f"http://[{host}]:{where.get('port')}" if ":" in host else f"http://{host}:{where.get('port')}"
+                shown = (
+                    f"http://[{host}]:{where.get('port')}"
+                    if ":" in host
+                    else f"http://{host}:{where.get('port')}"
+                )
             print(
                 f"servers: listening on {shown} ({cfg.workers} workers, strategy {cfg.strategy})",
                 file=sys.stderr,
