@@ -70,9 +70,6 @@ def identity(record: ResultRecord, server: Optional[str] = None) -> Tuple[str, s
     return abstract.scenario_id, col.platform, f"{impl}{col.python}"
 
 
-def _output(record: ResultRecord) -> str:
-    return "\n".join(t for t in (record.stderr_tail, record.stdout_tail) if t)
-
 
 @dataclasses.dataclass(frozen=True)
 class Side:
@@ -141,7 +138,7 @@ class DiffEntry:
             return ""
         failing = self.current.worst
         return distinguishing_line(
-            _output(failing), [_output(r) for r in twins], str(failing.platform.get("sys_platform") or "")
+            failing.output, [r.output for r in twins], str(failing.platform.get("sys_platform") or "")
         )
 
     @property

@@ -169,9 +169,6 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     return 0
 
 
-def _output(record: ResultRecord) -> str:
-    return "\n".join(t for t in (record.stderr_tail, record.stdout_tail) if t)
-
 
 def _answer(  # noqa: PLR0917 - the pieces of one answer, printed together
     say: Callable[[str], None],
@@ -209,7 +206,7 @@ def _answer(  # noqa: PLR0917 - the pieces of one answer, printed together
     bad_rec = records.get(result.first_bad)
     if good_rec is not None and bad_rec is not None and good_rec.failure_class == "passed":
         line = distinguishing_line(
-            _output(bad_rec), [_output(good_rec)], str(bad_rec.platform.get("sys_platform") or "")
+            bad_rec.output, [good_rec.output], str(bad_rec.platform.get("sys_platform") or "")
         )
         if line:
             say(f"decisive line: {line}  (logged at {dist}=={bad_v}, not at {dist}=={good_v})")

@@ -73,8 +73,6 @@ def _listing_json(chosen: Sequence[Entry], records: Sequence[ResultRecord]) -> L
 
 
 def _group_text(group: Group, expectation: Expectation) -> str:
-    from harness.campaign.catalog_runs import mismatch  # noqa: PLC0415
-
     problem = mismatch(expectation, group)
     verdict = group.verdict if len(group.verdict) <= 90 else group.verdict[:87] + "..."
     if group.status == "confirmed" and group.first.failure_class != "passed":
@@ -216,9 +214,6 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     return 1 if any(r.failure_class == "harness-error" for _, _, g in done for r in g.records) else 0
 
 
-def _output(record: ResultRecord) -> str:
-    return "\n".join(t for t in (record.stderr_tail, record.stdout_tail) if t)
-
 
 def _decisive_lines(done: Sequence[Any]) -> List[Tuple[str, str]]:
     """Per entry whose affected case failed while its fixed case passed in this run: the failing line
@@ -234,7 +229,7 @@ def _decisive_lines(done: Sequence[Any]) -> List[Tuple[str, str]]:
         ]
         if failing and passing:
             plat = str(failing[0].platform.get("sys_platform") or "")
-            line = distinguishing_line(_output(failing[0]), [_output(r) for r in passing], plat)
+            line = distinguishing_line(failing[0].output, [r.output for r in passing], plat)
             if line:
                 out.append((entry_id, line))
     return out

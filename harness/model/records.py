@@ -199,6 +199,11 @@ class ResultRecord:
         return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
     @property
+    def output(self) -> str:
+        """The server's output as the classifier read it: stderr, then stdout (some servers log there)."""
+        return "\n".join(t for t in (self.stderr_tail, self.stdout_tail) if t)
+
+    @property
     def verdict(self) -> str:
         """The one-line verdict the CLI prints: `<failure-class> <signature>`."""
         return f"{self.failure_class} {self.signature}".rstrip()
