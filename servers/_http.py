@@ -51,6 +51,10 @@ _log = logging.getLogger("servers.http")
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _REASONS: Dict[int, bytes] = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
 _NO_BODY_STATUS = (204, 304)
+#: a graceful shutdown waits this long (at most) for connections accepted before it that have not sent
+#: their request yet: the client sent it (or is about to) to a listener that accepted it, so closing it
+#: unanswered would drop a request (HUP's reload, TTOU); a kept-alive idle connection is closed at once
+FRESH_GRACE_S = 1.0
 _DISCONNECT: Dict[str, Any] = {"type": "http.disconnect"}
 _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
@@ -343,6 +347,9 @@ class _HttpProtocol(asyncio.Protocol):
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=service.limits.max_header_bytes)
         self.transport: Optional[asyncio.Transport] = None
         self.cycle: Optional[_Cycle] = None
+        self.started = (
+            False  # a request began on this connection (False: fresh, its request may be on the way)
+        )
         self.closed = False  # no more requests on this connection (the transport may still linger)
         self.lingering = 0  # > 0: bytes still accepted (and dropped) before the transport closes
         self.eof = False
@@ -365,9 +372,8 @@ class _HttpProtocol(asyncio.Protocol):
         self._server = _address(transport.get_extra_info("sockname"), family)
         self._client = _address(transport.get_extra_info("peername"), family)
         self.service._connections.add(self)
-        if self.service._closing:
-            self.close()
-            return
+        # accepted while the service is closing: a fresh connection still gets its request answered
+        # (with `connection: close`) within FRESH_GRACE_S (HttpService.shutdown)
         self._idle()
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
@@ -515,6 +521,7 @@ class _HttpProtocol(asyncio.Protocol):
             scope["state"] = service.state.copy()
         cycle = _Cycle(self, scope, event.method == b"HEAD")
         self.cycle = cycle
+        self.started = True
         service._request_started(cycle)
 
     def on_data(self, data: bytes) -> None:
@@ -680,10 +687,17 @@ class _HttpProtocol(asyncio.Protocol):
             self._timer = self.loop.call_at(deadline, self._tick)
 
     def shutdown(self) -> None:
-        """Close now if no answer is pending; otherwise the answer ends with `connection: close`."""
+        """Close now if no answer is pending; otherwise the answer ends with `connection: close`. A fresh
+        connection (no request yet) is left for HttpService.shutdown's grace."""
         cycle = self.cycle
+        if not self.started and cycle is None:
+            return
         if cycle is None or cycle.response_complete:
             self.close()
+
+    @property
+    def fresh(self) -> bool:
+        return not self.started and not self.closed
 
 
 class HttpService:
@@ -722,6 +736,8 @@ class HttpService:
         task = cycle.proto.loop.create_task(cycle.run(self.app))
         cycle.task = task
         self._tasks.add(task)
+        if self._changed is not None:  # a fresh connection's request began (shutdown's grace)
+            self._notify()
 
     def _request_finished(self, cycle: _Cycle) -> None:
         task = cycle.task
@@ -761,6 +777,9 @@ class HttpService:
         self._closing = True
         for proto in list(self._connections):
             proto.shutdown()
+        if timeout > 0:  # a quick stop (timeout 0) waits for nothing
+            grace = loop.time() + min(FRESH_GRACE_S, timeout)
+            await self._wait_until(lambda: not any(p.fresh for p in self._connections), grace)
         finished = await self._wait_until(lambda: not self._tasks, loop.time() + max(timeout, 0.0))
         for proto in list(self._connections):
             if proto.lingering:

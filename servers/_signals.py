@@ -1,8 +1,9 @@
 """The supervisor's signal plumbing: handlers only enqueue; a wakeup socketpair wakes the wait loop.
 
-SignalQueue installs handlers for SIGINT and the platform's stop signals (SIGTERM; SIGBREAK on
-Windows), points signal.set_wakeup_fd at a non-blocking socketpair (sockets work on Windows too), and
-registers both ends parent_only so forked workers close them. close() restores everything.
+SignalQueue installs handlers for SIGINT, the platform's stop signals (SIGTERM; SIGBREAK on Windows) and,
+where the OS has them, the control signals the supervisor acts on (CONTROL_SIGNALS: HUP, USR1, TTIN,
+TTOU, WINCH, QUIT), points signal.set_wakeup_fd at a non-blocking socketpair (sockets work on Windows
+too), and registers both ends parent_only so forked workers close them. close() restores everything.
 """
 
 import signal
@@ -12,6 +13,18 @@ from typing import Any, Dict, List, Optional
 
 from servers import _control
 from servers.strategies._platform import stop_signals
+
+#: signals the supervisor handles beyond the stop signals (servers._supervisor); absent ones are skipped
+CONTROL_SIGNALS = ("SIGHUP", "SIGUSR1", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGQUIT")
+
+
+def _handled() -> List[int]:
+    out = [int(signal.SIGINT), *(int(s) for s in stop_signals())]
+    for name in CONTROL_SIGNALS:
+        num = getattr(signal, name, None)
+        if num is not None and int(num) not in out:
+            out.append(int(num))
+    return out
 
 
 class SignalQueue:
@@ -26,7 +39,7 @@ class SignalQueue:
         self._pending: List[int] = []
         self._previous: Dict[int, Any] = {}
         self._old_wakeup = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        for sig in [signal.SIGINT, *stop_signals()]:
+        for sig in _handled():
             self._previous[sig] = signal.signal(sig, self._handler)
 
     def _handler(self, signum: int, frame: Optional[FrameType]) -> None:
@@ -53,4 +66,4 @@ class SignalQueue:
             sock.close()
 
 
-__all__ = ["SignalQueue"]
+__all__ = ["CONTROL_SIGNALS", "SignalQueue"]

@@ -14,10 +14,19 @@ Policy:
 * hung worker - a ready worker heartbeats every timeout/5 s; one silent for `--timeout` seconds (its loop
   hangs, or it was SIGSTOPped) gets `worker-timeout`, is SIGKILLed and then replaced like a crash
   (gunicorn's --timeout). Not checked before ready (startup can be slow) nor while stopping.
-* stop (SIGTERM/SIGINT/SIGBREAK, or a failure above) - `stopping`, {"type": "stop"} to every worker,
+* stop (SIGTERM/SIGBREAK, or a failure above) - `stopping`, {"type": "stop"} to every worker,
   wait until graceful_timeout + STOP_ALLOWANCE, kill stragglers (SHUTDOWN_TIMEOUT), remove the UDS
   file, `stopped`. A second stop signal kills the stragglers at once. Workers that got SIGTERM from the
   process group directly are never taken for crashes: signals are always handled before exits.
+* quick stop (SIGINT/SIGQUIT) - the same, but the workers do not wait for requests in flight and the
+  supervisor waits STOP_ALLOWANCE only (gunicorn's INT / QUIT)
+* control signals (POSIX; the contract harness.adapters.reference declares and the harness checks):
+  - HUP: graceful reload - a new worker per slot is started first; once it is ready the old one is told
+    to stop and drains its requests (`retired`), so the listener (held here) never stops being served.
+    A replacement that fails before ready is given up and its old worker kept (`error` reload-failure).
+  - USR1: reopen the event log; the workers keep running
+  - TTIN / TTOU: one worker more / one less (the last slot retires gracefully; never below one)
+  - WINCH: ignored (as gunicorn does when not daemonized)
 
 * Supervisor(config, events).run() -> exit code
 """
@@ -27,7 +36,7 @@ import signal
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from servers import _control, exitcodes
 from servers._budget import RestartBudget
@@ -63,6 +72,8 @@ class _Slot:
     backoff: float = 0.0
     last_seen: float = 0.0
     timed_out: bool = False
+    #: HUP: the slot of the old worker this one replaces (None once that one is told to stop)
+    replacing: Optional["_Slot"] = None
 
 
 class Supervisor:
@@ -73,6 +84,9 @@ class Supervisor:
         self.events = events
         self.strategy = STRATEGIES[config.strategy]
         self._slots = [_Slot(i) for i in range(config.workers)]
+        #: old workers told to stop (HUP, TTOU) or waiting for their replacement to be ready (HUP)
+        self._retiring: List[_Slot] = []
+        self._reloading = False
         self._sock: Any = None
         self._signals: Optional[SignalQueue] = None
         self._stopping = False
@@ -157,9 +171,10 @@ class Supervisor:
                 return
             self._restart_due(now)
             self._kill_silent(now)
+            self._retire_replaced()
             conns: Dict[Any, _Slot] = {}
             sentinels: Dict[Any, _Slot] = {}
-            for slot in self._slots:
+            for slot in [*self._slots, *self._retiring]:
                 if slot.conn is not None:
                     conns[slot.conn] = slot
                 if slot.proc is not None and slot.proc.sentinel is not None:
@@ -209,7 +224,7 @@ class Supervisor:
                 slot.proc.kill()  # the sentinel fires next: worker-exit, then a restart like any crash
 
     def _alive(self) -> bool:
-        return any(slot.proc is not None for slot in self._slots)
+        return any(slot.proc is not None for slot in [*self._slots, *self._retiring])
 
     # -- signals and stopping --------------------------------------------------------------------------
 
@@ -217,36 +232,105 @@ class Supervisor:
         assert self._signals is not None
         for signum in self._signals.pop_all():
             name = _signal_name(signum)
-            if self._stopping:
+            control = CONTROL.get(name)
+            if control is not None:
+                if not self._stopping:  # a stopping server does not reload or resize
+                    control(self)
+            elif self._stopping:
                 # A second stop signal: do not wait for stragglers any longer.
                 self._deadline = min(self._deadline, time.monotonic())
             else:
-                self._begin_stop(name, exitcodes.OK)
+                self._begin_stop(name, exitcodes.OK, quick=name in QUICK_STOP)
 
-    def _begin_stop(self, reason: str, code: int) -> None:
+    def _begin_stop(self, reason: str, code: int, quick: bool = False) -> None:
         if self._stopping:
             return
         self._stopping = True
         self._stop_reason = reason
         if self._code == exitcodes.OK:
             self._code = code
-        self._deadline = time.monotonic() + self.config.graceful_timeout + STOP_ALLOWANCE
-        self.events.emit("stopping", reason=reason)
-        for slot in self._slots:
+        wait_s = STOP_ALLOWANCE if quick else self.config.graceful_timeout + STOP_ALLOWANCE
+        self._deadline = time.monotonic() + wait_s
+        self.events.emit("stopping", reason=reason, quick=quick)
+        for slot in [*self._slots, *self._retiring]:
             slot.restart_at = None
-            if slot.conn is not None:
-                try:
+            slot.replacing = None
+            self._tell_stop(slot, quick)
+
+    def _tell_stop(self, slot: _Slot, quick: bool = False) -> None:
+        if slot.conn is not None:
+            try:
+                if quick:
+                    _control.send(slot.conn, _control.STOP, quick=True)
+                else:
                     _control.send(slot.conn, _control.STOP)
-                except OSError:
-                    pass
+            except OSError:
+                pass
+
+    # -- control signals (POSIX) ----------------------------------------------------------------------
+
+    def _on_hup(self) -> None:
+        """Graceful reload: a replacement per slot now; each old worker retires once its replacement is
+        ready (_retire_replaced). A HUP during a reload starts over from the slots as they are."""
+        self.events.emit("signal", name="HUP", action="reload")
+        self._reloading = True
+        for pos, old in enumerate(list(self._slots)):
+            if old.replacing is not None:  # a reload still under way: its old worker retires now
+                self._tell_stop(old.replacing)
+                old.replacing = None
+            new = _Slot(old.index, replacing=old if old.proc is not None else None)
+            if old.proc is not None:
+                old.restart_at = None
+                self._retiring.append(old)
+            self._slots[pos] = new
+            if not self._spawn(new):
+                return
+
+    def _retire_replaced(self) -> None:
+        for slot in self._slots:
+            old = slot.replacing
+            if old is not None and slot.ready:
+                slot.replacing = None
+                self._tell_stop(old)
+        if self._reloading and all(s.ready and s.replacing is None for s in self._slots):
+            self._reloading = False
+            self.events.emit("reloaded", pids=[s.proc.pid for s in self._slots if s.proc is not None])
+
+    def _on_usr1(self) -> None:
+        self.events.reopen()
+        self.events.emit("signal", name="USR1", action="reopen")
+
+    def _on_ttin(self) -> None:
+        self.events.emit("signal", name="TTIN", action="add")
+        slot = _Slot(1 + max((s.index for s in [*self._slots, *self._retiring]), default=-1))
+        self._slots.append(slot)
+        self._spawn(slot)
+
+    def _on_ttou(self) -> None:
+        if len(self._slots) <= 1:
+            self.events.emit("signal", name="TTOU", action="at-minimum")
+            return
+        self.events.emit("signal", name="TTOU", action="remove")
+        slot = self._slots.pop()
+        slot.restart_at = None
+        if slot.proc is not None:
+            self._retiring.append(slot)
+            self._tell_stop(slot)
+        if slot.replacing is not None:  # removed mid-reload: its old worker goes too
+            self._tell_stop(slot.replacing)
+            slot.replacing = None
+
+    def _on_winch(self) -> None:
+        self.events.emit("signal", name="WINCH", action="ignored")
 
     def _kill_stragglers(self) -> None:
         killed = False
-        for slot in self._slots:
+        every = [*self._slots, *self._retiring]
+        for slot in every:
             if slot.proc is not None:
                 slot.proc.kill()
                 killed = True
-        for slot in self._slots:
+        for slot in every:
             if slot.proc is not None:
                 self._reap(slot)
         if killed and self._code == exitcodes.OK:
@@ -254,7 +338,7 @@ class Supervisor:
 
     def _kill_all(self) -> None:
         """Last resort on the way out (normally nothing is left): kill and reap, quietly."""
-        for slot in self._slots:
+        for slot in [*self._slots, *self._retiring]:
             if slot.proc is not None:
                 slot.proc.kill()
                 slot.proc.wait(REAP_TIMEOUT)
@@ -369,6 +453,13 @@ class Supervisor:
         slot.old_pid = proc.pid
         if quiet:
             return
+        if slot in self._retiring:
+            self._retiring.remove(slot)
+            self.events.emit(
+                "worker-exit", index=slot.index, worker_pid=proc.pid, exitcode=code, ready=slot.ready,
+                retired=True,
+            )  # fmt: skip
+            return
         self.events.emit(
             "worker-exit", index=slot.index, worker_pid=proc.pid, exitcode=code, ready=slot.ready
         )
@@ -376,10 +467,25 @@ class Supervisor:
             if code == exitcodes.SHUTDOWN_TIMEOUT and self._code == exitcodes.OK:
                 self._code = exitcodes.SHUTDOWN_TIMEOUT
             return
-        if not slot.ready:
+        if not slot.ready and slot.replacing is not None:
+            self._reload_failed(slot, proc.pid, code)
+        elif not slot.ready:
             self._startup_failed(slot, proc.pid, code)
         else:
             self._crashed(slot)
+
+    def _reload_failed(self, slot: _Slot, pid: int, code: Optional[int]) -> None:
+        """A HUP replacement died before ready: keep the old worker it was to replace (still serving)."""
+        old = slot.replacing
+        assert old is not None
+        reason = str((slot.failure or {}).get("message") or f"exited with code {code} before it was ready")
+        message = f"worker {slot.index} (pid {pid}): reload failed, the old worker is kept: {reason}"
+        _stderr(message)
+        self.events.emit("error", message=message, kind="reload-failure")
+        if old in self._retiring and old.proc is not None:
+            self._retiring.remove(old)
+            self._slots[self._slots.index(slot)] = old
+        self._reloading = any(s.replacing is not None for s in self._slots)
 
     def _startup_failed(self, slot: _Slot, pid: int, code: Optional[int]) -> None:
         failure = slot.failure
@@ -418,6 +524,18 @@ def _pending(conn: Channel) -> bool:
         return bool(conn.poll(0))
     except (EOFError, OSError):
         return True  # EOF is news too: let the loop read it (and reap) instead of killing
+
+
+#: control signals -> what the supervisor does (stop signals are not here: they all stop)
+CONTROL = {
+    "SIGHUP": Supervisor._on_hup,
+    "SIGUSR1": Supervisor._on_usr1,
+    "SIGTTIN": Supervisor._on_ttin,
+    "SIGTTOU": Supervisor._on_ttou,
+    "SIGWINCH": Supervisor._on_winch,
+}
+#: stop signals that stop at once (no graceful wait for requests in flight)
+QUICK_STOP = ("SIGINT", "SIGQUIT")
 
 
 def _signal_name(signum: int) -> str:

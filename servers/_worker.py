@@ -90,7 +90,7 @@ def _watchdog(conn: Channel, stopper: _Stopper, finished: threading.Event) -> No
         except ValueError:
             continue
         if message["type"] == _control.STOP:
-            stopper.request("stop")
+            stopper.request("quick" if message.get("quick") else "stop")
 
 
 async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopper: _Stopper) -> int:
@@ -114,13 +114,14 @@ async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopp
     await stop.wait()
     if beat is not None:
         beat.cancel()
-    if stopper.reason != "stop":
+    if stopper.reason not in ("stop", "quick"):
         try:
             _control.send(conn, _control.STOPPING, reason=stopper.reason)
         except OSError:
             pass
     server.close()
-    clean = await service.shutdown(float(spec["graceful_timeout"]))
+    # a quick stop (the supervisor got INT / QUIT) does not wait for requests in flight
+    clean = await service.shutdown(0.0 if stopper.reason == "quick" else float(spec["graceful_timeout"]))
     try:
         await lifespan.shutdown()
     except LifespanFailure as exc:

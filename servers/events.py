@@ -20,7 +20,12 @@ Events, in the order they can appear:
 * worker-restart - {index, old_pid, worker_pid, restarts, backoff}: a replacement was started
 * worker-timeout - {index, worker_pid, silent_s}: a ready worker sent no heartbeat for --timeout seconds
   (hung or stopped); the supervisor kills it, then worker-exit / worker-restart follow as for a crash
-* stopping - {reason}: graceful stop began (signal name, "startup-failure", "crash-loop", ...)
+* signal - {name, action}: a control signal was acted on (HUP "reload", USR1 "reopen", TTIN "add",
+  TTOU "remove" or "at-minimum", WINCH "ignored")
+* reloaded - {pids}: after HUP, every replacement worker is ready (the old ones are being drained)
+* worker-exit of a worker the supervisor retired (HUP's old workers, TTOU's) carries `retired: true`
+* stopping - {reason, quick}: a stop began (reason: signal name, "startup-failure", "crash-loop", ...;
+  quick for INT / QUIT: no graceful wait for requests in flight)
 * error - {message, kind}: one line saying what went wrong (kind: startup-failure, bind-failure, ...)
 * stopped - {exitcode}: the supervisor is about to exit with this code
 
@@ -42,6 +47,8 @@ EVENT_NAMES = (
     "worker-exit",
     "worker-restart",
     "worker-timeout",
+    "signal",
+    "reloaded",
     "stopping",
     "error",
     "stopped",
@@ -53,7 +60,14 @@ class EventWriter:
 
     def __init__(self, path: Optional[str] = None) -> None:
         self._own = path is not None
+        self._path = path
         self._fh: IO[str] = open(path, "a", encoding="utf-8") if path is not None else sys.stdout
+
+    def reopen(self) -> None:
+        """Close and open the event log again (USR1: a log rotation moved or truncated it)."""
+        if self._own and self._path is not None:
+            self._fh.close()
+            self._fh = open(self._path, "a", encoding="utf-8")
 
     def emit(self, event: str, **fields: Any) -> Dict[str, Any]:
         assert event in EVENT_NAMES, event

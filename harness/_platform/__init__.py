@@ -8,6 +8,9 @@ stays platform-neutral.
 * STOP_SIGNAL_NAME - "SIGTERM" (POSIX) or "CTRL_BREAK_EVENT" (Windows)
 * send_stop(pid, mode) - the graceful stop: mode "group" signals the server's process group, "master"
   only the master. Returns the signal name sent, "" when the process was already gone.
+* send_signal(pid, name) - SIG<name> to that process alone ("" when gone); signal_unavailable(name) - ""
+  or the one-line reason SIG<name> cannot be sent here (Windows: none can)
+* open_handles(proc) - a psutil.Process's open fds (POSIX num_fds) or handles (Windows num_handles)
 * kill_group(pgid) - SIGKILL a whole process group (POSIX); False on Windows (no such primitive)
 * kill_tree(popen) - kill a process started with new_session_kwargs() and what it started
 * session_members(sid) - pids whose session id is `sid` (POSIX; [] on Windows)
@@ -46,8 +49,11 @@ if sys.platform == "win32":
         kill_group,
         kill_tree,
         new_session_kwargs,
+        open_handles,
+        send_signal,
         send_stop,
         session_members,
+        signal_unavailable,
         user_cache_root,
         venv_python,
     )
@@ -62,8 +68,11 @@ else:
         kill_group,
         kill_tree,
         new_session_kwargs,
+        open_handles,
+        send_signal,
         send_stop,
         session_members,
+        signal_unavailable,
         user_cache_root,
         venv_python,
     )
@@ -159,8 +168,11 @@ __all__ = [
     "kill_tree",
     "listener_inodes",
     "new_session_kwargs",
+    "open_handles",
+    "send_signal",
     "send_stop",
     "session_members",
+    "signal_unavailable",
     "socket_inodes",
     "tcp_listeners",
     "unix_listeners",

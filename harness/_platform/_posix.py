@@ -45,6 +45,27 @@ def send_stop(pid: int, mode: str) -> str:
     return STOP_SIGNAL_NAME
 
 
+def signal_unavailable(name: str) -> str:
+    """ "" when SIG<name> exists on this OS, else the one-line reason it cannot be sent."""
+    if getattr(signal, f"SIG{name}", None) is None:
+        return f"SIG{name} does not exist on {sys.platform}"
+    return ""
+
+
+def send_signal(pid: int, name: str) -> str:
+    """SIG<name> to `pid` alone (the signal-master fault); "" when the process was already gone."""
+    try:
+        os.kill(pid, getattr(signal, f"SIG{name}"))
+    except ProcessLookupError:
+        return ""
+    return f"SIG{name}"
+
+
+def open_handles(proc: psutil.Process) -> int:
+    """The process's open file descriptors (psutil num_fds)."""
+    return int(proc.num_fds())
+
+
 def kill_group(pgid: int) -> bool:
     """SIGKILL every member of process group `pgid`; True when the signal was delivered to someone."""
     try:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Sequence
 
+import psutil
+
 assert sys.platform == "win32"  # mypy: this module is Windows's
 
 STOP_SIGNAL_NAME = "CTRL_BREAK_EVENT"
@@ -39,6 +41,24 @@ def send_stop(pid: int, mode: str) -> str:
     except OSError:
         return ""
     return STOP_SIGNAL_NAME
+
+
+def signal_unavailable(name: str) -> str:
+    """Windows delivers no POSIX signal to another process: os.kill(pid, SIGTERM) is TerminateProcess and
+    console events reach a whole process group, so no signal-master fault can be expressed here."""
+    return (
+        f"SIG{name} cannot be sent to one process on Windows (os.kill is TerminateProcess; console events "
+        "reach a whole process group)"
+    )
+
+
+def send_signal(pid: int, name: str) -> str:
+    raise OSError(signal_unavailable(name))
+
+
+def open_handles(proc: "psutil.Process") -> int:
+    """The process's open handles (psutil num_handles: files, sockets, events, threads...)."""
+    return int(proc.num_handles())
 
 
 def kill_group(pgid: int) -> bool:

@@ -23,11 +23,19 @@ from servers.launcher import command
 MIN_VERSION = "1.0.2"
 UDS_SINCE = "2.5.0"
 
+#: the master's signals (harness.run.contracts), from granian/_signals.py and granian/server/common.py:
+#: INT / TERM stop the workers and exit; HUP (1.0.0 on, "HUP signal received, gracefully respawning
+#: workers") respawns every worker while the master keeps the listener
+SIGNAL_SOURCE = "granian granian/_signals.py, granian/server/common.py (signal_handler_reload)"
+SIGNAL_CONTRACTS = ((MIN_VERSION, {"HUP": "reload", "INT": "stop", "TERM": "stop"}),)
+
 
 class GranianAdapter:
     name = "granian"
     distribution = "granian"
     default_requirements = ("granian",)
+    SIGNAL_SOURCE = SIGNAL_SOURCE
+    SIGNAL_CONTRACTS = SIGNAL_CONTRACTS
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = ctx.server_version

@@ -28,6 +28,28 @@ MIN_VERSION = "20.1.0"  # first release with gunicorn/__main__.py
 UVICORN_WORKER_PACKAGE = "uvicorn_worker.UvicornWorker"
 UVICORN_BUILTIN_WORKER = "uvicorn.workers.UvicornWorker"
 
+#: what the master does on each signal (harness.run.contracts), from docs/source/signals.rst and
+#: gunicorn/arbiter.py (handle_hup / usr1 / ttin / ttou / winch / term / int / quit) of 20.1.0 and 26.1.0:
+#: HUP reloads (new workers first, then the old ones stopped gracefully), USR1 reopens the log files,
+#: TTIN / TTOU one worker more / less (never below one), WINCH is ignored unless daemonized, TERM is the
+#: graceful stop, INT / QUIT the quick one. USR2 (re-exec a new master beside the old) is not checked.
+SIGNAL_SOURCE = "gunicorn docs: Signal Handling (docs.gunicorn.org/en/stable/signals.html)"
+SIGNAL_CONTRACTS = (
+    (
+        MIN_VERSION,
+        {
+            "HUP": "reload",
+            "USR1": "keep",
+            "TTIN": "add",
+            "TTOU": "remove",
+            "WINCH": "keep",
+            "TERM": "stop",
+            "INT": "quick-stop",
+            "QUIT": "quick-stop",
+        },
+    ),
+)
+
 
 def _installed(ctx: LaunchContext, distribution: str) -> bool:
     wanted = distribution.lower().replace("_", "-")
@@ -50,6 +72,8 @@ class GunicornAdapter:
     name = "gunicorn"
     distribution = "gunicorn"
     default_requirements = ("gunicorn", "uvicorn-worker")
+    SIGNAL_SOURCE = SIGNAL_SOURCE
+    SIGNAL_CONTRACTS = SIGNAL_CONTRACTS
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = ctx.server_version

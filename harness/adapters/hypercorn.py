@@ -26,11 +26,22 @@ MIN_VERSION = "0.6.0"  # ASGI 3 apps (the harness's test apps are ASGI 3 single 
 LOG_LEVEL_SINCE = "0.8.0"
 # (spawn is hard-coded since 0.14.2: no flag changes with it)
 
+#: the master's signals (harness.run.contracts), from src/hypercorn/run.py: INT / TERM (and BREAK) set
+#: the shutdown event for every worker (0.6.0 on); 0.18.0 adds HUP: all workers are told to stop, joined,
+#: and a new set is started while the master keeps the sockets ("Reload workers on SIGHUP")
+SIGNAL_SOURCE = "hypercorn src/hypercorn/run.py (run / reload / shutdown)"
+SIGNAL_CONTRACTS = (
+    ("0.18.0", {"HUP": "reload", "INT": "stop", "TERM": "stop"}),
+    (MIN_VERSION, {"INT": "stop", "TERM": "stop"}),
+)
+
 
 class HypercornAdapter:
     name = "hypercorn"
     distribution = "hypercorn"
     default_requirements = ("hypercorn",)
+    SIGNAL_SOURCE = SIGNAL_SOURCE
+    SIGNAL_CONTRACTS = SIGNAL_CONTRACTS
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = ctx.server_version

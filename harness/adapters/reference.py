@@ -98,10 +98,32 @@ def check_supported(probe_data: Dict[str, Any], strategy: str, start_method: str
             raise Unsupported(f"strategy {strategy} with {start_method}: {reason}")
 
 
+#: what the reference server's supervisor does on each signal (servers/_supervisor.py; POSIX only, as the
+#: signals are): the baseline of a correct server (harness.run.contracts)
+SIGNAL_SOURCE = "servers/_supervisor.py (the reference server's own contract)"
+SIGNAL_CONTRACTS = (
+    (
+        "",
+        {
+            "HUP": "reload",
+            "USR1": "keep",
+            "TTIN": "add",
+            "TTOU": "remove",
+            "WINCH": "keep",
+            "TERM": "stop",
+            "INT": "quick-stop",
+            "QUIT": "quick-stop",
+        },
+    ),
+)
+
+
 class ReferenceAdapter:
     name = "reference"
     distribution = ""
     default_requirements: Tuple[str, ...] = ("h11",)
+    SIGNAL_SOURCE = SIGNAL_SOURCE
+    SIGNAL_CONTRACTS = SIGNAL_CONTRACTS
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = tuple(int(p) for p in str(ctx.python_version).split(".")[:2] if p.isdigit())

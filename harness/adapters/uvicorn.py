@@ -24,11 +24,37 @@ from servers.launcher import command
 MIN_VERSION = "0.9.1"  # first release with uvicorn/__main__.py (read from the sdists of 0.9.0 and 0.9.1)
 # (lifespan exists since 0.4.0 and spawn is hard-coded since 0.10.1: neither changes a flag here)
 
+#: the master's signals (harness.run.contracts), from uvicorn/supervisors/multiprocess.py: 0.30.0's new
+#: supervisor restarts every worker on HUP (handle_hup -> restart_all), adds / removes one on TTIN / TTOU
+#: (never below one), stops on INT / TERM, and catches USR1, USR2, QUIT and WINCH without a handler
+#: ("no handler is defined for it": the workers are kept). Before 0.30 the parent installs handlers for
+#: INT and TERM only (HANDLED_SIGNALS); any other signal takes its default action.
+SIGNAL_SOURCE = "uvicorn docs: Deployment (Built-in process manager); uvicorn/supervisors/multiprocess.py"
+SIGNAL_CONTRACTS = (
+    (
+        "0.30.0",
+        {
+            "HUP": "reload",
+            "TTIN": "add",
+            "TTOU": "remove",
+            "USR1": "keep",
+            "USR2": "keep",
+            "QUIT": "keep",
+            "WINCH": "keep",
+            "INT": "stop",
+            "TERM": "stop",
+        },
+    ),
+    (MIN_VERSION, {"INT": "stop", "TERM": "stop"}),
+)
+
 
 class UvicornAdapter:
     name = "uvicorn"
     distribution = "uvicorn"
     default_requirements = ("uvicorn",)
+    SIGNAL_SOURCE = SIGNAL_SOURCE
+    SIGNAL_CONTRACTS = SIGNAL_CONTRACTS
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         version = ctx.server_version

@@ -169,7 +169,6 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     return 0
 
 
-
 def _answer(  # noqa: PLR0917 - the pieces of one answer, printed together
     say: Callable[[str], None],
     results: str,

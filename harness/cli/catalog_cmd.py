@@ -214,7 +214,6 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     return 1 if any(r.failure_class == "harness-error" for _, _, g in done for r in g.records) else 0
 
 
-
 def _decisive_lines(done: Sequence[Any]) -> List[Tuple[str, str]]:
     """Per entry whose affected case failed while its fixed case passed in this run: the failing line
     the passing twin does not log (harness.verdict.signature.distinguishing_line)."""

@@ -64,7 +64,9 @@ from harness.model.records import (
     load_records,
 )
 from harness.model.text import one_line
-from harness.run.faults import FAULTS
+from harness.run.faults import ARGUMENTS, FAULTS, MAX_INTERVAL_S
+from harness.run.faults import MAX_REPEAT as MAX_FAULT_REPEAT
+from harness.run.faults import check as check_fault
 from harness.run.faults import summary as fault_summary
 from harness.run.runner import BASE_TIMEOUT_S, parse_bind, run_scenario, validate
 from harness.verdict.agreement import FLAKY, Group, group_runs, rates
@@ -114,9 +116,57 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=positive_int, default=d.concurrency)
     p.add_argument("--keepalive-requests", type=non_negative_int, default=d.keepalive_requests)
     p.add_argument(
-        "--fault", default="", choices=("", *FAULTS), help="inject a fault (see harness.run.faults)"
+        "--fault",
+        default="",
+        type=_fault_name,
+        metavar="FAULT",
+        help=f"inject a fault: {', '.join(_fault_choices())} (see harness.run.faults)",
+    )
+    p.add_argument(
+        "--fault-repeat",
+        type=bounded_int(1, MAX_FAULT_REPEAT),
+        default=d.fault_repeat,
+        metavar="N",
+        help="signal-master: send the signal N times (default 1)",
+    )
+    p.add_argument(
+        "--fault-interval",
+        type=_interval,
+        default=d.fault_interval,
+        metavar="S",
+        help="signal-master: seconds between two signals (default 1.0)",
     )
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
+    p.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="append ARG verbatim to the server's command line (repeatable; --server-arg=--flag for dashes)",
+    )
+
+
+def _fault_choices() -> List[str]:
+    return [f"{name}:{ARGUMENTS[name].split(' ')[0]}" if name in ARGUMENTS else name for name in FAULTS]
+
+
+def _fault_name(text: str) -> str:
+    try:
+        check_fault(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0.0 <= value <= MAX_INTERVAL_S:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be seconds in 0..{MAX_INTERVAL_S:g}, got {text!r}")
+    return value
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:

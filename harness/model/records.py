@@ -42,8 +42,12 @@ class Scenario:
     * stdin - inherit | devnull | closed
     * stop - group (SIGTERM to the process group) | master (SIGTERM to the master only)
     * requests / concurrency - the fresh-connection load; keepalive_requests - the keep-alive phase
-    * fault - a fault injected while load runs ("" = none)
+    * fault - a fault injected while load runs ("" = none; `signal-master:HUP`, `kill-workers:2` take an
+      argument: harness.run.faults); fault_repeat / fault_interval - how often a signal fault is sent and
+      the seconds between two sends
     * options - extra adapter options as (key, value) pairs
+    * server_args - arguments appended verbatim to the server's command line, after the adapter's own
+      (an argv list, never a shell string)
     """
 
     server: str = "reference"
@@ -61,9 +65,13 @@ class Scenario:
     keepalive_requests: int = 50
     fault: str = ""
     options: Tuple[Tuple[str, str], ...] = ()
+    server_args: Tuple[str, ...] = ()
+    fault_repeat: int = 1
+    fault_interval: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requirements", _frozen_tuple(self.requirements))
+        object.__setattr__(self, "server_args", _frozen_tuple(self.server_args))
         object.__setattr__(self, "options", tuple((str(k), str(v)) for k, v in (self.options or ())))
 
     @property
@@ -83,6 +91,10 @@ class Scenario:
             parts.append(self.app)
         if self.fault:
             parts.append(f"fault={self.fault}")
+            if self.fault_repeat != 1:
+                parts.append(f"x{self.fault_repeat}")
+            if self.fault_interval != 1.0:
+                parts.append(f"every{self.fault_interval:g}s")
         if self.stop != "group":
             parts.append(f"stop={self.stop}")
         if self.stdin != "devnull":
@@ -91,12 +103,15 @@ class Scenario:
             parts.append(f"py{self.python}")
         if self.options:
             parts.append(",".join(f"{k}={v}" for k, v in self.options))
+        if self.server_args:
+            parts.append("args=" + ",".join(self.server_args))
         return "-".join(p.replace(" ", "") for p in parts)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["requirements"] = list(self.requirements)
         d["options"] = [list(kv) for kv in self.options]
+        d["server_args"] = list(self.server_args)
         return d
 
     @classmethod
@@ -312,6 +327,8 @@ _CLASS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 def _scenario_type(f: "dataclasses.Field[Any]") -> Tuple[type, ...]:
     if isinstance(f.default, str):
         return (str,)
+    if isinstance(f.default, float):
+        return (int, float)
     if isinstance(f.default, int):
         return (int,)
     return (list, tuple)
@@ -336,9 +353,10 @@ def _check_scenario(data: Any) -> str:
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, want):
             return f"scenario.{key} is {_type_name(value)}"
-    for item in data.get("requirements") or ():
-        if not isinstance(item, str):
-            return "scenario.requirements holds a non-string"
+    for key in ("requirements", "server_args"):
+        for item in data.get(key) or ():
+            if not isinstance(item, str):
+                return f"scenario.{key} holds a non-string"
     for pair in data.get("options") or ():
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return "scenario.options holds something that is not a [key, value] pair"

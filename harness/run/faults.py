@@ -12,7 +12,10 @@ FAULTS (name -> Fault), three kinds:
 
 * runtime - injected once N workers answered, while a bounded fresh-connection load runs:
   kill-worker (SIGKILL one worker), stop-worker (SIGSTOP one worker: a hung worker; resumed afterwards),
-  kill-master (SIGKILL the master), term-master-only (the graceful stop signal to the master alone)
+  kill-master (SIGKILL the master), term-master-only (the graceful stop signal to the master alone),
+  kill-workers:K / kill-workers:all (SIGKILL K or every worker at the same instant),
+  signal-master:SIG (SIG in harness.run.contracts.SIGNALS, sent to the master alone `fault_repeat` times,
+  `fault_interval` s apart; checked against the contract the server's adapter declares)
 * launch - the environment is spoiled before the launch: port-in-use (the harness holds a listening socket
   on the port the server is given), stale-uds (a socket file nobody listens on at the UDS path)
 * app - the app is replaced: import-error (servers.apps_broken:app), lifespan-failure
@@ -24,6 +27,14 @@ was measured: `victim_pid`, `worker_replaced`, `new_pids`, `recovery_s` (injecti
 again), `requests` / `failed_requests` (the load during the fault window), `probe_errors`,
 `server_exited`, `exit_code`, `workers_left` (kill-master), `exit_s`.
 
+After every runtime fault that leaves the master running, `workers_after` (the live workers once the count
+settled) and `expected_after` (what the fault's contract leaves: N, N+k after TTIN...) are recorded: more
+than expected is the class excess-workers, fewer after kill-workers is partial-workers. signal-master also
+records `contract` {signal, expect, source}, `sent`, `steps` (per signal what was seen), `violation` (the
+first breach of the contract, one line naming the signal, what was observed and what was expected) and
+`resources` {before, after, growth}: the master's open fds / handles, threads and child processes sampled
+before the first signal and after the count settled; growth beyond RESOURCE_SLACK is a `leak`.
+
 Processes are signalled through psutil (kill / suspend / resume work on every OS) and the harness's
 platform module (the graceful stop); every wait is bounded by a time.monotonic() deadline.
 """
@@ -33,12 +44,13 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import psutil
 
 from harness import _platform
 from harness.model.records import Scenario
+from harness.run import contracts
 from harness.run.calibrate import contention
 from harness.run.load import run_load
 from harness.run.readiness import Target, wait_ready
@@ -54,6 +66,25 @@ STOP_WORKER_RECOVERY_S = 40.0
 BATCH = 40
 CONCURRENCY = 8
 REQUEST_TIMEOUT_S = 3.0
+
+#: a signal whose contract keeps the workers is watched this long (x contention, at least the interval)
+#: for a worker dying of it: the evidence is an original worker pid gone, and a signal's default action
+#: (terminate) acts on delivery
+KEEP_WATCH_S = 2.0
+#: kill-workers: no new worker pid this long (x contention) after the kill is a master not replacing
+NO_REPLACEMENT_S = 6.0
+#: a worker count that did not move for this long (x contention) has settled where it is: workers that
+#: drain or start show up as pids appearing or going well within it
+SETTLED_S = 3.0
+#: growth of the master's resources over a signal sequence that is not a leak: fds / handles, threads,
+#: child processes beyond what the contract changes (a worker's pipe or temp file per added worker is
+#: allowed on top: PER_WORKER_FDS). Read: gunicorn 26.0.0 leaks 2 fds per worker per HUP (#3648), so 10
+#: HUPs at 2 workers are ~40 fds; a correct master stays within a handful.
+RESOURCE_SLACK = {"fds": 8, "threads": 2, "children": 1}
+PER_WORKER_FDS = 4
+#: the most signals one run may send (and kill-workers' K is at most --workers)
+MAX_REPEAT = 1000
+MAX_INTERVAL_S = 60.0
 
 BROKEN_APP = "servers.apps_broken:app"
 LIFESPAN_APP = "servers.apps:failing_lifespan"
@@ -109,14 +140,67 @@ FAULTS: Dict[str, Fault] = {
         Fault("stale-uds", "launch", "the stale socket file (nobody listening) is replaced and served"),
         Fault("import-error", "app", "exits non-zero with the import error; no hang, no respawn loop"),
         Fault("lifespan-failure", "app", "exits non-zero after the failed lifespan startup; no hang"),
+        Fault(
+            "kill-workers",
+            "runtime",
+            "every killed worker is replaced and exactly N workers answer again",
+        ),
+        Fault(
+            "signal-master",
+            "runtime",
+            "the master does what its server documents for the signal (harness.run.contracts)",
+        ),
     )
+}
+#: faults that take an argument after a colon, and what it is
+ARGUMENTS = {
+    "kill-workers": "K (a worker count) or all",
+    "signal-master": "SIG: " + " ".join(contracts.SIGNALS),
 }
 
 
-def check(name: str) -> None:
-    """UnknownFault (one line) unless `name` is "" or a fault."""
-    if name and name not in FAULTS:
+def split(name: str) -> Tuple[str, str]:
+    """`signal-master:HUP` -> ("signal-master", "HUP"); `kill-worker` -> ("kill-worker", "")."""
+    base, _, arg = str(name or "").partition(":")
+    return base, arg
+
+
+def check(name: str, workers: Optional[int] = None, repeat: int = 1, interval: float = 1.0) -> None:
+    """UnknownFault (one line) unless `name` is "" or a fault with a valid argument (and, given, a
+    worker count it fits, a repeat count and an interval in range)."""
+    if not name:
+        return
+    base, arg = split(name)
+    if base not in FAULTS:
         raise UnknownFault(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+    if base in ARGUMENTS and not arg:
+        raise UnknownFault(f"fault {base!r} needs an argument: {base}:{ARGUMENTS[base]}")
+    if base not in ARGUMENTS and arg:
+        raise UnknownFault(f"fault {base!r} takes no argument (got {arg!r})")
+    if base == "signal-master":
+        sig = arg.upper()[3:] if arg.upper().startswith("SIG") else arg.upper()
+        if sig not in contracts.SIGNALS:
+            raise UnknownFault(
+                f"signal-master: unknown signal {arg!r} (known: {' '.join(contracts.SIGNALS)})"
+            )
+    if base == "kill-workers" and arg != "all":
+        if not arg.isdigit() or int(arg) < 1:
+            raise UnknownFault(f"kill-workers: K must be a worker count >= 1 or 'all', not {arg!r}")
+        if workers is not None and int(arg) > workers:
+            raise UnknownFault(f"kill-workers:{arg} kills more workers than the {workers} asked for")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise UnknownFault(f"fault_repeat must be an integer in 1..{MAX_REPEAT}, not {repeat!r}")
+    if not isinstance(interval, (int, float)) or not 0.0 <= float(interval) <= MAX_INTERVAL_S:
+        raise UnknownFault(f"fault_interval must be seconds in 0..{MAX_INTERVAL_S:g}, not {interval!r}")
+
+
+def signal_of(name: str) -> str:
+    """The bare signal name of a signal-master fault ("HUP"), else ""."""
+    base, arg = split(name)
+    if base != "signal-master":
+        return ""
+    up = arg.upper()
+    return up[3:] if up.startswith("SIG") else up
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -203,12 +287,13 @@ def _wait_exit(ctx: FaultContext, deadline: float) -> Optional[float]:
     return None
 
 
-def _wait_gone(pids: List[int], deadline: float) -> List[int]:
+def _wait_gone(pids: List[int], deadline: float, alive: Optional[Callable[[], bool]] = None) -> List[int]:
     """Pids still running (zombies count as gone: an orphan's zombie waits for init, which may be slow)
-    at the deadline, or [] as soon as all are gone. Polled: these are not our children."""
+    at the deadline, or [] as soon as all are gone; given `alive`, also as soon as it says False. Polled:
+    these are not our children."""
     left = [pid for pid in pids if _running(pid)]
     delay = 0.005
-    while left and time.monotonic() < deadline:
+    while left and time.monotonic() < deadline and (alive is None or alive()):
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # bounded poll, not synchronisation
         delay = min(delay * 2, 0.1)
         left = [pid for pid in left if _running(pid)]
@@ -221,11 +306,19 @@ def _wait_gone(pids: List[int], deadline: float) -> List[int]:
 class FaultPlan:
     """One run's fault: the launch overrides it needs, its injection and its verdict. See module doc."""
 
-    def __init__(self, name: str, app: str, scratch: str) -> None:
-        check(name)
+    def __init__(
+        self, name: str, app: str, scratch: str, *, workers: int = 2, repeat: int = 1, interval: float = 1.0
+    ) -> None:
+        check(name, workers, repeat, interval)
         self.name = name
-        self.fault: Optional[Fault] = FAULTS.get(name)
+        self.base_name, self.arg = split(name)
+        self.fault: Optional[Fault] = FAULTS.get(self.base_name)
         self.kind = self.fault.kind if self.fault else ""
+        self.repeat = int(repeat)
+        self.interval = float(interval)
+        self.signal = signal_of(name)
+        #: signal-master: the contract the adapter declares (set_contract), None until then
+        self.contract: Optional[contracts.Contract] = None
         self.app = app
         self.port = 0
         self.needs_uds = name == "stale-uds"
@@ -243,6 +336,8 @@ class FaultPlan:
             self._holder.bind(("127.0.0.1", 0))
             self._holder.listen(1)
             self.port = int(self._holder.getsockname()[1])
+        elif self.signal and _platform.signal_unavailable(self.signal):
+            self.unsupported = _platform.signal_unavailable(self.signal)
         elif name == "stale-uds" and not hasattr(socket, "AF_UNIX"):
             self.unsupported = "stale-uds needs AF_UNIX sockets, which this Python has not"
         elif name == "stale-uds":
@@ -256,6 +351,24 @@ class FaultPlan:
     @property
     def runtime(self) -> bool:
         return self.kind == "runtime"
+
+    def set_contract(self, adapter: object, version: str) -> None:
+        """signal-master: look up what the server documents for the signal at this version; none
+        documented makes the run `unsupported` (nothing is sent that nobody promised anything about)."""
+        if not self.signal or self.unsupported:
+            return
+        found = contracts.contract_for(adapter, version, self.signal)
+        if isinstance(found, str):
+            self.unsupported = found
+        else:
+            self.contract = found
+
+    @property
+    def reproves(self) -> bool:
+        """After this fault, readiness is proven again (the master should still be serving)."""
+        if self.base_name in ("kill-worker", "stop-worker", "kill-workers"):
+            return True
+        return self.contract is not None and self.contract.expect not in contracts.STOPPING
 
     def close(self) -> None:
         if self._holder is not None:
@@ -272,6 +385,13 @@ class FaultPlan:
         if self.fault is None:
             return {}
         out: Dict[str, Any] = {"fault": self.name, "kind": self.kind, "expected": self.fault.expected}
+        if self.contract is not None:
+            c = self.contract
+            out["contract"] = {"signal": c.signal, "expect": c.expect, "text": c.text, "source": c.source}
+            out["expected"] = f"SIG{c.signal}: {c.text}"
+        if self.signal:
+            out["repeat"] = 1 if self.contract and self.contract.expect in contracts.STOPPING else self.repeat
+            out["interval_s"] = self.interval
         if self.port:
             out["port"] = self.port
         if self.uds_path:
@@ -291,8 +411,11 @@ class FaultPlan:
         victims = sorted(before)
         budget = ctx.recovery_s or (STOP_WORKER_RECOVERY_S if self.name == "stop-worker" else RECOVERY_S)
         budget *= contention()
-        if self.name in ("kill-worker", "stop-worker") and not victims:
+        if self.base_name in ("kill-worker", "stop-worker", "kill-workers", "signal-master") and not victims:
             out.update(handled=None, why="no worker pid known: nothing to inject into")
+            return out
+        if self.signal and self.contract is None:
+            out.update(handled=None, why="no contract was looked up for the signal: nothing sent")
             return out
         load = _Load(ctx.target).start()
         t0 = time.monotonic()
@@ -300,11 +423,26 @@ class FaultPlan:
         try:
             if self.name in ("kill-worker", "stop-worker"):
                 out.update(self._worker_fault(ctx, victims[0], before, t0, deadline))
+            elif self.base_name == "kill-workers":
+                out.update(self._kill_workers(ctx, before, t0, deadline))
+            elif self.base_name == "signal-master":
+                out.update(self._signal_master(ctx, before, t0, budget))
             else:
                 out.update(self._master_fault(ctx, victims, t0, deadline))
+            if self.reproves and not out.get("server_exited"):
+                # the upper bound after every fault that leaves the master up: settle to the count the
+                # fault leaves (evidence: the live worker count reaching it), then compare
+                expected = int(out.get("expected_after") or ctx.workers)
+                out["expected_after"] = expected
+                out["workers_after"] = _settle_count(ctx, expected, time.monotonic() + budget / 2)
+                if out["workers_after"] != expected and out.get("handled"):
+                    why = f"{out['workers_after']} workers ran after the fault settled; expected {expected}"
+                    out.update(handled=False, why=why)
         finally:
             load.stop(time.monotonic() + 2 * REQUEST_TIMEOUT_S + 5)
         out.update(load.result())
+        if self.base_name == "signal-master":
+            self._judge_signal(out)
         return out
 
     def _worker_fault(
@@ -349,6 +487,225 @@ class FaultPlan:
         else:
             out.update(handled=False, why=f"replaced, but not all {ctx.workers} workers answered in time")
         return out
+
+    def _kill_workers(
+        self, ctx: FaultContext, before: Set[int], t0: float, deadline: float
+    ) -> Dict[str, Any]:
+        """SIGKILL K (or all) workers back to back, then wait for N workers from new pids to answer."""
+        victims = sorted(before) if self.arg == "all" else sorted(before)[: int(self.arg)]
+        procs = [p for p in (_proc(pid) for pid in victims) if p is not None]
+        for p in procs:  # one loop, nothing in between: as close to "the same instant" as signals get
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        gone = set(victims)
+        # the evidence waited for is a replacement: a new worker pid. A master that starts none within
+        # NO_REPLACEMENT_S (x contention) of the kill - or of the last new pid - is not replacing them
+        # (uvicorn < 0.30 never does), so the wait ends there rather than at the recovery deadline
+        grace = NO_REPLACEMENT_S * contention()
+        last_new = [time.monotonic(), 0]
+
+        def still_hopeful() -> bool:
+            if not ctx.alive():
+                return False
+            new_count = len(set(ctx.worker_pids()) - before)
+            if new_count != last_new[1]:
+                last_new[:] = [time.monotonic(), new_count]
+            return new_count >= len(victims) or time.monotonic() - last_new[0] < grace
+
+        rr = wait_ready(
+            lambda: ctx.target,
+            ctx.workers,
+            deadline,
+            alive=still_hopeful,
+            worker_pids=lambda: set(ctx.worker_pids()) - gone,
+        )
+        now_workers = set(ctx.worker_pids()) - gone
+        new = sorted(now_workers - before)
+        out: Dict[str, Any] = {
+            "victims": victims,
+            "killed": len(victims),
+            "worker_replaced": len(new) >= len(victims),
+            "new_pids": new,
+            "recovery_s": round(rr.all_workers - t0, 3) if rr.ready and rr.all_workers else None,
+            "probe_errors": dict(sorted((rr.errors or {}).items())),
+            "server_exited": not ctx.alive(),
+            "exit_code": ctx.exit_code(),
+            "expected_after": ctx.workers,
+        }
+        if out["server_exited"]:
+            out.update(
+                handled=False,
+                why=f"the server exited (code {out['exit_code']}) after {len(victims)} workers died",
+            )
+        elif rr.ready:
+            out.update(handled=True, why=f"all {ctx.workers} answered again after {out['recovery_s']} s")
+        else:
+            waited = round(time.monotonic() - t0, 1)
+            why = f"{len(new)} of {len(victims)} killed workers replaced; gave up after {waited:g} s"
+            out.update(handled=False, why=why)
+        return out
+
+    def _signal_master(self, ctx: FaultContext, before: Set[int], t0: float, budget: float) -> Dict[str, Any]:
+        """Send the signal `repeat` times, `interval` s apart, each time waiting for the evidence the
+        contract names (below), and sample the master's resources before the first and after the last."""
+        contract = self.contract
+        assert contract is not None
+        expect = contract.expect
+        repeat = 1 if expect in contracts.STOPPING else self.repeat
+        out: Dict[str, Any] = {"victim_pid": ctx.master_pid, "sent": 0, "steps": []}
+        resources_before = _resources(ctx.master_pid)
+        current = set(before)
+        seen_new: Set[int] = set()
+        for i in range(repeat):
+            if i:
+                _pace(ctx, self.interval)
+            if not ctx.alive():
+                break
+            try:
+                if not _platform.send_signal(ctx.master_pid, self.signal):
+                    break
+            except OSError as exc:
+                out.update(handled=None, why=f"SIG{self.signal} could not be sent: {exc}")
+                return out
+            out["sent"] += 1
+            step = self._settle_step(ctx, expect, current, time.monotonic() + budget)
+            out["steps"].append(step)
+            seen_new |= set(step.get("new", ()))
+            if step.get("master_exited") or expect in contracts.STOPPING:
+                break
+            current = set(ctx.worker_pids()) or current
+        out["new_pids"] = sorted(seen_new)
+        out["server_exited"] = not ctx.alive()
+        out["exit_code"] = ctx.exit_code()
+        out["sequence_s"] = round(time.monotonic() - t0, 3)
+        if expect in contracts.STOPPING:
+            step = out["steps"][0] if out["steps"] else {}
+            out["exit_s"] = step.get("exit_s")
+            out["workers_left"] = step.get("workers_left", [])
+            return out
+        out["expected_after"] = contracts.expected_workers(expect, len(before), out["sent"])
+        if not out["server_exited"]:
+            # the resources after: once the count settled (old workers reaped), so a drained worker's fds
+            # are not taken for growth
+            _settle_count(ctx, int(out["expected_after"]), time.monotonic() + budget / 2)
+            after = _resources(ctx.master_pid)
+            out["resources"] = _growth(resources_before, after, int(out["expected_after"]) - len(before))
+        recovered = [s.get("recovery_s") for s in out["steps"] if s.get("recovery_s") is not None]
+        out["recovery_s"] = max(recovered) if recovered else None
+        return out
+
+    def _settle_step(
+        self, ctx: FaultContext, expect: str, current: Set[int], deadline: float
+    ) -> Dict[str, Any]:
+        """What one signal did, waited for as the contract says:
+
+        * reload - every worker of `current` gone and N workers from new pids answering
+        * add / remove - the live count at len(current) +1 / -1 (never below 1), the new one answering
+        * keep - KEEP_WATCH_S (x contention, at least the interval) of watching for an original pid to die;
+          if one did, the wait goes on until N answer again (the recovery time is measured)
+        * stop / quick-stop - the master's exit, then its workers gone
+        """
+        t0 = time.monotonic()
+        n = len(current)
+        step: Dict[str, Any] = {}
+        if expect in contracts.STOPPING:
+            exit_s = _wait_exit(ctx, deadline)
+            step["exit_s"] = exit_s
+            step["master_exited"] = exit_s is not None
+            step["workers_left"] = _wait_gone(sorted(current), deadline)
+            return step
+        if expect == "keep":
+            watch_until = t0 + max(self.interval, KEEP_WATCH_S * contention())
+            while time.monotonic() < watch_until and ctx.alive():
+                if current - set(ctx.worker_pids()):
+                    break
+                _pace(ctx, 0.05)
+            want = n
+        elif expect == "add":
+            want = n + 1
+        elif expect == "remove":
+            want = max(1, n - 1)
+        else:
+            want = n
+        exclude = set(current) if expect == "reload" else set()
+        rr = wait_ready(
+            lambda: ctx.target,
+            want,
+            deadline,
+            alive=ctx.alive,
+            worker_pids=lambda: set(ctx.worker_pids()) - exclude,
+        )
+        if expect == "reload" and ctx.alive():
+            # the old ones drain after the new ones answer: wait for them to be gone (the evidence of a
+            # completed reload), bounded by the same deadline (a dead master's orphans are not waited for)
+            _wait_gone(sorted(current), deadline, alive=ctx.alive)
+        elif expect in ("add", "remove"):
+            _settle_count(ctx, want, deadline)  # the removed one drained (or the added one counted)
+        live = set(ctx.worker_pids())
+        step["kept"] = len(current & live)
+        step["replaced"] = len(current - live)
+        step["new"] = sorted(live - current)
+        step["workers"] = len(live)
+        step["wanted"] = want
+        step["recovery_s"] = (
+            round(rr.all_workers - t0, 3)
+            if rr.ready and rr.all_workers and (expect != "keep" or step["replaced"])
+            else None
+        )
+        step["master_exited"] = not ctx.alive()
+        return step
+
+    def _judge_signal(self, out: Dict[str, Any]) -> None:
+        """The contract's verdict: `violation` (one line, stable across runs: counts of workers, never of
+        requests or seconds) or none, and `handled`."""
+        contract = self.contract
+        if contract is None or "sent" not in out or (out.get("handled") is None and out.get("why")):
+            return
+        sig, expect = contract.signal, contract.expect
+        steps: List[Dict[str, Any]] = list(out.get("steps") or [])
+        violation = ""
+        if not out.get("sent"):
+            violation = f"{sig}: the signal could not be sent (the master was gone)"
+        elif expect in contracts.STOPPING:
+            left = out.get("workers_left") or []
+            if not out.get("server_exited"):
+                violation = f"{sig}: the master kept running; expected {expect}"
+            elif left:
+                violation = f"{sig}: {len(left)} worker(s) outlived the master; expected none"
+            elif expect == "stop" and out.get("exit_code") != 0:
+                violation = f"{sig}: the master exited {out.get('exit_code')}; expected exit 0"
+        elif out.get("server_exited"):
+            violation = f"{sig}: the master exited (code {out.get('exit_code')}); expected it to stay"
+        else:
+            for step in steps:
+                kept, replaced = int(step.get("kept", 0)), int(step.get("replaced", 0))
+                total = kept + replaced
+                if expect == "reload" and kept:
+                    violation = f"{sig}: {kept} of {total} workers kept; expected all replaced"
+                elif expect == "keep" and replaced:
+                    violation = f"{sig}: {replaced} of {total} workers replaced; expected kept"
+                elif expect in ("add", "remove") and replaced > (1 if expect == "remove" else 0):
+                    violation = f"{sig}: {replaced} of {total} workers replaced; expected the others kept"
+                if violation:
+                    break
+            after, wanted = out.get("workers_after"), out.get("expected_after")
+            if not violation and after is not None and wanted is not None and after != wanted:
+                violation = f"{sig}: {after} workers after {out['sent']} x {sig}; expected {wanted}"
+            if not violation and int(out.get("failed_requests") or 0):
+                violation = f"{sig}: requests failed while it was handled; expected none dropped"
+        growth = (out.get("resources") or {}).get("growth") or {}
+        out["violation"] = violation
+        if violation:
+            out.update(handled=False, why=violation)
+        elif growth:
+            what, (a, b) = next(iter(sorted(growth.items())))
+            out.update(handled=False, why=f"the master's {what} grew {a} -> {b} after {out['sent']} x {sig}")
+        else:
+            rec = out.get("recovery_s")
+            tail = f", recovered in {rec} s" if rec is not None else ""
+            out.update(handled=True, why=f"{sig} x {out['sent']}: contract kept ({expect}{tail})")
 
     def _master_fault(
         self, ctx: FaultContext, workers: List[int], t0: float, deadline: float
@@ -423,6 +780,69 @@ class FaultPlan:
         return out
 
 
+def _pace(ctx: FaultContext, seconds: float) -> None:
+    """Wait `seconds` between two signals (the asked-for pacing, not a synchronisation), ending early when
+    the master is gone."""
+    end = time.monotonic() + seconds
+    while ctx.alive():
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.05, left))  # the pacing the scenario asked for, polled for the master's exit
+
+
+def _settle_count(ctx: FaultContext, expected: int, deadline: float) -> int:
+    """The live worker count once it equals `expected` (the evidence waited for: old workers drained,
+    replacements started), or once it stopped moving: no worker started or exited for SETTLED_S (x the
+    CPU share this process gets now) - a server that overshot or fell short and stays there - or whatever
+    it is at the deadline."""
+    delay = 0.01
+    pids = set(ctx.worker_pids())
+    changed = time.monotonic()
+    quiet_s = SETTLED_S * contention()
+    while len(pids) != expected and ctx.alive():
+        now = time.monotonic()
+        if now >= deadline or now - changed >= quiet_s:
+            break
+        time.sleep(min(delay, max(0.0, deadline - now)))  # bounded poll, not synchronisation
+        delay = min(delay * 2, 0.2)
+        current = set(ctx.worker_pids())
+        if current != pids:
+            pids, changed = current, time.monotonic()
+    return len(pids)
+
+
+def _resources(pid: int) -> Dict[str, int]:
+    """The master's open fds (handles on Windows), threads and direct children; {} when unreadable."""
+    p = _proc(pid)
+    if p is None:
+        return {}
+    try:
+        with p.oneshot():
+            return {
+                "fds": _platform.open_handles(p),
+                "threads": int(p.num_threads()),
+                "children": len(p.children()),
+            }
+    except psutil.Error:
+        return {}
+
+
+def _growth(before: Dict[str, int], after: Dict[str, int], worker_delta: int) -> Dict[str, Any]:
+    """{before, after, growth: {what: [before, after]}} - growth beyond RESOURCE_SLACK (plus what the
+    contract's change of worker count explains)."""
+    growth: Dict[str, List[int]] = {}
+    for key, slack in RESOURCE_SLACK.items():
+        if key not in before or key not in after:
+            continue
+        allowed = slack + max(0, worker_delta) * (
+            PER_WORKER_FDS if key == "fds" else 1 if key == "children" else 0
+        )
+        if after[key] - before[key] > allowed:
+            growth[key] = [before[key], after[key]]
+    return {"before": before, "after": after, "growth": growth}
+
+
 def _in_use(line: str) -> bool:
     low = line.lower()
     return "in use" in low or "eaddrinuse" in low or "errno 98" in low or "10048" in low
@@ -431,7 +851,14 @@ def _in_use(line: str) -> bool:
 def plan(scenario: Scenario, scratch: str) -> FaultPlan:
     """The FaultPlan of `scenario.fault` (a no-op plan for ""); UnknownFault for an unknown name.
     Needs the run's private scratch directory (the stale-uds socket file goes there)."""
-    return FaultPlan(str(scenario.fault or ""), str(scenario.app), scratch)
+    return FaultPlan(
+        str(scenario.fault or ""),
+        str(scenario.app),
+        scratch,
+        workers=int(scenario.workers),
+        repeat=scenario.fault_repeat,
+        interval=scenario.fault_interval,
+    )
 
 
 def summary(outcome: Dict[str, Any]) -> str:

@@ -69,6 +69,23 @@ def parse_bind(bind: str) -> Tuple[str, Optional[int]]:
     raise ValueError(f"bad bind {bind!r}: expected tcp, uds or fd:N")
 
 
+def check_server_args(args: Tuple[str, ...]) -> None:
+    """`--server-arg` values: argv items (never a shell string), so no NUL byte (an argv item cannot hold
+    one) and nothing that says where to listen (loopback only: --bind is the harness's)."""
+    for arg in args:
+        if not isinstance(arg, str):
+            raise ValueError(f"server argument {arg!r} is not a string")
+        if "\x00" in arg:
+            raise ValueError(f"server argument {arg!r} holds a NUL byte (an argv item cannot)")
+        if arg.startswith("-"):
+            name = arg.lstrip("-").partition("=")[0].replace("_", "-").lower()
+            if name in BIND_OPTIONS:
+                raise ValueError(
+                    f"server argument {arg!r} would change where the server listens: "
+                    "use --bind tcp|uds|fd:N (loopback only)"
+                )
+
+
 def validate(scenario: Scenario) -> None:
     """Cheap checks of a scenario's own fields; ValueError with one line."""
     if scenario.workers < 1:
@@ -80,13 +97,15 @@ def validate(scenario: Scenario) -> None:
         raise ValueError(f"stop must be one of {', '.join(VALID_STOP)}, not {scenario.stop!r}")
     if scenario.requests < 0 or scenario.concurrency < 1 or scenario.keepalive_requests < 0:
         raise ValueError("requests and keepalive_requests must be >= 0, concurrency >= 1")
-    faults.check(scenario.fault)  # UnknownFault is a ValueError
+    # UnknownFault is a ValueError
+    faults.check(scenario.fault, scenario.workers, scenario.fault_repeat, scenario.fault_interval)
     for key, _ in scenario.options:
         if key.strip().lstrip("-").replace("_", "-").lower() in BIND_OPTIONS:
             raise ValueError(
                 f"option {key!r} would change where the server listens: "
                 "use --bind tcp|uds|fd:N (loopback only)"
             )
+    check_server_args(scenario.server_args)
     if ":" not in scenario.app:
         raise ValueError(f"app must be MODULE:ATTR, not {scenario.app!r}")
 
@@ -384,7 +403,8 @@ def _bound(
     plan = faults.plan(sc, scratch)
     harness_sock: Optional[socket.socket] = None
     try:
-        if plan.unsupported:  # e.g. stale-uds where Python has no AF_UNIX
+        plan.set_contract(adapter, run.server_version)  # signal-master: what the server documents
+        if plan.unsupported:  # e.g. stale-uds where Python has no AF_UNIX, a signal nobody documents
             return _early(run, unsupported=plan.unsupported)
         kind, fd_n = ("uds", None) if plan.needs_uds else parse_bind(sc.bind)
         asked: Dict[str, Any] = {"kind": kind, "host": "127.0.0.1", "port": plan.port}
@@ -419,7 +439,9 @@ def _bound(
             return _early(run, unsupported=str(exc) or "unsupported here")
         env_set.update({str(k): str(v) for k, v in spec.env.items()})
         run.env_set = dict(env_set)
-        run.command = tuple(str(a) for a in spec.argv)
+        # --server-arg: verbatim, after the adapter's own flags, as argv items (no shell)
+        run.command = tuple(str(a) for a in spec.argv) + tuple(sc.server_args)
+        spec = dataclasses.replace(spec, argv=run.command)
         launched = stages.launch(
             sc, spec, env_set, run_dir=run_dir, asked=asked, harness_sock=harness_sock, trace=run.trace
         )

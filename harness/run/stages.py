@@ -232,20 +232,24 @@ def fault(
     outcome = plan.inject(ctx)
     trace.mark("fault_done")
     trace.snapshot(run.root_pid, "after-fault")
-    if plan.name not in ("kill-worker", "stop-worker"):
+    if not plan.reproves or "handled" not in outcome:
         return served, outcome
-    victim = int(outcome.get("victim_pid") or 0)
+    # gone for good: the killed workers and, after a reload, every worker from before it
+    gone = {int(outcome.get("victim_pid") or 0)} | {int(p) for p in outcome.get("victims") or ()}
+    if plan.contract is not None and plan.contract.expect == "reload":
+        gone |= set(served.answered)
+    expected = int(outcome.get("expected_after") or sc.workers)
     again = wait_ready(
         watch.target,
-        sc.workers,
+        expected,
         time.monotonic() + (deadline_s if outcome.get("handled") else min(5.0, deadline_s)),
         alive=watch.alive,
-        worker_pids=lambda: watch.worker_pids() - {victim},
+        worker_pids=lambda: watch.worker_pids() - gone,
     )
     ready = bool(again.ready)
     return Served(
         ready=ready,
-        answered={int(p) for p in (again.pid_first_seen or {})} - {victim},
+        answered={int(p) for p in (again.pid_first_seen or {})} - gone,
         exited_before_ready=bool(again.exited) or (not ready and run.proc.poll() is not None),
         alive_at_deadline=not ready and run.proc.poll() is None,
     ), outcome

@@ -175,9 +175,37 @@ def _looping_before_ready(obs: Observation) -> bool:
 
 
 def _looping_while_serving(obs: Observation) -> bool:
-    # A fault that kills one worker legitimately causes one replacement; more than that is a loop.
-    allowed = RESPAWN_LOOP_RESTARTS + (1 if obs.fault else 0)
+    # A fault that kills one worker legitimately causes one replacement, kill-workers:K K of them and a
+    # reload every worker once per signal (the new pids the fault saw); more than that is a loop.
+    caused = len((obs.fault_outcome or {}).get("new_pids") or ()) if obs.fault else 0
+    allowed = RESPAWN_LOOP_RESTARTS + max(1 if obs.fault else 0, caused)
     return obs.ready and obs.worker_restarts >= allowed
+
+
+def _fault_count(obs: Observation) -> "Tuple[int, int]":
+    """(live workers after the fault settled, what the fault leaves), or (-1, -1) when not measured."""
+    out = obs.fault_outcome or {}
+    if out.get("server_exited") or out.get("workers_after") is None or out.get("expected_after") is None:
+        return -1, -1
+    return int(out["workers_after"]), int(out["expected_after"])
+
+
+def _excess(obs: Observation) -> bool:
+    after, expected = _fault_count(obs)
+    return after > expected >= 0
+
+
+def _workers_lost(obs: Observation) -> bool:
+    after, expected = _fault_count(obs)
+    return str(obs.fault).startswith("kill-workers") and 0 <= after < expected
+
+
+def _violation(obs: Observation) -> str:
+    return str((obs.fault_outcome or {}).get("violation") or "")
+
+
+def _growth(obs: Observation) -> "Dict[str, Any]":
+    return dict(((obs.fault_outcome or {}).get("resources") or {}).get("growth") or {})
 
 
 def _all_workers_died(obs: Observation) -> bool:
@@ -242,6 +270,32 @@ RULES: Tuple[Rule, ...] = (
         lambda o: bool(wrong_listeners(o)),
         "wrong-listener",
         "binding is the first phase: a listener in the wrong place explains every later symptom",
+    ),
+    # A fault is injected only once N workers answered: what the server did about it is judged before
+    # anything the fault made happen afterwards (workers gone, nothing answering, a stop that failed).
+    Rule(
+        "fault-contract",
+        lambda o: bool(_violation(o)),
+        "contract-violation",
+        "a signal to the master broke what its server documents for it (harness.run.contracts)",
+    ),
+    Rule(
+        "fault-excess-workers",
+        _excess,
+        "excess-workers",
+        "after the fault settled more workers ran than asked for (or than the signal's contract leaves)",
+    ),
+    Rule(
+        "fault-workers-lost",
+        _workers_lost,
+        "partial-workers",
+        "after killing workers at once, fewer than N came back",
+    ),
+    Rule(
+        "fault-resource-growth",
+        lambda o: bool(_growth(o)),
+        "leak",
+        "the contract was kept, but the master's fds / threads / children grew over the signals",
     ),
     Rule(
         "crash-loop-exit",
@@ -384,6 +438,16 @@ def _synthetic(rule: Rule, obs: Observation) -> str:
         return f"leak: {len(obs.fault_outcome.get('workers_left') or ())} workers outlived the killed master"
     if rule.name == "fault-hung-worker-kept":
         return "partial-workers: hung worker not replaced"
+    if rule.name == "fault-contract":
+        return _violation(obs)
+    if rule.name in ("fault-excess-workers", "fault-workers-lost"):
+        after, expected = _fault_count(obs)
+        return f"{cls}: {after}/{expected} workers after {obs.fault}"
+    if rule.name == "fault-resource-growth":
+        out = obs.fault_outcome or {}
+        what = ", ".join(f"master {k}" for k in sorted(_growth(obs)))
+        sig = str((out.get("contract") or {}).get("signal") or obs.fault)
+        return f"leak: {what} grew after {out.get('sent', '?')} x {sig}"
     if cls == "wrong-listener":
         wrong = wrong_listeners(obs)
         asked = (obs.asked or {}).get("kind", "tcp")
@@ -461,6 +525,16 @@ def _reason(rule: Rule, obs: Observation) -> str:
         text = f"After the master was killed, {len(left)} worker(s) kept running (pids {pids})"
     elif rule.name == "fault-hung-worker-kept":
         text = f"A hung (stopped) worker was never replaced: {obs.fault_outcome.get('why', '')}"
+    elif rule.name == "fault-contract":
+        expected = (obs.fault_outcome.get("contract") or {}).get("text", "")
+        text = f"The signal's contract was broken: {_violation(obs)} (documented: {expected})"
+    elif rule.name in ("fault-excess-workers", "fault-workers-lost"):
+        after, expected = _fault_count(obs)
+        text = f"After {obs.fault} settled, {after} workers ran where {expected} were expected"
+    elif rule.name == "fault-resource-growth":
+        out = obs.fault_outcome
+        grown = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(_growth(obs).items()))
+        text = f"The master's resources grew over {out.get('sent', '?')} signals: {grown}"
     elif cls == "respawn-loop":
         text = f"Workers kept exiting and being replaced ({obs.worker_restarts} restarts, {got}/{n} answered)"
         if rule.name == "crash-loop-exit":

@@ -4,6 +4,16 @@ ASGI_HARNESS_ADAPTERS to ADAPTER_SPECS), the way a user registers an adapter of 
 
 ADAPTER_SPECS = (
     "tests.run.test_faults:IGNORE_TERM",
+    "tests.servers.bad_signals:DOUBLE_RESPAWN",
+    "tests.servers.bad_signals:GOOD",
+    "tests.servers.bad_signals:HUP_DROPS",
+    "tests.servers.bad_signals:HUP_EXITS",
+    "tests.servers.bad_signals:HUP_IGNORED",
+    "tests.servers.bad_signals:HUP_LEAKS_FDS",
+    "tests.servers.bad_signals:NO_RESPAWN",
+    "tests.servers.bad_signals:TERM_EXIT_1",
+    "tests.servers.bad_signals:TTIN_TWO",
+    "tests.servers.bad_signals:USR1_RESTARTS",
     "tests.servers.bad_launch:BAD_FLAG",
     "tests.servers.bad_launch:MISSING",
     "tests.servers.bad_launch:NO_MAIN",

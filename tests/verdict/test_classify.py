@@ -120,6 +120,33 @@ CASES = {
         _ok(fault="kill-master", fault_outcome={"handled": False, "workers_left": [101]}),
         "leak",
     ),
+    "fault-contract": (
+        _ok(
+            fault="signal-master:USR1",
+            fault_outcome={"handled": False, "violation": "USR1: 2 of 2 workers replaced; expected kept"},
+        ),
+        "contract-violation",
+    ),
+    "fault-excess-workers": (
+        _ok(fault="kill-workers:all", fault_outcome={"workers_after": 3, "expected_after": 2}),
+        "excess-workers",
+    ),
+    "fault-workers-lost": (
+        _ok(fault="kill-workers:all", fault_outcome={"workers_after": 1, "expected_after": 2}),
+        "partial-workers",
+    ),
+    "fault-resource-growth": (
+        _ok(
+            fault="signal-master:HUP",
+            fault_outcome={
+                "handled": False,
+                "sent": 20,
+                "contract": {"signal": "HUP"},
+                "resources": {"growth": {"fds": [12, 64]}},
+            },
+        ),
+        "leak",
+    ),
     "leaked": (_ok(leaks={"processes": [{"pid": 102}], "listeners": [], "uds": []}), "leak"),
     "keepalive-stall": (
         _ok(keepalive_ok=50, keepalive_latency={"p10": 42.1, "p25": 43.6, "p50": 44.0, "p90": 44.7}),
@@ -163,6 +190,45 @@ def test_rule_predicate_is_false_on_a_passing_run(rule_name: str) -> None:
 
 
 # --- precedence ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule_name", "signature"),
+    [
+        ("fault-contract", "USR1: 2 of 2 workers replaced; expected kept"),
+        ("fault-excess-workers", "excess-workers: 3/2 workers after kill-workers:all"),
+        ("fault-workers-lost", "partial-workers: 1/2 workers after kill-workers:all"),
+        ("fault-resource-growth", "leak: master fds grew after 20 x HUP"),
+    ],
+)
+def test_fault_signatures_are_exact_and_free_of_run_figures(rule_name: str, signature: str) -> None:
+    v = classify(CASES[rule_name][0])
+    assert v.signature == signature
+    if rule_name == "fault-resource-growth":
+        assert "fds 12 -> 64" in v.reason  # the figures live in the reason, not in the signature
+
+
+def test_a_contract_violation_outranks_what_the_fault_left_behind() -> None:
+    # after HUP killed every worker without replacing them nothing answers: the signal is the cause
+    obs = _ok(
+        ready=False,
+        answered_pids=(),
+        any_response=False,
+        alive_at_deadline=True,
+        fault="signal-master:HUP",
+        fault_outcome={"handled": False, "violation": "HUP: 0 workers after 1 x HUP; expected 2"},
+    )
+    assert (classify(obs).failure_class, classify(obs).rule) == ("contract-violation", "fault-contract")
+
+
+def test_reload_replacements_are_not_a_respawn_loop() -> None:
+    # 10 x HUP at 2 workers: 20 new pids, each caused by the signal
+    new = list(range(200, 220))
+    obs = _ok(worker_restarts=20, fault="signal-master:HUP", fault_outcome={"handled": True, "new_pids": new})
+    assert classify(obs).failure_class == "passed"
+    assert classify(_ok(worker_restarts=20, fault="kill-worker", fault_outcome={})).failure_class == (
+        "respawn-loop"
+    )
 
 
 def test_startup_failure_before_leak_and_leak_is_named_in_reason() -> None:
