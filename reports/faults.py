@@ -5,7 +5,10 @@
   {runs, handled, not_handled, unknown, css ("handled" | "not-handled" | "mixed" | "unknown"),
    why (the latest run's sentence), recovery_s (median of the runs that recovered, or None),
    failed_requests (sum), exit_codes (distinct, sorted), expected (what a good supervisor does),
-   anchor (the detail section of the latest run's cell)}
+   anchor (the detail section of the latest run's cell), word (what the cell says: "handled" / "NOT
+   handled", or for a signal-master fault "contract kept" / "contract violated" / "unsupported"), contract
+   (the expectation the server's adapter declares for the signal: reload, keep, add, ...; "" otherwise)}
+  Signal faults are one row per signal (`signal-master:HUP`), so the table reads per server and signal.
 
 All text here is untrusted (it quotes server output); the template escapes it.
 """
@@ -25,7 +28,20 @@ ORDER = (
     "stale-uds",
     "import-error",
     "lifespan-failure",
+    "kill-workers:1",
+    "kill-workers:all",
+    *(
+        f"signal-master:{sig}"
+        for sig in ("HUP", "USR1", "USR2", "TTIN", "TTOU", "WINCH", "TERM", "INT", "QUIT")
+    ),
 )
+_WORDS = {"handled": "handled", "not-handled": "NOT handled", "mixed": "mixed", "unknown": "?"}
+_CONTRACT_WORDS = {
+    "handled": "contract kept",
+    "not-handled": "contract violated",
+    "mixed": "mixed",
+    "unknown": "?",
+}
 
 
 def _label(record: ResultRecord) -> str:
@@ -72,6 +88,11 @@ def fault_table(records: Sequence[ResultRecord]) -> Dict[str, Any]:
         latest = outcomes[-1]
         if latest.get("expected"):
             expected[key[0]] = str(latest["expected"])
+        contract = str((latest.get("contract") or {}).get("expect") or "")
+        is_signal = key[0].startswith("signal-master")
+        word = (_CONTRACT_WORDS if is_signal else _WORDS)[css]
+        if is_signal and recs[-1].failure_class == "unsupported":
+            word = "unsupported"
         cells[key] = {
             "runs": len(recs),
             "handled": handled,
@@ -84,6 +105,8 @@ def fault_table(records: Sequence[ResultRecord]) -> Dict[str, Any]:
             "exit_codes": codes,
             "failure_class": recs[-1].failure_class,
             "anchor": _anchor(recs[-1]),
+            "word": word,
+            "contract": contract,
         }
     return {"faults": faults, "columns": labels, "cells": cells, "expected": expected}
 

@@ -70,7 +70,6 @@ def identity(record: ResultRecord, server: Optional[str] = None) -> Tuple[str, s
     return abstract.scenario_id, col.platform, f"{impl}{col.python}"
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Side:
     """All runs of one cell at one version."""

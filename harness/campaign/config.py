@@ -17,6 +17,13 @@
     workers = [2, 4]
     options = { "loop" = "asyncio" }
 
+    [[scenario]]
+    server = "gunicorn"
+    fault = "signal-master:HUP"     # harness.run.faults; signal contracts in harness.run.contracts
+    fault_repeat = 10               # the signal 10 times ...
+    fault_interval = 0.5            # ... half a second apart
+    server_args = ["--graceful-timeout", "2"]   # appended verbatim (a list of lists expands)
+
 JSON has the same shape: {"defaults": {...}, "scenario": [{...}, ...]}.
 
     repeat = 20                     # optional: every scenario runs 20 times (failure rates)
@@ -48,8 +55,9 @@ else:  # pragma: no cover - exercised on 3.8-3.10 only
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Scenario)}
 #: fields whose value is itself a list: a list of lists (not a list) expands them
-_LIST_FIELDS = ("requirements",)
-_INT_FIELDS = ("workers", "requests", "concurrency", "keepalive_requests")
+_LIST_FIELDS = ("requirements", "server_args")
+_INT_FIELDS = ("workers", "requests", "concurrency", "keepalive_requests", "fault_repeat")
+_NUMBER_FIELDS = ("fault_interval",)
 
 ProbeFn = Callable[[str], Dict[str, Any]]
 
@@ -105,7 +113,7 @@ def _choices(key: str, value: Any) -> List[Any]:
             raise ConfigError(f"{key}: expected a string, a list of strings or a list of lists")
         for one in sets:
             if not all(isinstance(x, str) for x in one):
-                raise ConfigError(f"{key}: every requirement must be a string, got {one!r}"[:200])
+                raise ConfigError(f"{key}: every item must be a string, got {one!r}"[:200])
         return [tuple(one) for one in sets]
     if key == "options":
         if isinstance(value, dict):
@@ -128,6 +136,11 @@ def _choices(key: str, value: Any) -> List[Any]:
                 raise ConfigError(f"{key}: expected an integer, got {v!r}")
             if key == "workers" and v < 1:
                 raise ConfigError(f"workers must be >= 1, got {v}")
+        elif key in _NUMBER_FIELDS:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{key}: expected a number of seconds, got {v!r}")
+            out.append(float(v))
+            continue
         elif not isinstance(v, str):
             raise ConfigError(f"{key}: expected a string, got {v!r}")
         out.append(v)

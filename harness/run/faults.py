@@ -76,6 +76,9 @@ NO_REPLACEMENT_S = 6.0
 #: a worker count that did not move for this long (x contention) has settled where it is: workers that
 #: drain or start show up as pids appearing or going well within it
 SETTLED_S = 3.0
+#: ... and a count that reached what was expected is watched this long (x contention) for one more
+#: change: two passes of a supervisor that checks its children every 0.5 s (uvicorn)
+SETTLED_EQUAL_S = 1.2
 #: growth of the master's resources over a signal sequence that is not a leak: fds / handles, threads,
 #: child processes beyond what the contract changes (a worker's pipe or temp file per added worker is
 #: allowed on top: PER_WORKER_FDS). Read: gunicorn 26.0.0 leaks 2 fds per worker per HUP (#3648), so 10
@@ -792,17 +795,19 @@ def _pace(ctx: FaultContext, seconds: float) -> None:
 
 
 def _settle_count(ctx: FaultContext, expected: int, deadline: float) -> int:
-    """The live worker count once it equals `expected` (the evidence waited for: old workers drained,
-    replacements started), or once it stopped moving: no worker started or exited for SETTLED_S (x the
-    CPU share this process gets now) - a server that overshot or fell short and stays there - or whatever
-    it is at the deadline."""
+    """The live worker count once it settled: equal to `expected` and unchanged for SETTLED_EQUAL_S (a
+    supervisor that over-spawns does it on its next pass: uvicorn 0.30.0-0.30.1 starts a third worker
+    0.5 s after the two replacements of kill-workers:all), or different and unchanged for SETTLED_S - a
+    server that overshot or fell short and stays there - both x the CPU share this process gets now; or
+    whatever it is at the deadline."""
     delay = 0.01
     pids = set(ctx.worker_pids())
     changed = time.monotonic()
-    quiet_s = SETTLED_S * contention()
-    while len(pids) != expected and ctx.alive():
+    factor = contention()
+    quiet_s, equal_s = SETTLED_S * factor, SETTLED_EQUAL_S * factor
+    while ctx.alive():
         now = time.monotonic()
-        if now >= deadline or now - changed >= quiet_s:
+        if now >= deadline or now - changed >= (equal_s if len(pids) == expected else quiet_s):
             break
         time.sleep(min(delay, max(0.0, deadline - now)))  # bounded poll, not synchronisation
         delay = min(delay * 2, 0.2)

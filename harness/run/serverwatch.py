@@ -69,6 +69,24 @@ def psutil_workers(root_pid: int) -> Set[int]:
     return pids
 
 
+def dead_children(root_pid: int) -> Set[int]:
+    """The master's children that exited and were not reaped (zombies): workers that died, even if they
+    died before any sample saw them alive - on a starved machine a worker can start and fail its lifespan
+    between two samples, and a master that never reaps (uvicorn <= 0.29) keeps it as a zombie."""
+    try:
+        children = psutil.Process(root_pid).children()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return set()
+    out: Set[int] = set()
+    for child in children:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                out.add(child.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
 def event_workers(events: List[Dict[str, Any]]) -> Set[int]:
     """Worker pids alive according to the event stream (spawned and not exited)."""
     alive: Set[int] = set()
@@ -130,7 +148,7 @@ class ServerWatch:
         if not self.events_file and now >= self._next_sample:
             self._next_sample = now + SAMPLE_S
             current = psutil_workers(self.root_pid)
-            self.ever_workers |= current
+            self.ever_workers |= current | dead_children(self.root_pid)
             self._live = current
             if current or not self.ever_workers:
                 self._no_worker_since = None
@@ -171,7 +189,7 @@ class ServerWatch:
         if self.events_file:
             return event_workers(self.events())
         current = psutil_workers(self.root_pid)
-        self.ever_workers |= current
+        self.ever_workers |= current | dead_children(self.root_pid)
         return current
 
     def ready_event(self) -> Optional[float]:
@@ -185,6 +203,7 @@ __all__ = [
     "NO_WORKER_GRACE_S",
     "RESPAWN_GIVE_UP_FACTOR",
     "ServerWatch",
+    "dead_children",
     "event_workers",
     "psutil_workers",
     "read_events",

@@ -288,3 +288,31 @@ def test_fault_table_puts_servers_side_by_side_and_escapes() -> None:
     assert 'id="faults"' in html and "NOT handled" in html
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
     assert fault_table([_fault_record("reference", "", None, "")]) == {}
+
+
+def test_fault_table_has_a_row_per_signal_saying_contract_kept_or_violated() -> None:
+    from reports.faults import fault_table  # noqa: PLC0415
+    from reports.render import render  # noqa: PLC0415
+
+    keep = {"contract": {"signal": "USR1", "expect": "keep"}}
+    reload = {"contract": {"signal": "HUP", "expect": "reload"}}
+    records = [
+        _fault_record(
+            "reference", "signal-master:HUP", True, "HUP x 3: contract kept", recovery_s=0.12, **reload
+        ),
+        _fault_record(
+            "gunicorn", "signal-master:HUP", True, "HUP x 3: contract kept", recovery_s=1.4, **reload
+        ),
+        _fault_record(
+            "gunicorn", "signal-master:USR1", False, "USR1: 2 of 2 workers replaced; expected kept", **keep
+        ),
+    ]
+    table = fault_table(records)
+    assert table["faults"] == ["signal-master:HUP", "signal-master:USR1"]
+    hup = table["cells"][("signal-master:HUP", "gunicorn 1.0")]
+    assert (hup["word"], hup["contract"], hup["recovery_s"]) == ("contract kept", "reload", 1.4)
+    usr1 = table["cells"][("signal-master:USR1", "gunicorn 1.0")]
+    assert (usr1["word"], usr1["contract"]) == ("contract violated", "keep")
+    html = render(records)
+    assert "contract violated" in html and "USR1: 2 of 2 workers replaced; expected kept" in html
+    assert "recovery 1.4 s" in html

@@ -193,3 +193,38 @@ def test_a_stalled_worker_pids_call_does_not_decide_the_verdict(tmp_path):
         assert result.ready, result
         assert set(result.pid_first_seen) == set(info["workers"])
         assert len(calls) >= 2, calls
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="zombies are POSIX")
+def test_a_worker_that_died_before_any_sample_is_still_counted() -> None:
+    # a master (this test's child) forks a "worker" that exits at once and is never reaped: the
+    # watch's sampler never saw it alive, but the zombie says a worker died (uvicorn <= 0.29 on a starved
+    # machine: both workers fail their lifespan between two samples)
+    import subprocess  # noqa: PLC0415
+
+    from harness.run.serverwatch import ServerWatch, dead_children  # noqa: PLC0415
+
+    code = "\n".join(
+        [
+            "import os, sys",
+            "pid = os.fork()",
+            "if pid == 0:",
+            "    os._exit(3)",
+            "print(pid, flush=True)",
+            "sys.stdin.read()",
+        ]
+    )
+    master = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert master.stdout is not None
+        worker = int(master.stdout.readline())
+        deadline = time.monotonic() + 10
+        while worker not in dead_children(master.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # bounded poll of another process's state
+        assert dead_children(master.pid) == {worker}
+        watch = ServerWatch(master.pid, master.poll, workers=1)
+        assert watch.worker_pids() == set()  # not a live worker ...
+        assert watch.ever_workers == {worker}  # ... but one that was, and died
+    finally:
+        master.kill()
+        master.communicate(timeout=10)
