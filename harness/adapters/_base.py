@@ -12,6 +12,19 @@ express a scenario it raises Unsupported with the reason; the harness records `u
 import dataclasses
 from typing import Dict, Optional, Protocol, Tuple
 
+#: the classic pre-fork master's signals, as gunicorn documents them (docs/source/signals.rst): the
+#: reference server declares the same, and so does the correct mode of the tests' broken server
+PREFORK: Dict[str, str] = {
+    "HUP": "reload",
+    "USR1": "keep",
+    "TTIN": "add",
+    "TTOU": "remove",
+    "WINCH": "keep",
+    "TERM": "stop",
+    "INT": "quick-stop",
+    "QUIT": "quick-stop",
+}
+
 
 class Unsupported(Exception):
     """This server/version cannot express the scenario here; str(exc) is the one-line reason."""
@@ -86,4 +99,4 @@ class Adapter(Protocol):
         ...
 
 
-__all__ = ["Adapter", "LaunchContext", "LaunchSpec", "Unsupported", "bind_value"]
+__all__ = ["PREFORK", "Adapter", "LaunchContext", "LaunchSpec", "Unsupported", "bind_value"]

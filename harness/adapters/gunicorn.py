@@ -20,7 +20,7 @@ still runs when asked). Options: `log_level` (default info), `worker_class`.
 
 from typing import List
 
-from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported, bind_value
+from harness.adapters._base import PREFORK, LaunchContext, LaunchSpec, Unsupported, bind_value
 from harness.adapters._versions import at_least
 from servers.launcher import command
 
@@ -34,21 +34,7 @@ UVICORN_BUILTIN_WORKER = "uvicorn.workers.UvicornWorker"
 #: TTIN / TTOU one worker more / less (never below one), WINCH is ignored unless daemonized, TERM is the
 #: graceful stop, INT / QUIT the quick one. USR2 (re-exec a new master beside the old) is not checked.
 SIGNAL_SOURCE = "gunicorn docs: Signal Handling (docs.gunicorn.org/en/stable/signals.html)"
-SIGNAL_CONTRACTS = (
-    (
-        MIN_VERSION,
-        {
-            "HUP": "reload",
-            "USR1": "keep",
-            "TTIN": "add",
-            "TTOU": "remove",
-            "WINCH": "keep",
-            "TERM": "stop",
-            "INT": "quick-stop",
-            "QUIT": "quick-stop",
-        },
-    ),
-)
+SIGNAL_CONTRACTS = ((MIN_VERSION, dict(PREFORK)),)
 
 
 def _installed(ctx: LaunchContext, distribution: str) -> bool:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Tuple
 
-from harness.adapters._base import LaunchContext, LaunchSpec, Unsupported
+from harness.adapters._base import PREFORK, LaunchContext, LaunchSpec, Unsupported
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PROBE_TIMEOUT_S = 60.0
@@ -101,21 +101,7 @@ def check_supported(probe_data: Dict[str, Any], strategy: str, start_method: str
 #: what the reference server's supervisor does on each signal (servers/_supervisor.py; POSIX only, as the
 #: signals are): the baseline of a correct server (harness.run.contracts)
 SIGNAL_SOURCE = "servers/_supervisor.py (the reference server's own contract)"
-SIGNAL_CONTRACTS = (
-    (
-        "",
-        {
-            "HUP": "reload",
-            "USR1": "keep",
-            "TTIN": "add",
-            "TTOU": "remove",
-            "WINCH": "keep",
-            "TERM": "stop",
-            "INT": "quick-stop",
-            "QUIT": "quick-stop",
-        },
-    ),
-)
+SIGNAL_CONTRACTS = (("", dict(PREFORK)),)
 
 
 class ReferenceAdapter:

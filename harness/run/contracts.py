@@ -24,6 +24,7 @@ range does not name is not documented: the run is `unsupported` with the reason 
 import dataclasses
 from typing import Dict, Optional, Tuple, Union
 
+from harness.adapters._base import PREFORK
 from harness.adapters._versions import at_least
 
 SIGNALS: Tuple[str, ...] = ("HUP", "USR1", "USR2", "TTIN", "TTOU", "WINCH", "QUIT", "INT", "TERM")
@@ -82,4 +83,4 @@ def expected_workers(expect: str, workers: int, repeat: int) -> Optional[int]:
     return workers
 
 
-__all__ = ["EXPECTS", "SIGNALS", "STOPPING", "Contract", "contract_for", "expected_workers"]
+__all__ = ["EXPECTS", "PREFORK", "SIGNALS", "STOPPING", "Contract", "contract_for", "expected_workers"]

@@ -42,24 +42,16 @@ MODES = (
     "hup-leaks-fds",
     "term-exit-1",
 )
-CONTRACTS = {
-    "HUP": "reload",
-    "USR1": "keep",
-    "TTIN": "add",
-    "TTOU": "remove",
-    "TERM": "stop",
-    "INT": "quick-stop",
-    "QUIT": "quick-stop",
-}
 
 if __name__ != "__main__":  # the adapter half, imported by the harness
     from harness.adapters import LaunchContext, LaunchSpec
+    from harness.adapters._base import PREFORK
 
     class BadSignalsAdapter:
         distribution = ""
         default_requirements: Tuple[str, ...] = ()
         SIGNAL_SOURCE = "tests/servers/bad_signals.py (a correct server's contract, gunicorn's)"
-        SIGNAL_CONTRACTS = (("", dict(CONTRACTS)),)
+        SIGNAL_CONTRACTS = (("", dict(PREFORK)),)
 
         def __init__(self, mode: str) -> None:
             self.name = f"signals-{mode}"
