@@ -51,9 +51,10 @@ _log = logging.getLogger("servers.http")
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _REASONS: Dict[int, bytes] = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
 _NO_BODY_STATUS = (204, 304)
-#: a graceful shutdown waits this long (at most) for connections accepted before it that have not sent
-#: their request yet: the client sent it (or is about to) to a listener that accepted it, so closing it
-#: unanswered would drop a request (HUP's reload, TTOU); a kept-alive idle connection is closed at once
+#: a graceful shutdown waits (within its graceful timeout, at least this long) for connections accepted
+#: before it that have not sent their request yet: the client sent it (or a starved client is about to) to
+#: a listener that accepted it, so closing it unanswered would drop a request (HUP's reload, TTOU); a
+#: kept-alive idle connection is closed at once
 FRESH_GRACE_S = 1.0
 _DISCONNECT: Dict[str, Any] = {"type": "http.disconnect"}
 _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
@@ -778,7 +779,7 @@ class HttpService:
         for proto in list(self._connections):
             proto.shutdown()
         if timeout > 0:  # a quick stop (timeout 0) waits for nothing
-            grace = loop.time() + min(FRESH_GRACE_S, timeout)
+            grace = loop.time() + max(min(FRESH_GRACE_S, timeout), timeout)
             await self._wait_until(lambda: not any(p.fresh for p in self._connections), grace)
         finished = await self._wait_until(lambda: not self._tasks, loop.time() + max(timeout, 0.0))
         for proto in list(self._connections):
