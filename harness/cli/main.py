@@ -64,7 +64,7 @@ from harness.model.records import (
     load_records,
 )
 from harness.model.text import one_line
-from harness.run.faults import ARGUMENTS, FAULTS, MAX_INTERVAL_S
+from harness.run.faults import ARGUMENTS, FAULTS, MAX_INTERVAL_S, interval_ok
 from harness.run.faults import MAX_REPEAT as MAX_FAULT_REPEAT
 from harness.run.faults import check as check_fault
 from harness.run.faults import summary as fault_summary
@@ -164,7 +164,7 @@ def _interval(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0.0 <= value <= MAX_INTERVAL_S:  # NaN fails this too
+    if not interval_ok(value):
         raise argparse.ArgumentTypeError(f"must be seconds in 0..{MAX_INTERVAL_S:g}, got {text!r}")
     return value
 

@@ -193,8 +193,17 @@ def check(name: str, workers: Optional[int] = None, repeat: int = 1, interval: f
             raise UnknownFault(f"kill-workers:{arg} kills more workers than the {workers} asked for")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise UnknownFault(f"fault_repeat must be an integer in 1..{MAX_REPEAT}, not {repeat!r}")
-    if not isinstance(interval, (int, float)) or not 0.0 <= float(interval) <= MAX_INTERVAL_S:
+    if not interval_ok(interval):
         raise UnknownFault(f"fault_interval must be seconds in 0..{MAX_INTERVAL_S:g}, not {interval!r}")
+
+
+def interval_ok(interval: object) -> bool:
+    """A fault interval in 0..MAX_INTERVAL_S seconds (NaN and infinities are not)."""
+    return (
+        isinstance(interval, (int, float))
+        and not isinstance(interval, bool)
+        and 0.0 <= interval <= MAX_INTERVAL_S
+    )
 
 
 def signal_of(name: str) -> str:
@@ -290,13 +299,12 @@ def _wait_exit(ctx: FaultContext, deadline: float) -> Optional[float]:
     return None
 
 
-def _wait_gone(pids: List[int], deadline: float, alive: Optional[Callable[[], bool]] = None) -> List[int]:
+def _wait_gone(pids: List[int], deadline: float) -> List[int]:
     """Pids still running (zombies count as gone: an orphan's zombie waits for init, which may be slow)
-    at the deadline, or [] as soon as all are gone; given `alive`, also as soon as it says False. Polled:
-    these are not our children."""
+    at the deadline, or [] as soon as all are gone. Polled: these are not our children."""
     left = [pid for pid in pids if _running(pid)]
     delay = 0.005
-    while left and time.monotonic() < deadline and (alive is None or alive()):
+    while left and time.monotonic() < deadline:
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # bounded poll, not synchronisation
         delay = min(delay * 2, 0.1)
         left = [pid for pid in left if _running(pid)]
@@ -434,10 +442,12 @@ class FaultPlan:
                 out.update(self._master_fault(ctx, victims, t0, deadline))
             if self.reproves and not out.get("server_exited"):
                 # the upper bound after every fault that leaves the master up: settle to the count the
-                # fault leaves (evidence: the live worker count reaching it), then compare
+                # fault leaves (evidence: the live worker count reaching it), then compare; a signal
+                # sequence has settled it already (before sampling the master's resources)
                 expected = int(out.get("expected_after") or ctx.workers)
                 out["expected_after"] = expected
-                out["workers_after"] = _settle_count(ctx, expected, time.monotonic() + budget / 2)
+                if "workers_after" not in out:
+                    out["workers_after"] = _settle_count(ctx, expected, time.monotonic() + budget / 2)
                 if out["workers_after"] != expected and out.get("handled"):
                     why = f"{out['workers_after']} workers ran after the fault settled; expected {expected}"
                     out.update(handled=False, why=why)
@@ -592,7 +602,9 @@ class FaultPlan:
         if not out["server_exited"]:
             # the resources after: once the count settled (old workers reaped), so a drained worker's fds
             # are not taken for growth
-            _settle_count(ctx, int(out["expected_after"]), time.monotonic() + budget / 2)
+            out["workers_after"] = _settle_count(
+                ctx, int(out["expected_after"]), time.monotonic() + budget / 2
+            )
             after = _resources(ctx.master_pid)
             out["resources"] = _growth(resources_before, after, int(out["expected_after"]) - len(before))
         recovered = [s.get("recovery_s") for s in out["steps"] if s.get("recovery_s") is not None]
@@ -641,10 +653,10 @@ class FaultPlan:
             worker_pids=lambda: set(ctx.worker_pids()) - exclude,
         )
         if expect == "reload" and ctx.alive():
-            # the old ones drain after the new ones answer: wait for them to be gone (the evidence of a
-            # completed reload), bounded by the same deadline (a dead master's orphans are not waited for)
-            _wait_gone(sorted(current), deadline, alive=ctx.alive)
-            # ... and out of the server's own view of its workers (its events trail its reaping)
+            # the old ones drain after the new ones answer: wait until the server's view of its workers
+            # (psutil's live children, or the reference server's events, which trail its reaping) has
+            # none of them left - the evidence of a completed reload - bounded by the same deadline (a
+            # dead master's orphans are not waited for)
             delay = 0.005
             while set(ctx.worker_pids()) & current and ctx.alive() and time.monotonic() < deadline:
                 time.sleep(delay)  # bounded poll of the server's view, not synchronisation

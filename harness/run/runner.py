@@ -78,12 +78,15 @@ def check_server_args(args: Tuple[str, ...]) -> None:
         if "\x00" in arg:
             raise ValueError(f"server argument {arg!r} holds a NUL byte (an argv item cannot)")
         if arg.startswith("-"):
-            name = arg.lstrip("-").partition("=")[0].replace("_", "-").lower()
-            if name in BIND_OPTIONS:
-                raise ValueError(
-                    f"server argument {arg!r} would change where the server listens: "
-                    "use --bind tcp|uds|fd:N (loopback only)"
-                )
+            _refuse_listen_option(arg.partition("=")[0], f"server argument {arg!r}")
+
+
+def _refuse_listen_option(name: str, what: str) -> None:
+    """ValueError when option `name` (`--host`, `bind`, `unix_socket`...) would say where to listen."""
+    if name.strip().lstrip("-").replace("_", "-").lower() in BIND_OPTIONS:
+        raise ValueError(
+            f"{what} would change where the server listens: use --bind tcp|uds|fd:N (loopback only)"
+        )
 
 
 def validate(scenario: Scenario) -> None:
@@ -100,11 +103,7 @@ def validate(scenario: Scenario) -> None:
     # UnknownFault is a ValueError
     faults.check(scenario.fault, scenario.workers, scenario.fault_repeat, scenario.fault_interval)
     for key, _ in scenario.options:
-        if key.strip().lstrip("-").replace("_", "-").lower() in BIND_OPTIONS:
-            raise ValueError(
-                f"option {key!r} would change where the server listens: "
-                "use --bind tcp|uds|fd:N (loopback only)"
-            )
+        _refuse_listen_option(key, f"option {key!r}")
     check_server_args(scenario.server_args)
     if ":" not in scenario.app:
         raise ValueError(f"app must be MODULE:ATTR, not {scenario.app!r}")
