@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from harness.model.records import read_records
+from harness.run.calibrate import contention
 from tests._paths import ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals to the CLI")
@@ -72,7 +73,11 @@ def test_a_signal_stops_the_matrix_and_leaves_nothing(tmp_path: Any, sig: int) -
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, err
-    assert took < 5.0, took
+    # INTERRUPT_GRACE_S (3 s) for the cells' children, then SIGKILL: 5 s of this machine's time, stretched
+    # by the CPU share this process gets now, as every deadline of the harness is (harness.run.calibrate);
+    # under the full suite beside 3 hogs the exit took 14.9 s at a fixed 5 s bound
+    bound = 5.0 * contention()
+    assert took < bound, (took, bound)
     assert "interrupted" in err and "--resume runs it again" in err
     alive = [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"left running: {alive}"
