@@ -56,6 +56,8 @@ _NO_BODY_STATUS = (204, 304)
 #: a listener that accepted it, so closing it unanswered would drop a request (HUP's reload, TTOU); a
 #: kept-alive idle connection is closed at once
 FRESH_GRACE_S = 1.0
+#: loop iterations from an accepted socket to its protocol's connection_made (task step, transport, callback)
+ACCEPT_HOPS = 3
 _DISCONNECT: Dict[str, Any] = {"type": "http.disconnect"}
 _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
@@ -776,6 +778,12 @@ class HttpService:
         """
         loop = asyncio.get_running_loop()
         self._closing = True
+        # connections the listener accepted just before it was closed are still on their way in: asyncio
+        # accepts them in its reader callback and makes their protocol in a task (then connection_made in a
+        # callback after it); let those callbacks run, so they are counted as fresh below, not left to be
+        # cut when the worker exits
+        for _ in range(ACCEPT_HOPS):
+            await asyncio.sleep(0)
         for proto in list(self._connections):
             proto.shutdown()
         if timeout > 0:  # a quick stop (timeout 0) waits for nothing

@@ -5,17 +5,20 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, List
+from typing import Any, Dict, List, Optional
 
 from harness.model.records import read_records
 
 LIGHT = ["--requests", "20", "--concurrency", "4", "--keepalive-requests", "5"]
 
 
-def _harness(args: List[str], cwd: str, timeout: float = 300) -> "subprocess.CompletedProcess[str]":
+def _harness(
+    args: List[str], cwd: str, timeout: float = 300, env: Optional[Dict[str, str]] = None
+) -> "subprocess.CompletedProcess[str]":
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *args],
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -73,10 +76,12 @@ def test_matrix_from_a_file_in_parallel_with_report_and_resume(tmp_path: Any) ->
     results = os.path.join(str(tmp_path), "out", "m.jsonl")
     report = os.path.join(str(tmp_path), "out", "report.html")
     args = ["matrix", "--config", config, "--results", results, "--report", report, "-n", "2"]
-    temp_before = set(glob.glob("/tmp/awh-matrix-*"))
-    proc = _harness(args, str(tmp_path), timeout=600)
+    # a temp dir of this matrix's own (TMPDIR): other tests' matrices run beside it under xdist
+    own_tmp = os.path.join(str(tmp_path), "tmp")
+    os.makedirs(own_tmp)
+    proc = _harness(args, str(tmp_path), timeout=600, env={"TMPDIR": own_tmp})
     # issue #16 item 17: a matrix with a failing cell leaves no temp dir; the evidence is beside the results
-    assert set(glob.glob("/tmp/awh-matrix-*")) <= temp_before
+    assert glob.glob(os.path.join(own_tmp, "awh-matrix-*")) == []
     assert glob.glob(os.path.join(str(tmp_path), "out", "runs", "*", "server.stderr"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
