@@ -146,6 +146,25 @@ class _Children:
 
 #: seconds an interrupted harness child gets to stop its server before it is SIGKILLed
 INTERRUPT_GRACE_S = 3.0
+#: the longest the main thread blocks at once while cells run: the most a signal's handler waits to run
+SIGNAL_POLL_S = 0.2
+
+
+def _wait_interruptibly(futures: Sequence["concurrent.futures.Future[None]"]) -> None:
+    """Wait for every future, raising the first one's exception, in waits of SIGNAL_POLL_S.
+
+    A process-directed SIGINT/SIGTERM may be delivered by the kernel to any thread. When a pool thread
+    takes it (blocked in select() under communicate()), CPython only flags it for the main thread, and a
+    main thread blocked in an untimed lock acquire (Future.result()) is not woken: the handler, and so the
+    KeyboardInterrupt, waited until some cell finished (12 s for a lingering cell, 3 in 25 tries). A
+    timed wait returns to the interpreter, which runs the pending handler."""
+    pending = set(futures)
+    while pending:
+        done, pending = concurrent.futures.wait(
+            pending, timeout=SIGNAL_POLL_S, return_when=concurrent.futures.FIRST_EXCEPTION
+        )
+        for fut in done:
+            fut.result()
 
 
 def _child_argv(spec_path: str) -> List[str]:
@@ -283,8 +302,7 @@ def run_matrix(
     futures: List[concurrent.futures.Future[None]] = []
     try:
         futures.extend(pool.submit(one, i, s) for i, s in enumerate(todo))
-        for fut in futures:
-            fut.result()
+        _wait_interruptibly(futures)
     except BaseException:  # Ctrl-C, SIGTERM (the CLI makes it a KeyboardInterrupt), a crash
         children.interrupt()  # every running cell's harness child ends within INTERRUPT_GRACE_S
         for fut in futures:
