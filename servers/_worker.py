@@ -31,7 +31,7 @@ from typing import Any, Dict, Optional
 from servers import _control, exitcodes
 from servers._app import AppLoadError, load_app
 from servers._control import Channel
-from servers._http import HttpService
+from servers._http import HttpService, stop_accepting
 from servers._lifespan import Lifespan, LifespanFailure
 from servers.strategies import STRATEGIES, Bind, HandoffError
 from servers.strategies._listen import BindError
@@ -119,7 +119,7 @@ async def _serve(app: Any, sock: Any, spec: Dict[str, Any], conn: Channel, stopp
             _control.send(conn, _control.STOPPING, reason=stopper.reason)
         except OSError:
             pass
-    server.close()
+    await stop_accepting(server)  # not server.close(): that loses the connections accepted just before
     # a quick stop (the supervisor got INT / QUIT) does not wait for requests in flight
     clean = await service.shutdown(0.0 if stopper.reason == "quick" else float(spec["graceful_timeout"]))
     try:

@@ -55,6 +55,8 @@ def test_the_reference_server_keeps_its_contract(
         record.failure_class,
         record.signature,
         out.get("why"),
+        out.get("request_errors"),
+        record.events[-12:],
     )
     assert out["handled"] is True, out
     assert out["workers_after"] == workers_after == out["expected_after"]
