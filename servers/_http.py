@@ -69,13 +69,13 @@ async def stop_accepting(server: "asyncio.AbstractServer") -> None:
 
     asyncio's selector loop accepts a burst of connections in one callback and builds each one's transport
     in a task a loop iteration later; that transport attaches to its Server, and asserts the Server is still
-    open (`Server._attach`, CPython 3.8-3.13). A `server.close()` in between makes those tasks fail
-    silently: the accepted sockets are never closed or served, and the client reads a reset when the
-    worker exits (measured: 18 of 25 TTOU retirements under load dropped 1-7 fresh requests). So the
-    accept callback is removed first (nothing more is accepted), the accepted ones get ACCEPT_HOPS
-    iterations to reach connection_made (then HttpService.shutdown sees them as fresh and answers them),
-    and only then is the listener closed. The proactor loop (Windows) has no reader to remove: there the
-    close comes at once, as before."""
+    open (`Server._attach`, CPython 3.8-3.13; python/cpython#109564, open). A `server.close()` in between
+    makes those tasks fail silently: the accepted sockets are never closed or served, and the client reads
+    a reset when the worker exits (measured: 18 of 25 TTOU retirements under load dropped 1-7 fresh
+    requests). So the accept callback is removed first (nothing more is accepted), the accepted ones get
+    ACCEPT_HOPS iterations to reach connection_made (then HttpService.shutdown sees them as fresh and
+    answers them), and only then is the listener closed. The proactor loop (Windows) has no reader to
+    remove: there the close comes at once, as before."""
     loop = asyncio.get_running_loop()
     listeners = list(server.sockets or ()) if hasattr(server, "sockets") else []
     removed = False
