@@ -6,6 +6,7 @@
     harness report RESULTS.jsonl|DIR... -o report.html [--bench bench/results/*.json]
     harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
     harness catalog [IDS...] [--run]                                           -> the known-issue catalog
+    harness watch --state state.json [--json] [--advance D==V]                 -> new releases, what to run
     harness bisect uvicorn --bad 0.14.0 --good 0.15.0 [--dependency D]         -> first bad / last good
     harness pythons                                                            -> interpreters found here
     harness probe [--python V]                                                 -> reference strategies here
@@ -42,6 +43,7 @@ from harness.campaign.matrix import DEFAULT_CONFIRM, default_matrix, done_ids, r
 from harness.cli import _output
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
+from harness.cli import watch_cmd as watch_cli
 from harness.cli._args import (
     bounded_int,
     check_writable,
@@ -291,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
     bisect.add_parser(sub)
+    watch_cli.add_parser(sub)  # type: ignore[arg-type]
 
     p = sub.add_parser("pythons", help="list the interpreters found here")
     p.add_argument("--json", action="store_true", help="a JSON list: path, version, source, note, ...")
