@@ -34,6 +34,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from harness.env.venvs import canonical_name as canonical
 from harness.model.errors import HarnessError, UsageError
 
 #: the servers whose releases are watched (each has an adapter)
@@ -64,11 +65,6 @@ ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+ht
 TIMEOUT_S = 30.0
 #: the most of an index answer read (a project page of PyPI's largest projects is a few MB)
 MAX_ANSWER_BYTES = 64 << 20
-
-
-def canonical(name: str) -> str:
-    """PEP 503 normalized name."""
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def check_distribution(name: str) -> str:
@@ -502,7 +498,7 @@ def item_scenarios(
     from harness.adapters import get_adapter  # noqa: PLC0415
     from harness.campaign.config import expand  # noqa: PLC0415
     from harness.campaign.matrix import UPSTREAM_WORKERS, merge_requirements  # noqa: PLC0415
-    from harness.campaign.release import _pinned, release_scenarios  # noqa: PLC0415
+    from harness.campaign.release import _dist_of, _pinned, release_scenarios  # noqa: PLC0415
 
     out: List[PlannedScenario] = []
     seen = set()
@@ -522,8 +518,7 @@ def item_scenarios(
         for entry in catalog.entries():
             if entry.skip or entry.platform_skip(sys.platform):
                 continue
-            cases = [c for c in entry.cases if any(canonical(re.split(r"[\s\[<>=!~;@]", r, maxsplit=1)[0])
-                                                   == distribution for r in c.requirements)]  # fmt: skip
+            cases = [c for c in entry.cases if any(_dist_of(r) == distribution for r in c.requirements)]
             if not cases:
                 continue
             fixed = [c for c in cases if c.expectation.role == "fixed"]

@@ -246,13 +246,13 @@ def _kill_at_once(master_pid: int, procs: List["psutil.Process"]) -> Optional[fl
     between them sees one death at a time (uvicorn 0.30.1's double-respawn of #2373 then did not show:
     `degraded` instead of `excess-workers`, once in a full suite beside 3 CPU hogs). Returns the seconds
     the master was held (None where there is no SIGSTOP: Windows, where the kills are back to back)."""
-    stop = getattr(signal, "SIGSTOP", None)
-    cont = getattr(signal, "SIGCONT", None)
-    held = stop is not None and cont is not None and len(procs) > 1 and master_pid > 0
+    stop: int = getattr(signal, "SIGSTOP", 0)  # 0: not on this OS
+    cont: int = getattr(signal, "SIGCONT", 0)
+    held = bool(stop and cont) and len(procs) > 1 and master_pid > 0
     t0 = time.monotonic()
     if held:
         try:
-            os.kill(master_pid, stop)  # type: ignore[arg-type]
+            os.kill(master_pid, stop)
         except OSError:
             held = False  # the master is gone: the kills below are what is left to do
     try:
@@ -262,25 +262,14 @@ def _kill_at_once(master_pid: int, procs: List["psutil.Process"]) -> Optional[fl
             except psutil.Error:
                 pass
         if held:  # evidence, not a delay: each victim is a zombie or gone (bounded by PAUSE_LIMIT_S)
-            deadline = t0 + PAUSE_LIMIT_S
-            delay = 0.0005
-            while time.monotonic() < deadline and not all(_dead(p) for p in procs):
-                time.sleep(delay)  # polling interval of a bounded wait, not synchronisation
-                delay = min(delay * 2, 0.02)
+            _wait_gone([p.pid for p in procs], t0 + PAUSE_LIMIT_S)
     finally:
         if held:
             try:
-                os.kill(master_pid, cont)  # type: ignore[arg-type]
+                os.kill(master_pid, cont)
             except OSError:
                 pass
     return round(time.monotonic() - t0, 4) if held else None
-
-
-def _dead(p: "psutil.Process") -> bool:
-    try:
-        return p.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
 
 
 class _Load:
