@@ -50,7 +50,9 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from harness import _platform
 from harness._platform.locks import FileLock, LockTimeout
+from harness.env import index
 from harness.env.pythons import Interpreter
+from harness.model.errors import HarnessError, UsageError
 from harness.verdict.installer import decisive_line
 
 #: bump when the layout of an env changes: envs of an older layout are simply never found again.
@@ -117,9 +119,7 @@ class Env:
 # -- keys and names -------------------------------------------------------------------------------
 
 
-def canonical_name(name: str) -> str:
-    """PEP 503 normalization: "Typing_Extensions" -> "typing-extensions"."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+canonical_name = index.canonical
 
 
 _REQ = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(\s*\[[^\]]*\])?(.*)$")
@@ -169,9 +169,10 @@ def default_cache_dir() -> str:
     return os.path.join(_platform.user_cache_root(), "asgi-workers-harness", "envs")
 
 
-def env_key(interpreter: Interpreter, requirements: Sequence[str]) -> str:
-    """The cache key of an env: 16 hex digits."""
-    payload = {
+def env_key(interpreter: Interpreter, requirements: Sequence[str], index_url: str = "") -> str:
+    """The cache key of an env: 16 hex digits. A package index other than PyPI's is part of it (the same
+    name and version from another index may be another file)."""
+    payload: Dict[str, Any] = {
         "layout": ENV_LAYOUT,
         "python": os.path.normcase(os.path.realpath(interpreter.path)),
         "version": interpreter.version,
@@ -179,6 +180,8 @@ def env_key(interpreter: Interpreter, requirements: Sequence[str]) -> str:
         "requirements": sorted(normalize_requirement(r) for r in requirements),
         "project": os.path.normcase(project_root()),
     }
+    if index_url and not index.is_default(index_url):
+        payload["index"] = index_url
     raw = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
 
@@ -214,7 +217,11 @@ def ensure_env(
         raise EnvError(f"Python {interpreter.version} is too old: the harness needs >= {want}")
     reqs = tuple(sorted({normalize_requirement(r) for r in requirements}))
     root = os.path.abspath(cache_dir or default_cache_dir())
-    key = env_key(interpreter, reqs)
+    try:
+        index_url = index.index_url()
+    except UsageError as exc:
+        raise EnvError(str(exc)) from None
+    key = env_key(interpreter, reqs, index_url)
     final = os.path.join(root, key)
     log_path = os.path.join(root, "logs", key + ".log")
 
@@ -239,6 +246,7 @@ def ensure_env(
                 final=final,
                 log_path=log_path,
                 deadline=time.monotonic() + timeout,
+                index_url=index_url,
             )
     except LockTimeout as exc:
         raise EnvError(f"another process is still building this env: {exc}", log_path) from None
@@ -267,11 +275,13 @@ def list_versions(
     python_compatible: bool = False,
     timeout: float = 30.0,
 ) -> List[str]:
-    """Every released version of `distribution` on PyPI, oldest first (PEP 440 order).
+    """Every released version of `distribution` on the index, oldest first (PEP 440 order).
 
     Releases whose files are all yanked, and releases without files, are left out; pre-releases too unless
     `include_prereleases`. With `python_compatible`, only releases with a file whose Requires-Python
-    admits `interpreter.version`. Uses the PyPI JSON API. Raises EnvError (one line)."""
+    admits `interpreter.version`. Asks PyPI's JSON API, or the simple API of the index that
+    index.index_url() names when it is another (the one the env builder installs from). Raises EnvError
+    (one line)."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet  # noqa: PLC0415 - only here
     from packaging.version import InvalidVersion, Version  # noqa: PLC0415
 
@@ -280,6 +290,49 @@ def list_versions(
         raise EnvError(f"not a distribution name: {distribution!r}")
     if python_compatible and interpreter is None:
         raise EnvError("python_compatible needs an interpreter")
+    try:
+        where = index.index_url()
+    except UsageError as exc:
+        raise EnvError(str(exc)) from None
+    # {version: [(yanked, requires_python) per file]}
+    releases = _pypi_releases(name, distribution, timeout) if index.is_default(where) else {}
+    if not index.is_default(where):
+        try:
+            project = index.fetch_project(where, name, timeout=timeout)
+        except HarnessError as exc:
+            raise EnvError(str(exc)) from None
+        releases = {v: [(y is not None, rp) for _, y, rp in r.files] for v, r in project.releases.items()}
+
+    result: List[Tuple[Any, str]] = []
+    for raw, files in releases.items():
+        live = [rp for yanked, rp in files if not yanked]
+        if not live:
+            continue
+        try:
+            version = Version(raw)
+        except InvalidVersion:
+            continue
+        if version.is_prerelease and not include_prereleases:
+            continue
+        if python_compatible and interpreter is not None:
+            ok = False
+            for spec in live:
+                try:
+                    if not spec or SpecifierSet(spec).contains(interpreter.version, prereleases=True):
+                        ok = True
+                        break
+                except InvalidSpecifier:
+                    ok = True
+                    break
+            if not ok:
+                continue
+        result.append((version, raw))
+    result.sort(key=lambda item: item[0])
+    return [raw for _, raw in result]
+
+
+def _pypi_releases(name: str, distribution: str, timeout: float) -> Dict[str, List[Tuple[bool, str]]]:
+    """PyPI's JSON API: {version: [(yanked, requires_python) per file]}."""
     url = "https://pypi.org/pypi/" + urllib.parse.quote(name) + "/json"
     request = urllib.request.Request(
         url, headers={"Accept": "application/json", "User-Agent": "asgi-workers-harness"}
@@ -296,34 +349,14 @@ def list_versions(
         raise EnvError(f"could not reach PyPI for {name}: {reason}") from None
     except ValueError:
         raise EnvError(f"PyPI sent an unreadable answer for {name}") from None
-
-    result: List[Tuple[Any, str]] = []
-    for raw, files in (data.get("releases") or {}).items():
-        live = [f for f in files or () if not f.get("yanked")]
-        if not live:
-            continue
-        try:
-            version = Version(raw)
-        except InvalidVersion:
-            continue
-        if version.is_prerelease and not include_prereleases:
-            continue
-        if python_compatible and interpreter is not None:
-            ok = False
-            for f in live:
-                spec = f.get("requires_python") or ""
-                try:
-                    if not spec or SpecifierSet(spec).contains(interpreter.version, prereleases=True):
-                        ok = True
-                        break
-                except InvalidSpecifier:
-                    ok = True
-                    break
-            if not ok:
-                continue
-        result.append((version, raw))
-    result.sort(key=lambda item: item[0])
-    return [raw for _, raw in result]
+    out: Dict[str, List[Tuple[bool, str]]] = {}
+    for raw, files in (data.get("releases") or {}).items() if isinstance(data, dict) else ():
+        out[str(raw)] = [
+            (bool(f.get("yanked")), str(f.get("requires_python") or ""))
+            for f in files or ()
+            if isinstance(f, dict)
+        ]
+    return out
 
 
 #: how long a looked-up "latest release" is trusted (a matrix of many cells asks the index once)
@@ -450,6 +483,7 @@ def _build(
     final: str,
     log_path: str,
     deadline: float,
+    index_url: str = index.DEFAULT_INDEX,
 ) -> Env:
     start = time.monotonic()
     tmp = tempfile.mkdtemp(prefix=".build-" + key + "-", dir=root)
@@ -473,6 +507,7 @@ def _build(
                     log=log,
                     log_path=log_path,
                     deadline=deadline,
+                    index_url=index_url,
                 )
             info = _read_back(python, log, log_path, deadline)
             root_dir = project_root()
@@ -489,6 +524,7 @@ def _build(
                 "installed": installed,
                 "installer": installer,
                 "builder": builder,
+                "index": index.shown(index_url),
                 "seed": "none",
                 "build_seconds": round(seconds, 3),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -543,12 +579,26 @@ def _find_uv() -> Optional[str]:
     return shutil.which("uv")
 
 
+#: what one builder would read and the other not: the index comes from index.index_url() instead
+INDEX_VARS = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+)
+
+
 def _child_env(*, bytecode: bool = True) -> Dict[str, str]:
     env = dict(os.environ)
     for var in (*ENV_VARS_TO_UNSET, "VIRTUAL_ENV", "CONDA_PREFIX"):
         env.pop(var, None)
     if bytecode:
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the build is exactly where .pyc must be written
+    for var in INDEX_VARS:  # the index is given on the command line, the same to both builders
+        env.pop(var, None)
     env["NO_COLOR"] = "1"
     env["UV_NO_PROGRESS"] = "1"
     env["UV_PYTHON_DOWNLOADS"] = "never"  # use the interpreter we were given, never fetch another
@@ -562,7 +612,11 @@ def _run(argv: Sequence[str], log: IO[str], log_path: str, deadline: float, what
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise EnvError(f"timed out before {what}", log_path)
-    shown = (a if "\n" not in a else f"<{a.count(chr(10))}-line script>" for a in argv)
+    shown = (
+        index.shown(a) if a.startswith(("http://", "https://"))  # an index URL may carry a token
+        else a if "\n" not in a else f"<{a.count(chr(10))}-line script>"
+        for a in argv
+    )  # fmt: skip
     log.write("$ " + " ".join(shown) + "\n")
     log.flush()
     offset = log.tell()
@@ -636,13 +690,19 @@ def _install(
     log: IO[str],
     log_path: str,
     deadline: float,
+    index_url: str = index.DEFAULT_INDEX,
 ) -> str:
-    """Install `reqs`; returns the builder that did ("uv 0.9.5", "pip 23.0.1")."""
+    """Install `reqs` from `index_url`; returns the builder that did ("uv 0.9.5", "pip 23.0.1").
+
+    Both builders are given the index on the command line: uv reads neither PIP_INDEX_URL nor pip.conf
+    (and with --no-config not its own files either), pip reads both, so without it the same requirements
+    would come from two indexes depending on the builder."""
     # uv's bytecode compiler script needs Python >= 3.7 (py_compile.PycInvalidationMode): for older
     # interpreters install without it and run compileall over site-packages ourselves.
     old = interpreter_version < (3, 7)
     if installer == "uv" and uv:
         argv = [uv, "pip", "install", "--no-config", "--color", "never", "--python", python]
+        argv += ["--index-url", index_url]
         argv += [*([] if old else ["--compile-bytecode"]), *reqs]
         what = "uv pip install"
         builder = _builder_version("uv", uv)
@@ -651,7 +711,7 @@ def _install(
         # interpreter running it - the seedless env - and is not installed itself
         wheel = _bundled_pip(python, log, log_path, deadline)
         argv = [python, os.path.join(wheel, "pip"), "install", "--disable-pip-version-check"]
-        argv += ["--no-input", "--compile", *reqs]
+        argv += ["--no-input", "--index-url", index_url, "--compile", *reqs]
         what = "pip install"
         builder = "pip " + os.path.basename(wheel).split("-")[1]
     code, out = _run(argv, log, log_path, deadline, what)
