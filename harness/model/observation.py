@@ -26,6 +26,8 @@ Keeping this plain keeps the classifier a pure, table-tested function.
 * load_requests / load_errors / load_non_2xx - the load phase totals (fault windows excluded by the runner)
 * keepalive_latency / keepalive_ok - the keep-alive phase's latency quantiles (ms: {min, p10, p25, p50,
   p90, p99, max}) and its 2xx answers: the in-run evidence of a delayed-ACK stall (degraded)
+* keepalive_body_gap - the keep-alive responses' head-to-last-body-byte gap quantiles (ms; {} when not
+  measured): the stall's own mechanism, which CPU load does not fake (harness.verdict.degraded)
 * stop_escalated - the stop signal was not enough; the tree was SIGKILLed at the deadline
 * stop_exit_code - exit code after the stop
 * leaks - {"processes": [...], "listeners": [...], "uds": [...]} that survived the stop
@@ -69,6 +71,7 @@ class Observation:
     fault_outcome: Dict[str, Any] = dataclasses.field(default_factory=dict)
     keepalive_latency: Dict[str, Any] = dataclasses.field(default_factory=dict)
     keepalive_ok: int = 0
+    keepalive_body_gap: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 __all__ = ["Observation"]

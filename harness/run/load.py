@@ -19,7 +19,13 @@
   the header is missing), max_share (busiest worker's share of ok), jain (Jain's fairness index over the
   expected workers, missing ones counting 0; 0.0 when nothing answered), latency_ms: {min, p10, p25,
   p50, p90, p99, max} (every response), rate (responses/s), duration_s, keepalive: {requests, ok, errors,
-  status, per_worker, latency_ms, by_worker: {"pid": {p50, p99}}, connections, duration_s, rate}}
+  status, per_worker, latency_ms, body_gap_ms, by_worker: {"pid": {p50, p99}}, connections, duration_s,
+  rate}}
+  body_gap_ms (keep-alive phase only): the quantiles of, per response, the time from its head being
+  parsed to its last body byte read. It is the delayed-ACK stall itself: a server that writes the head
+  and the body in two segments with Nagle on has its body held until the client's delayed ACK of the
+  head (~40 ms on Linux), while a response written at once - however slowly a busy machine produced it -
+  arrives whole, gap ~0 (harness.verdict.degraded)
   Invariant: ok + non-2xx responses + sum(errors) == requests. Keys of per_worker/status are strings so
   the dict survives a JSON round trip unchanged.
 * jain(values) - (sum x)^2 / (n * sum x^2)
@@ -39,7 +45,8 @@ from harness.run.readiness import Target
 
 __all__ = ["jain", "percentiles", "run_load"]
 
-_Sample = Tuple[Optional[int], Optional[str], float, Optional[str]]  # status, pid, latency_ms, error class
+# status, pid, latency_ms, error class, body gap ms (keep-alive phase: head parsed -> last body byte)
+_Sample = Tuple[Optional[int], Optional[str], float, Optional[str], Optional[float]]
 
 
 def jain(values: Sequence[float]) -> float:
@@ -110,16 +117,20 @@ async def _phase(
                     return
                 issued += 1
                 t0 = time.perf_counter()
+                gap: Optional[float] = None
                 try:
-                    response = await client.get(path)
-                except httpx.HTTPError as exc:
-                    samples.append((None, None, 0.0, type(exc).__name__))
-                    continue
-                except OSError as exc:
-                    samples.append((None, None, 0.0, type(exc).__name__))
+                    if keepalive:
+                        async with client.stream("GET", path) as response:
+                            head = time.perf_counter()
+                            await response.aread()
+                            gap = (time.perf_counter() - head) * 1000.0
+                    else:
+                        response = await client.get(path)
+                except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
+                    samples.append((None, None, 0.0, type(exc).__name__, None))
                     continue
                 ms = (time.perf_counter() - t0) * 1000.0
-                samples.append((response.status_code, response.headers.get("x-worker-pid"), ms, None))
+                samples.append((response.status_code, response.headers.get("x-worker-pid"), ms, None, gap))
 
         # One deadline for the phase (cheaper than a wait_for per request): what is in flight then is cut.
         tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, n)))]
@@ -129,8 +140,8 @@ async def _phase(
         if pending:
             await asyncio.wait(pending)
     duration = time.monotonic() - started
-    samples.extend((None, None, 0.0, "RequestDeadline") for _ in range(issued - len(samples)))
-    samples.extend((None, None, 0.0, "NotSent") for _ in range(n - issued))
+    samples.extend((None, None, 0.0, "RequestDeadline", None) for _ in range(issued - len(samples)))
+    samples.extend((None, None, 0.0, "NotSent", None) for _ in range(n - issued))
     return samples, duration
 
 
@@ -139,9 +150,10 @@ def _stats(samples: List[_Sample], n: int, duration: float) -> Dict[str, Any]:
     status: Dict[str, int] = {}
     per_worker: Dict[str, int] = {}
     latencies: List[float] = []
+    gaps: List[float] = []
     by_worker_lat: Dict[str, List[float]] = {}
     ok = 0
-    for code, pid, ms, error in samples:
+    for code, pid, ms, error, gap in samples:
         if error is not None or code is None:
             errors[error or "Unknown"] = errors.get(error or "Unknown", 0) + 1
             continue
@@ -149,11 +161,13 @@ def _stats(samples: List[_Sample], n: int, duration: float) -> Dict[str, Any]:
         latencies.append(ms)
         if 200 <= code < 300:
             ok += 1
+            if gap is not None:
+                gaps.append(gap)
             key = pid.strip() if pid else "unknown"
             per_worker[key] = per_worker.get(key, 0) + 1
             by_worker_lat.setdefault(key, []).append(ms)
     responses = sum(status.values())
-    return {
+    out: Dict[str, Any] = {
         "requests": n,
         "ok": ok,
         "errors": errors,
@@ -164,6 +178,9 @@ def _stats(samples: List[_Sample], n: int, duration: float) -> Dict[str, Any]:
         "duration_s": round(duration, 4),
         "_by_worker_lat": by_worker_lat,
     }
+    if gaps:
+        out["body_gap_ms"] = percentiles(gaps)
+    return out
 
 
 def _fairness(

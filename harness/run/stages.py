@@ -388,6 +388,7 @@ def observe(
         fault_outcome=dict(fault_outcome),
         keepalive_latency=dict(kept.get("latency_ms") or {}),
         keepalive_ok=int(kept.get("ok", 0) or 0),
+        keepalive_body_gap=dict(kept.get("body_gap_ms") or {}),
     )
 
 

@@ -13,9 +13,9 @@ RULES is read top to bottom; the first row whose predicate holds decides. Preced
      wrong place explains every later symptom (the harness probes where it asked, sees nothing).
    * respawn-loop is checked before startup-failure / not-serving: "workers keep dying and being replaced"
      is a more specific diagnosis than "exited" or "does not answer".
-3. degraded: nothing above matched, but the run's own keep-alive latencies show a delayed-ACK stall
-   (harness.verdict.degraded.keepalive_stall: a band at the OS's timer quantum, which CPU load does not
-   produce).
+3. degraded: nothing above matched, but the run's own keep-alive phase shows a delayed-ACK stall
+   (harness.verdict.degraded.keepalive_stall: the responses' bodies held for the OS's delayed-ACK
+   timer after their heads, which CPU load does not produce; the latency band for older records).
 4. passed: nothing above matched.
 
 Signatures: the decisive line of the server's output (harness.verdict.signature); when the output has nothing
@@ -225,7 +225,7 @@ def _fault_unhandled(obs: Observation) -> bool:
 
 
 def _stall(obs: Observation) -> "Any":
-    return keepalive_stall(obs.keepalive_latency, obs.platform, obs.keepalive_ok)
+    return keepalive_stall(obs.keepalive_latency, obs.platform, obs.keepalive_ok, obs.keepalive_body_gap)
 
 
 def _distinct_answered(obs: Observation) -> int:

@@ -6,16 +6,24 @@ Pure functions (no I/O, no clock), shared by the classifier (harness.verdict.cla
 **The in-run judgement (what decides `degraded` for every record written since the harness records
 p10/p25).** A keep-alive stall is a delayed-ACK stall: the server writes a response in two segments with
 Nagle on, the second waits for the client's ACK of the first, and the client delays that ACK by its
-stack's delayed-ACK timer (Linux: TCP_DELACK_MIN = 40 ms; macOS: 100 ms; Windows: 200 ms). So every
-request on a kept connection but the first lands in a tight band just above that *quantum*. That is
-evidence which does not move with CPU load: a busy runner spreads latencies and raises the median (a
-healthy 1-worker uvicorn read 12.8 ms p50 under load), but it does not lift the 25th percentile of
-requests onto the delayed-ACK timer, and a timer quantum is a property of the OS, not of the machine's
-speed. keepalive_stall(latency, platform) -> Stall or None:
+stack's delayed-ACK timer (Linux: TCP_DELACK_MIN = 40 ms; macOS: 100 ms; Windows: 200 ms). The evidence
+that decides, when the run measured it (harness.run.load `body_gap_ms`), is **the stall itself**: per
+kept-connection response, the time from its head being parsed to its last body byte. A stalled response
+has its body held for the timer; a response written at once arrives whole (gap ~0) however long a busy
+machine took to produce it. CPU load moves latencies, not that gap: a matrix beside 3 CPU hogs with the
+harness's own tests running read healthy reference servers at keep-alive p25 38-44 ms, p50 45-52 ms -
+inside the latency band below - and 9 of 45 cells `degraded` by the latency rule (bench_contention,
+2026-12-02), with no stall. keepalive_stall(latency, platform, samples, body_gap) -> Stall | None:
 
 * at least STALL_MIN_SAMPLES keep-alive answers were measured (fewer is no evidence either way)
-* p25 >= STALL_FLOOR x quantum: three quarters of the kept-connection requests waited the timer
-* p50 <= STALL_CEILING x quantum: the band is the timer's, not a generally slow server
+* with body_gap (new records): its p50 >= STALL_FLOOR x quantum and <= STALL_CEILING x quantum - at
+  least half of the kept responses had their body held for the timer
+* without it (records before body_gap_ms): p25 >= STALL_FLOOR x quantum (three quarters of the
+  kept-connection requests waited the timer) and p50 <= STALL_CEILING x quantum (a band at the timer,
+  not a generally slow server) - the latency band, which a heavily loaded machine can fake
+
+A stall whose two segments split inside the head (status line, then headers) shows in the latency and
+not in the gap; no server the harness runs writes its head in pieces.
 
 **The twin comparison (legacy records, and context in the report).** Records written before p25 was
 recorded carry only p50; for them a passed run with N > 1 workers is degraded when its keep-alive p50 is
@@ -24,7 +32,7 @@ same platform and python version - ResultRecord.key - and the same installed ser
 moves with load (the twin is measured at another moment), which is why it no longer decides new
 records; degradations() still computes it for the report's performance table.
 
-* keepalive_p50(record) -> ms or None; keepalive_stall(latency_ms, platform) -> Stall or None
+* keepalive_p50(record) -> ms or None; keepalive_stall(...) -> Stall or None (above)
 * degradations(records) -> [Degradation or None] (twin ratio), aligned with `records`
 * mark_degraded(records) -> records: legacy records judged by the twin ratio; the others as classified
 
@@ -97,14 +105,19 @@ class Stall:
     p50_ms: float
     quantum_ms: float
     platform: str
+    #: the kept responses' median head-to-body gap (ms), when the run measured it
+    gap_p50_ms: Optional[float] = None
 
     signature = STALL_SIGNATURE
 
     @property
     def reason(self) -> str:
+        gap = ""
+        if self.gap_p50_ms is not None:
+            gap = f"; the body came {self.gap_p50_ms:.1f} ms after the head (p50)"
         return (
             f"Passed, but kept connections stall on the {self.quantum_ms:.0f} ms delayed-ACK timer "
-            f"({self.platform}): keep-alive p25 {self.p25_ms:.1f} ms, p50 {self.p50_ms:.1f} ms."
+            f"({self.platform}): keep-alive p25 {self.p25_ms:.1f} ms, p50 {self.p50_ms:.1f} ms{gap}."
         )
 
     def to_dict(self) -> Dict[str, Any]:
@@ -113,18 +126,27 @@ class Stall:
             "p50_ms": self.p50_ms,
             "quantum_ms": self.quantum_ms,
             "platform": self.platform,
+            "gap_p50_ms": self.gap_p50_ms,
         }
 
 
-def keepalive_stall(latency: Any, platform: str, samples: int) -> Optional[Stall]:
-    """The stall the keep-alive latencies of one run show (module doc), or None.
+def keepalive_stall(latency: Any, platform: str, samples: int, body_gap: Any = None) -> Optional[Stall]:
+    """The stall one run's keep-alive phase shows (module doc), or None.
 
-    `latency` is load["keepalive"]["latency_ms"] ({p25, p50, ...}); `samples` its 2xx answer count."""
+    `latency` is load["keepalive"]["latency_ms"] ({p25, p50, ...}), `samples` its 2xx answer count,
+    `body_gap` load["keepalive"]["body_gap_ms"] ({p50, ...}; None or {} for a run that did not measure
+    it): when present, it decides."""
     quantum = DELAYED_ACK_MS.get(platform)
     if quantum is None or not isinstance(latency, dict) or samples < STALL_MIN_SAMPLES:
         return None
     p25, p50 = _positive(latency.get("p25")), _positive(latency.get("p50"))
     if p25 is None or p50 is None:
+        return None
+    if isinstance(body_gap, dict) and body_gap:
+        gap = body_gap.get("p50")
+        gap = float(gap) if isinstance(gap, (int, float)) and not isinstance(gap, bool) else None
+        if gap is not None and STALL_FLOOR * quantum <= gap <= STALL_CEILING * quantum:
+            return Stall(p25_ms=p25, p50_ms=p50, quantum_ms=quantum, platform=platform, gap_p50_ms=gap)
         return None
     if p25 >= STALL_FLOOR * quantum and p50 <= STALL_CEILING * quantum:
         return Stall(p25_ms=p25, p50_ms=p50, quantum_ms=quantum, platform=platform)

@@ -68,6 +68,11 @@ def test_load_stats_on_a_real_server(tmp_path):
     _check_invariants(kept, 40)
     assert kept["ok"] == 40 and kept["connections"] == 4
     assert set(kept["by_worker"]) == set(kept["per_worker"])
+    # the reference server writes each response at once: its body follows its head at once, well under
+    # the 40 ms delayed-ACK timer (the stall's own evidence, harness.verdict.degraded)
+    gap = kept["body_gap_ms"]
+    assert 0 <= gap["min"] <= gap["p50"] <= gap["max"] and gap["p50"] < 36
+    assert "body_gap_ms" not in load  # fresh connections are not timed that way
 
 
 def test_missing_workers_count_zero_in_jain(tmp_path):
