@@ -7,8 +7,15 @@ pin removed, plus platform (sys_platform) and python major.minor (+ implementati
 
 Each side of a cell gets a state from all of its runs:
 
-* ok - every run passed (or degraded); broken - every run failed; flaky - both
+* ok - every run passed; broken - every run failed (`degraded` too: a keep-alive stall a release brings
+  is a regression, and one it removes a fix); flaky - both
 * inconclusive - no run could judge the server (unsupported, env-error, harness-error only)
+
+Each matched cell also gets its outcome as rust-lang/crater names them (DiffEntry.outcome, OUTCOMES):
+regressed (ok -> broken, confirmed by a re-run), spurious-regressed (ok -> a failure not confirmed: one
+failing run, or runs that disagree), fixed (confirmed broken -> ok), spurious-fixed (a failure that was
+never confirmed -> ok), still-broken, still-passing, inconclusive (a side could not judge, or only one
+side ran the cell); with the signature diff (DiffEntry.signature_diff: the verdicts gone, the ones new).
 
 `diff()` sorts cells into newly_broken (ok -> broken/flaky), newly_fixed (broken/flaky -> ok), unchanged
 (same state; a failing cell whose classes changed is still unchanged, with both verdicts shown),
@@ -30,6 +37,7 @@ from .perf import performance
 from .render import INCONCLUSIVE, OK_CLASSES, _env
 
 __all__ = [
+    "OUTCOMES",
     "DiffEntry",
     "ReleaseDiff",
     "Side",
@@ -70,6 +78,20 @@ def identity(record: ResultRecord, server: Optional[str] = None) -> Tuple[str, s
     return abstract.scenario_id, col.platform, f"{impl}{col.python}"
 
 
+#: the classes of a run that did what it should, for a release diff (degraded is a failure here)
+PASSING = ("passed",)
+#: rust-lang/crater's result names, worst first: what a cell did from the previous release to this one
+OUTCOMES = (
+    "regressed",
+    "spurious-regressed",
+    "still-broken",
+    "inconclusive",
+    "spurious-fixed",
+    "fixed",
+    "still-passing",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Side:
     """All runs of one cell at one version."""
@@ -81,7 +103,7 @@ class Side:
         judged = [r for r in self.records if r.failure_class not in INCONCLUSIVE]
         if not judged:
             return "inconclusive"
-        ok = [r for r in judged if r.failure_class in OK_CLASSES]
+        ok = [r for r in judged if r.failure_class in PASSING]
         if len(ok) == len(judged):
             return "ok"
         return "broken" if not ok else "flaky"
@@ -126,13 +148,35 @@ class DiffEntry:
         return PLATFORM_NAMES.get(self.platform, self.platform or "?")
 
     @property
+    def outcome(self) -> str:
+        """Its name among OUTCOMES (module doc)."""
+        p, c = self.previous, self.current
+        if p is None or c is None or "inconclusive" in (p.state, c.state):
+            return "inconclusive"
+        if p.state == "ok":
+            if c.state == "ok":
+                return "still-passing"
+            return "regressed" if c.confirmed else "spurious-regressed"
+        if c.state == "ok":
+            return "fixed" if p.confirmed else "spurious-fixed"
+        return "still-broken"
+
+    @property
+    def signature_diff(self) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+        """(verdicts the previous side had and this one does not, verdicts new in this one): the
+        `class signature` lines of the runs, so a still-broken cell whose failure changed shows how."""
+        before = self.previous.verdicts if self.previous is not None else ()
+        after = self.current.verdicts if self.current is not None else ()
+        return tuple(v for v in before if v not in after), tuple(v for v in after if v not in before)
+
+    @property
     def decisive(self) -> str:
         """For a cell that failed at the new version and was ok before: the line of the failing run that
         the previous version's passing runs do not log (harness.verdict.signature.distinguishing_line);
         "" when there is no such pair or no such line."""
         if self.current is None or self.previous is None or self.current.state == "ok":
             return ""
-        twins = [r for r in self.previous.records if r.failure_class in OK_CLASSES]
+        twins = [r for r in self.previous.records if r.failure_class in PASSING]
         if not twins:
             return ""
         failing = self.current.worst
@@ -161,6 +205,18 @@ class ReleaseDiff:
     removed: Tuple[DiffEntry, ...] = ()
     #: ok at previous, failing at version, but not confirmed: one failing run, or runs that disagree
     unconfirmed: Tuple[DiffEntry, ...] = ()
+
+    @property
+    def entries(self) -> Tuple[DiffEntry, ...]:
+        return (*self.newly_broken, *self.unconfirmed, *self.newly_fixed, *self.unchanged,
+                *self.inconclusive, *self.added, *self.removed)  # fmt: skip
+
+    def outcomes(self) -> Dict[str, List[DiffEntry]]:
+        """{outcome: its cells} for every name of OUTCOMES (empty lists included), in that order."""
+        out: Dict[str, List[DiffEntry]] = {name: [] for name in OUTCOMES}
+        for e in self.entries:
+            out[e.outcome].append(e)
+        return out
 
 
 def _group(
@@ -276,6 +332,19 @@ def startup_changes(release_diff: ReleaseDiff) -> List[StartupChange]:
     return rows
 
 
+HEADINGS = {
+    "regressed": "Regressed (passed at {previous}, fails at {version}, confirmed)",
+    "spurious-regressed": "Spurious regressions (failed once at {version}, or its runs disagree)",
+    "still-broken": "Still broken",
+    "inconclusive": "Inconclusive (a side could not be judged, or ran at one version only)",
+    "spurious-fixed": "Spuriously fixed (its failure at {previous} was never confirmed)",
+    "fixed": "Fixed (failed at {previous}, confirmed; passes at {version})",
+    "still-passing": "Still passing",
+}
+#: sections whose cells carry the run's detail and reproduction
+EXPANDED = ("regressed", "spurious-regressed", "still-broken", "inconclusive", "spurious-fixed", "fixed")
+
+
 def render_release(
     release_diff: ReleaseDiff,
     server: str,
@@ -285,7 +354,8 @@ def render_release(
     generated_at: str = "",
     records: Sequence[ResultRecord] = (),
 ) -> str:
-    """The release page: newly broken first (with signature and reproduction), then fixed, then the rest.
+    """The release page: one section per outcome (OUTCOMES), regressed first, each failing cell with its
+    signature and reproduction, a still-broken one with its signature diff.
 
     `records` (optional, both sides' runs): adds the performance comparison - ready time vs N per version."""
     template = _env().get_template("release.html")
@@ -297,18 +367,8 @@ def render_release(
         version=version,
         previous=previous,
         generated_at=generated_at,
-        sections=(
-            ("newly-broken", "Newly broken", release_diff.newly_broken, True),
-            (
-                "unconfirmed",
-                "Unconfirmed (failed once, or its runs disagree: flaky)",
-                release_diff.unconfirmed,
-                True,
-            ),
-            ("newly-fixed", "Newly fixed", release_diff.newly_fixed, True),
-            ("inconclusive", "Inconclusive (could not judge one side)", release_diff.inconclusive, True),
-            ("added", f"Only in {version}", release_diff.added, False),
-            ("removed", f"Only in {previous}", release_diff.removed, False),
-            ("unchanged", "Unchanged", release_diff.unchanged, False),
-        ),
+        sections=[
+            (name, HEADINGS[name].format(version=version, previous=previous), cells, name in EXPANDED)
+            for name, cells in release_diff.outcomes().items()
+        ],
     )

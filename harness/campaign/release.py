@@ -27,25 +27,46 @@ import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness import catalog
-from harness.adapters import get_adapter
+from harness.adapters import get_adapter, known_servers, registered_extra
 from harness.campaign.config import expand
-from harness.campaign.matrix import DEFAULT_CONFIRM, Progress, run_matrix, summary
-from harness.model.errors import HarnessError, UsageError
+from harness.campaign.matrix import DEFAULT_CONFIRM, Progress, merge_requirements, run_matrix, summary
+from harness.env import index
+from harness.model.errors import HarnessError, UnknownServer, UsageError
 from harness.model.records import ResultRecord, Scenario
 from harness.run.runner import BASE_TIMEOUT_S
 from harness.verdict.degraded import mark_degraded
 
 __all__ = [
+    "DOWNSTREAM",
     "ReleaseRun",
     "catalog_scenarios",
+    "check_release",
     "concerns",
+    "item_pairs",
     "matrix_scenarios",
     "previous_version",
     "release_scenarios",
     "run_release",
+    "server_of",
 ]
 
-VersionLister = Callable[[str], List[str]]
+ProjectLookup = Callable[[str], index.Project]
+
+#: a new release of the key also runs these servers' default matrix with it pinned; the tuple holds
+#: requirements that replace the server's default ones of the same distribution (the extra that pulls
+#: the dependency in). Read from each server's requirements: gunicorn's ASGI worker is uvicorn-worker,
+#: which requires uvicorn; uvicorn[standard] brings uvloop, httptools, websockets and watchfiles (which
+#: requires anyio); uvicorn and hypercorn speak HTTP/1.1 through h11; uvicorn and granian have click CLIs.
+DOWNSTREAM: Dict[str, Tuple[Tuple[str, Tuple[str, ...]], ...]] = {
+    "uvicorn": (("gunicorn", ()),),
+    "uvicorn-worker": (("gunicorn", ()),),
+    "uvloop": (("uvicorn", ("uvicorn[standard]",)),),
+    "httptools": (("uvicorn", ("uvicorn[standard]",)),),
+    "websockets": (("uvicorn", ("uvicorn[standard]",)),),
+    "anyio": (("uvicorn", ("uvicorn[standard]",)),),
+    "h11": (("uvicorn", ()), ("hypercorn", ())),
+    "click": (("uvicorn", ()), ("granian", ())),
+}
 
 
 def _norm(name: str) -> str:
@@ -201,6 +222,109 @@ def release_scenarios(
     return out
 
 
+def server_of(distribution: str) -> str:
+    """The registered server (adapter name) whose distribution this is; "" when it is no server's (a
+    dependency such as h11). Adapters registered through ASGI_HARNESS_ADAPTERS count too."""
+    wanted = _norm(distribution)
+    for name in (*known_servers(), *registered_extra()):
+        try:
+            if _norm(get_adapter(name).distribution or "") == wanted:
+                return name
+        except (UnknownServer, UsageError, ValueError):
+            continue
+    return ""
+
+
+def item_pairs(
+    distribution: str,
+    version: str,
+    *,
+    pythons: Sequence[str] = ("",),
+    workers: Sequence[int] = (1, 2, 4),
+    binds: Sequence[str] = ("tcp",),
+    with_catalog: bool = True,
+    with_downstream: bool = True,
+    entries: Optional[Sequence[catalog.Entry]] = None,
+    sys_platform: str = sys.platform,
+) -> List[Tuple[str, Scenario, Dict[str, str]]]:
+    """What one release of `distribution` runs, as (role, scenario, catalog tag): a server's release set
+    (role "release-set": its default matrix; "catalog": its catalog entries, re-pinned), a dependency's
+    catalog entries that pin it (re-pinned), then the DOWNSTREAM combinations ("downstream": that
+    server's default requirements with the release pinned in). Duplicates dropped."""
+    dist = _norm(distribution)
+    out: List[Tuple[str, Scenario, Dict[str, str]]] = []
+    seen = set()
+
+    def add(role: str, scenario: Scenario, tag: Dict[str, str]) -> None:
+        if scenario.scenario_id not in seen:
+            seen.add(scenario.scenario_id)
+            out.append((role, scenario, tag))
+
+    server = server_of(dist)
+    if server:
+        pairs = release_scenarios(server, version, pythons=pythons, workers=workers, binds=binds,
+                                  with_catalog=with_catalog, entries=entries)  # fmt: skip
+        for sc, tag in pairs:
+            add("catalog" if tag else "release-set", sc, tag)
+    elif with_catalog:
+        for entry in catalog.entries() if entries is None else entries:
+            if entry.skip or entry.platform_skip(sys_platform):
+                continue
+            cases = [c for c in entry.cases if any(_dist_of(r) == dist for r in c.requirements)]
+            if not cases:
+                continue
+            fixed = [c for c in cases if c.expectation.role == "fixed"]
+            case = fixed[0] if fixed else cases[-1]
+            base = dataclasses.replace(entry.scenario, requirements=_pinned(case.requirements, dist, version),
+                                       python=case.python or entry.scenario.python)  # fmt: skip
+            for py in [p for p in pythons if p] or [base.python]:
+                if py and py[0].isdigit() and entry.python_skip(py):
+                    continue
+                add("catalog", dataclasses.replace(base, python=py), entry.tag(case.expectation.role))
+    for downstream, extra in DOWNSTREAM.get(dist, ()) if with_downstream else ():
+        reqs = merge_requirements(merge_requirements(get_adapter(downstream).default_requirements, extra),
+                                  [f"{dist}=={version}"])  # fmt: skip
+        combo = {"server": downstream, "requirements": reqs, "workers": list(workers), "bind": list(binds)}
+        for sc in expand([combo], {"python": list(pythons) or [""]}):
+            add("downstream", sc, {})
+    return out
+
+
+def fetch_release_project(name: str) -> index.Project:
+    """The index's page of `name` (the index pip's configuration names, as the env builder uses it)."""
+    return index.fetch_project(index.index_url(), name)
+
+
+def check_release(project: index.Project, version: str, what: str = "") -> index.Release:
+    """The release `version` of `project` when it can be tested: on the index, with a file that is not
+    yanked. UsageError (one line) when the index does not have it or it is yanked; HarnessError when it
+    is listed without files yet (an upload under way: try again later, never a verdict)."""
+    where = index.shown(project.index)
+    label = f"{what}{project.name} {version}"
+    release = project.releases.get(version)
+    if release is None:
+        from packaging.version import Version  # noqa: PLC0415 - only here
+
+        finals = [v for v, r in project.releases.items() if r.installable and not Version(v).is_prerelease]
+        newest = max(finals, key=Version) if finals else ""
+        hint = f" (its newest release is {newest})" if newest else ""
+        raise UsageError(f"{label} is not on the index {where}{hint}")
+    if release.yanked:
+        reason = next((y for _, y, _ in release.files if y), "")
+        raise UsageError(f"{label} is yanked on {where}" + (f": {reason}" if reason else ""))
+    if not release.installable:
+        raise HarnessError(f"{label} is listed on {where} without files yet (an upload under way): try later")
+    return release
+
+
+def previous_release(project: index.Project, version: str) -> str:
+    """The newest release of `project` older than `version` that can be tested (installable, not
+    yanked, not a pre-release); UsageError when there is none."""
+    return previous_version(
+        version, [v for v, r in project.releases.items() if r.installable and not r.yanked]
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ReleaseRun:
     """Both sides of a release check, as run.
@@ -220,8 +344,34 @@ class ReleaseRun:
         return [*self.sides[self.previous], *self.sides[self.version]]
 
 
+def resolve(name: str) -> Tuple[str, str]:
+    """(server, distribution) of what `harness release NAME` names: a registered server (its adapter's
+    distribution), or a distribution - a server's, or a dependency's (server "")."""
+    try:
+        adapter = get_adapter(name)
+    except UnknownServer:
+        from harness.env.index import check_distribution  # noqa: PLC0415
+
+        dist = check_distribution(name)
+        server = server_of(dist)
+        if (
+            not server
+            and dist not in DOWNSTREAM
+            and not any(
+                _dist_of(r) == dist for e in catalog.entries() for c in e.cases for r in c.requirements
+            )
+        ):
+            raise UsageError(
+                f"{name!r} is neither a server nor a distribution anything here runs with"
+            ) from None
+        return server, dist
+    if not adapter.distribution:
+        raise UsageError(f"server {name!r} has no released versions to compare")
+    return name, _norm(adapter.distribution)
+
+
 def run_release(
-    server: str,
+    name: str,
     version: str,
     previous: str = "",
     *,
@@ -229,49 +379,49 @@ def run_release(
     workers: Sequence[int] = (1, 2, 4),
     binds: Sequence[str] = ("tcp",),
     with_catalog: bool = True,
+    with_downstream: bool = True,
     results_dir: str = "results",
     jobs: int = 1,
     work_dir: str = "",
     capsule_dir: str = "",
     base_timeout: float = BASE_TIMEOUT_S,
-    list_versions: Optional[VersionLister] = None,
+    lookup: Optional[ProjectLookup] = None,
     progress: Optional[Callable[[int], Progress]] = None,
     notify: Callable[[str], None] = lambda line: None,
     confirm: int = DEFAULT_CONFIRM,
 ) -> ReleaseRun:
-    """Run both sides (each side's JSONL under `results_dir`); `notify` gets one line per step."""
+    """Check both versions on the index (check_release: nothing runs for a version it does not have),
+    then run both sides (each side's JSONL under `results_dir`); `notify` gets one line per step."""
     version = check_version(version)
     if previous:
         previous = check_version(previous, "--previous")
-    adapter = get_adapter(server)
-    dist = adapter.distribution
-    if not dist:
-        raise UsageError(f"server {server!r} has no released versions to compare")
-    if not previous:
-        if list_versions is None:
-            from harness.env.venvs import EnvError  # noqa: PLC0415
-            from harness.env.venvs import list_versions as _pypi  # noqa: PLC0415
-
-            def list_versions(name: str) -> List[str]:
-                try:
-                    return _pypi(name)
-                except EnvError as exc:
-                    raise HarnessError(f"cannot list {name} releases: {exc}") from exc
-
-        previous = previous_version(version, list_versions(dist))
+    server, dist = resolve(name)
+    try:
+        project = (lookup or fetch_release_project)(dist)
+    except UsageError:
+        raise
+    except HarnessError as exc:
+        raise HarnessError(f"cannot check {dist} {version} on the index: {exc}") from None
+    check_release(project, version)
+    if previous:
+        check_release(project, previous, "--previous ")
+    else:
+        previous = previous_release(project, version)
         notify(f"harness release: previous {dist} release: {previous}")
     if previous == version:
         raise UsageError(f"--previous {previous} is the version itself")
     sides: Dict[str, List[ResultRecord]] = {}
     for ver in (previous, version):
-        pairs = release_scenarios(
-            server, ver, pythons=pythons, workers=workers, binds=binds, with_catalog=with_catalog
-        )
-        scenarios = [sc for sc, _ in pairs]
-        tags = {sc.scenario_id: tag for sc, tag in pairs if tag}
-        results = os.path.join(results_dir, f"{_file_part(server)}-{_file_part(ver)}.jsonl")
-        n_issues = len(tags)
-        notify(f"{server} {ver}: {len(scenarios)} scenario(s) ({n_issues} from the catalog) -> {results}")
+        triples = item_pairs(dist, ver, pythons=pythons, workers=workers, binds=binds,
+                             with_catalog=with_catalog, with_downstream=with_downstream)  # fmt: skip
+        if not triples:
+            raise UsageError(f"nothing runs with {dist} here (no server, catalog entry or downstream of it)")
+        scenarios = [sc for _, sc, _ in triples]
+        tags = {sc.scenario_id: tag for _, sc, tag in triples if tag}
+        results = os.path.join(results_dir, f"{_file_part(dist)}-{_file_part(ver)}.jsonl")
+        n_down = sum(1 for role, _, _ in triples if role == "downstream")
+        counts = f"{len(tags)} from the catalog, {n_down} downstream"
+        notify(f"{dist} {ver}: {len(scenarios)} scenario(s) ({counts}) -> {results}")
         sides[ver] = run_matrix(
             scenarios,
             results=results,
@@ -284,4 +434,4 @@ def run_release(
             confirm=confirm,
         )
         notify(summary(mark_degraded(sides[ver])))  # as the page judges them
-    return ReleaseRun(server, dist, version, previous, sides)
+    return ReleaseRun(server or dist, dist, version, previous, sides)

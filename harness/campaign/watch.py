@@ -24,15 +24,14 @@ after a successful publish); a watch writes nothing but the seeds of distributio
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from harness.campaign.release import DOWNSTREAM, item_pairs
 from harness.env.index import (
     TIMEOUT_S,
     Project,
     Release,
-    canonical,
     check_distribution,
     fetch_project,
     index_url,
@@ -48,21 +47,6 @@ WATCHED_SERVERS = ("uvicorn", "hypercorn", "gunicorn", "granian", "daphne")
 WATCHED_DEPENDENCIES = ("uvicorn-worker", "uvloop", "httptools", "h11", "websockets", "click", "anyio")
 WATCHED = WATCHED_SERVERS + WATCHED_DEPENDENCIES
 
-#: a new release of the key also runs these servers' default matrix with it pinned; the tuple holds
-#: requirements that replace the server's default ones of the same distribution (the extra that pulls
-#: the dependency in). Read from each server's requirements: gunicorn's ASGI worker is uvicorn-worker,
-#: which requires uvicorn; uvicorn[standard] brings uvloop, httptools, websockets and watchfiles (which
-#: requires anyio); uvicorn and hypercorn speak HTTP/1.1 through h11; uvicorn and granian have click CLIs.
-DOWNSTREAM: Dict[str, Tuple[Tuple[str, Tuple[str, ...]], ...]] = {
-    "uvicorn": (("gunicorn", ()),),
-    "uvicorn-worker": (("gunicorn", ()),),
-    "uvloop": (("uvicorn", ("uvicorn[standard]",)),),
-    "httptools": (("uvicorn", ("uvicorn[standard]",)),),
-    "websockets": (("uvicorn", ("uvicorn[standard]",)),),
-    "anyio": (("uvicorn", ("uvicorn[standard]",)),),
-    "h11": (("uvicorn", ()), ("hypercorn", ())),
-    "click": (("uvicorn", ()), ("granian", ())),
-}
 
 # -- the state file ------------------------------------------------------------------------------
 
@@ -234,65 +218,16 @@ def make_plan(
     return Plan(index, tuple(items), seeded, tuple(waiting), tuple(yanked), latest)
 
 
-def _server_of(distribution: str) -> str:
-    """The adapter name whose distribution this is ("" when it is no server's)."""
-    from harness.adapters import get_adapter, known_servers  # noqa: PLC0415 - the adapters import much
-
-    for name in known_servers():
-        try:
-            if canonical(get_adapter(name).distribution or "") == distribution:
-                return name
-        except (KeyError, ValueError, UsageError):
-            continue
-    return ""
-
-
 def item_scenarios(
     distribution: str, version: str, *, pythons: Sequence[str] = ("",)
 ) -> List[PlannedScenario]:
-    """What one plan item runs: the server's release set (its default matrix and its catalog entries,
-    re-pinned), else (a dependency) the catalog entries that pin it, re-pinned; then DOWNSTREAM."""
-    from harness import catalog  # noqa: PLC0415 - only here
-    from harness.adapters import get_adapter  # noqa: PLC0415
-    from harness.campaign.config import expand  # noqa: PLC0415
-    from harness.campaign.matrix import UPSTREAM_WORKERS, merge_requirements  # noqa: PLC0415
-    from harness.campaign.release import _dist_of, _pinned, release_scenarios  # noqa: PLC0415
-
-    out: List[PlannedScenario] = []
-    seen = set()
-
-    def add(role: str, scenario: Any, catalog_id: str = "") -> None:
-        if scenario.scenario_id in seen:
-            return
-        seen.add(scenario.scenario_id)
-        out.append(PlannedScenario(role, scenario.scenario_id, scenario.server, tuple(scenario.requirements),
-                                   catalog_id))  # fmt: skip
-
-    server = _server_of(distribution)
-    if server:
-        for sc, tag in release_scenarios(server, version, pythons=pythons):
-            add("catalog" if tag else "release-set", sc, tag.get("id", ""))
-    else:
-        for entry in catalog.entries():
-            if entry.skip or entry.platform_skip(sys.platform):
-                continue
-            cases = [c for c in entry.cases if any(_dist_of(r) == distribution for r in c.requirements)]
-            if not cases:
-                continue
-            fixed = [c for c in cases if c.expectation.role == "fixed"]
-            case = fixed[0] if fixed else cases[-1]
-            sc = dataclasses.replace(entry.scenario, requirements=_pinned(case.requirements, distribution,
-                                     version), python=case.python or entry.scenario.python)  # fmt: skip
-            add("catalog", sc, entry.tag(case.expectation.role).get("id", ""))
-    for downstream, extra in DOWNSTREAM.get(distribution, ()):
-        adapter = get_adapter(downstream)
-        base = merge_requirements(adapter.default_requirements, extra)
-        reqs = merge_requirements(base, [f"{distribution}=={version}"])
-        combo: Dict[str, Any] = {"server": downstream, "requirements": reqs}
-        combo["workers"] = list(UPSTREAM_WORKERS)
-        for sc in expand([combo], {"python": list(pythons) or [""]}):
-            add("downstream", sc)
-    return out
+    """What one plan item runs (harness.campaign.release.item_pairs): the server's release set (its
+    default matrix and its catalog entries, re-pinned), else (a dependency) the catalog entries that pin
+    it, re-pinned; then DOWNSTREAM."""
+    return [
+        PlannedScenario(role, sc.scenario_id, sc.server, tuple(sc.requirements), tag.get("id", ""))
+        for role, sc, tag in item_pairs(distribution, version, pythons=pythons)
+    ]
 
 
 def fetch_all(index: str, names: Sequence[str], *, timeout: float = TIMEOUT_S) -> Dict[str, Project]:

@@ -4,9 +4,11 @@
     harness run ... --json                                                     -> the whole record (JSON)
     harness matrix [--config FILE] [--results FILE] [--report FILE.html] [--bench F.json...] [-n JOBS] ...
     harness report RESULTS.jsonl|DIR... -o report.html [--bench bench/results/*.json]
-    harness release uvicorn 0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
+    harness release uvicorn==0.55.0 [--previous 0.54.0] [-n 2] [-o release.html] -> the release diff page
     harness catalog [IDS...] [--run]                                           -> the known-issue catalog
     harness watch --state state.json [--json] [--advance D==V]                 -> new releases, what to run
+    harness publish RESULTS... --site DIR [--issues F] [--published F]         -> release pages + index
+    harness notify ISSUES.json --repo OWNER/NAME                               -> one issue per regression
     harness bisect uvicorn --bad 0.14.0 --good 0.15.0 [--dependency D]         -> first bad / last good
     harness pythons                                                            -> interpreters found here
     harness probe [--python V]                                                 -> reference strategies here
@@ -15,7 +17,7 @@ Exit codes (README "Exit codes" says the same):
   0 - done; `harness run`: the verdict is ok (passed, degraded) - every run's, with --confirm / --repeat
   1 - the harness could not do its job (a `harness-error` verdict, a crash)
   2 - bad usage (one line on stderr)
-  3 - `harness release` only: a cell that passed at --previous is broken (confirmed) at VERSION
+  3 - `harness release` only: a cell regressed: it passed at --previous and is broken at VERSION, confirmed
   4 - `harness run` only: the server failed (a failing class, or runs that disagree: flaky)
   5 - `harness run` only: inconclusive - the scenario could not run here (unsupported, env-error)
   130 - interrupted
@@ -43,6 +45,8 @@ from harness.campaign.matrix import DEFAULT_CONFIRM, default_matrix, done_ids, r
 from harness.cli import _output
 from harness.cli import bisect_cmd as bisect
 from harness.cli import catalog_cmd as catalog_cli
+from harness.cli import notify_cmd as notify_cli
+from harness.cli import publish_cmd as publish_cli
 from harness.cli import watch_cmd as watch_cli
 from harness.cli._args import (
     bounded_int,
@@ -52,9 +56,10 @@ from harness.cli._args import (
     positive_int,
     scenario_from_args,
 )
-from harness.cli.release_cmd import release
+from harness.cli.release_cmd import parse_target, release
 from harness.env import pythons
 from harness.env import venvs as envs
+from harness.env.index import index_url
 from harness.model.classes import INCONCLUSIVE, OK_CLASSES
 from harness.model.errors import HarnessError, UsageError
 from harness.model.records import (
@@ -226,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness",
         description="multi-worker socket sharing harness for ASGI servers",
         epilog="exit codes: 0 done (run: the verdict is ok), 1 the harness failed, 2 bad usage, "
-        "3 release: newly broken (confirmed), 4 run: the server failed or flaky, 5 run: inconclusive here, "
+        "3 release: a cell regressed (confirmed), 4 run: the server failed or flaky, 5 run: inconclusive, "
         "130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
@@ -267,18 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="report.html", metavar="FILE.html")
     _bench_arg(p)
 
-    p = sub.add_parser("release", help="run a server's scenarios at two versions, write the release diff")
-    p.add_argument("server", help="uvicorn | hypercorn | gunicorn | granian")
-    p.add_argument("version", help="the new version, e.g. 0.55.0")
+    p = sub.add_parser("release", help="run a release's scenarios at it and the one before, write the diff")
+    p.add_argument(
+        "target", metavar="DIST==VERSION|SERVER", help="a plan item (uvicorn==0.55.0, h11==0.16.0), or SERVER"
+    )
+    p.add_argument("version", nargs="?", default="", help="with SERVER: the new version, e.g. 0.55.0")
     p.add_argument("--previous", default="", metavar="VERSION", help="default: the release before VERSION")
     p.add_argument("--python", default="", metavar="LIST", help='comma-separated interpreters ("3.8,3.12")')
     p.add_argument("--workers", default="1,2,4", metavar="LIST", help="worker counts (default 1,2,4)")
     p.add_argument("--bind", default="tcp", metavar="LIST", help="binds, comma-separated (default tcp)")
     p.add_argument("--no-catalog", action="store_true", help="leave out the known-issue catalog entries")
     p.add_argument(
+        "--no-downstream", action="store_true", help="leave out the servers that run with the release"
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the diff as one JSON object (progress on stderr)"
     )
     p.add_argument("--results-dir", default="results", metavar="DIR", help="JSONL per version goes here")
+    p.add_argument("--index-url", default="", metavar="URL", help="the package index (default: pip's)")
     p.add_argument("-o", "--output", default="release.html", metavar="FILE.html")
     p.add_argument("-n", "--jobs", type=positive_int, default=1)
     p.add_argument(
@@ -286,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=bounded_int(0, MAX_CONFIRM),
         default=DEFAULT_CONFIRM,
         metavar="N",
-        help="re-run a failing cell N times; only a confirmed failure counts as newly broken "
+        help="re-run a failing cell N times; only a confirmed failure counts as regressed "
         f"(default {DEFAULT_CONFIRM})",
     )
     _common_run_args(p)
@@ -294,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_cli.add_parser(sub)  # type: ignore[arg-type]  # our _Parser is an ArgumentParser
     bisect.add_parser(sub)
     watch_cli.add_parser(sub)  # type: ignore[arg-type]
+    publish_cli.add_parser(sub)
+    notify_cli.add_parser(sub)
 
     p = sub.add_parser("pythons", help="list the interpreters found here")
     p.add_argument("--json", action="store_true", help="a JSON list: path, version, source, note, ...")
@@ -682,14 +695,18 @@ def cmd_release(args: argparse.Namespace) -> int:
             _python_path(p)
     check_writable(args.output, "--output")
     check_writable(os.path.join(args.results_dir, "x.jsonl"), "--results-dir")
+    name, version = parse_target(args.target, args.version)
+    if args.index_url:  # the index the lookups and every env build use (harness.env.index.index_url)
+        os.environ["PIP_INDEX_URL"] = index_url(args.index_url)
     return release(
-        args.server,
-        args.version,
+        name,
+        version,
         args.previous,
         pythons=pythons_,
         workers=_int_list(args.workers, "--workers"),
         binds=binds,
         with_catalog=not args.no_catalog,
+        with_downstream=not args.no_downstream,
         results_dir=args.results_dir,
         output=args.output,
         jobs=args.jobs,

@@ -13,6 +13,7 @@ import pytest
 from harness.campaign import release
 from harness.catalog import entries, parse_entry
 from harness.cli import release_cmd
+from harness.env.index import Project, Release
 from harness.model.errors import UsageError
 from harness.model.records import ResultRecord, Scenario
 from tests.reports.test_reports import rec
@@ -106,7 +107,7 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, broken_at: str) -> List[Sequence
         calls.append(scenarios)
         out = []
         for sc in scenarios:
-            version = sc.requirements[0].split("==")[1]
+            version = next(r.split("==")[1] for r in sc.requirements if r.startswith("uvicorn=="))
             r = rec("uvicorn", version, "3.11", "linux", workers=sc.workers)
             r = dataclasses.replace(r, scenario=sc.to_dict())
             if version == broken_at and sc.workers == 2:
@@ -117,7 +118,19 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, broken_at: str) -> List[Sequence
         return out
 
     monkeypatch.setattr(release, "run_matrix", run_matrix)
+    monkeypatch.setattr(release, "fetch_release_project", _project)
     return calls
+
+
+def _project(name: str, versions: Sequence[str] = ("0.53.0", "0.54.0", "0.55.0"), **special: str) -> Project:
+    """What the index lists: each version with one wheel; special = {version: "yanked" | "no-files"}."""
+    releases = {}
+    for v in (*versions, *special):
+        kind = special.get(v, "")
+        wheel = (f"{name}-{v}-py3-none-any.whl", "broken" if kind else None, "")
+        files = () if kind == "no-files" else (wheel,)
+        releases[v] = Release(v, files)
+    return Project(name, "https://pypi.org/simple/", releases)
 
 
 def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -129,9 +142,9 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
         "0.55.0",
         workers=(1, 2),
         with_catalog=False,
+        with_downstream=False,
         results_dir=str(tmp_path),
         output=str(page),
-        list_versions=lambda dist: ["0.53.0", "0.54.0", "0.55.0"],
         out=out,
     )
     assert code == release_cmd.EXIT_NEWLY_BROKEN
@@ -140,25 +153,28 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
         ["uvicorn==0.55.0"],
     ]
     text = out.getvalue()
-    assert "previous uvicorn release: 0.54.0" in text and "1 newly broken" in text
+    assert "previous uvicorn release: 0.54.0" in text and "1 regressed" in text
     assert "OSError: boom" in page.read_text(encoding="utf-8")
 
     _fake_runs(monkeypatch, broken_at="0.54.0")  # broken before, fixed now
     code = release_cmd.release(
-        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
+        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, with_downstream=False,
+        results_dir=str(tmp_path),
         output=str(page), out=io.StringIO(),
     )  # fmt: skip
-    assert code == 0 and 'Newly fixed <span class="count">1</span>' in page.read_text(encoding="utf-8")
+    heading = 'Fixed (failed at 0.54.0, confirmed; passes at 0.55.0) <span class="count">1</span>'
+    assert code == 0 and heading in page.read_text(encoding="utf-8")
 
-    # --confirm 0: the failure is seen once, never confirmed: listed as unconfirmed, exit 0 (crater: spurious)
+    # --confirm 0: the failure is seen once, never confirmed: spurious-regressed (crater's name), exit 0
     _fake_runs(monkeypatch, broken_at="0.55.0")
     out = io.StringIO()
     code = release_cmd.release(
-        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
+        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, with_downstream=False,
+        results_dir=str(tmp_path),
         output=str(page), out=out, confirm=0,
     )  # fmt: skip
-    assert code == 0 and "0 newly broken, 1 unconfirmed" in out.getvalue()
-    heading = 'Unconfirmed (failed once, or its runs disagree: flaky) <span class="count">1</span>'
+    assert code == 0 and "0 regressed, 1 spurious-regressed" in out.getvalue()
+    heading = 'Spurious regressions (failed once at 0.55.0, or its runs disagree) <span class="count">'
     assert heading in page.read_text(encoding="utf-8")
 
 
@@ -186,10 +202,11 @@ def test_cli_release_for_real(tmp_path: Any, capsys: Any) -> None:
 
     page = tmp_path / "release.html"
     argv = ["release", "uvicorn", "0.54.0", "--previous", "0.53.0", "--workers", "1", "--no-catalog"]
+    argv.append("--no-downstream")
     code = main([*argv, "--results-dir", str(tmp_path), "-o", str(page)])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "uvicorn 0.53.0 -> 0.54.0: 0 newly broken, 0 newly fixed" in text
+    assert "uvicorn 0.53.0 -> 0.54.0: 0 regressed" in text and "0 fixed" in text
     html = page.read_text(encoding="utf-8")
     assert "uvicorn 0.54.0" in html and 'id="performance"' in html
     for version in ("0.53.0", "0.54.0"):
@@ -229,11 +246,13 @@ def test_release_json_is_the_diff(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     _fake_runs(monkeypatch, broken_at="0.55.0")
     out = io.StringIO()
     code = release_cmd.release(
-        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, results_dir=str(tmp_path),
+        "uvicorn", "0.55.0", "0.54.0", workers=(1, 2), with_catalog=False, with_downstream=False,
+        results_dir=str(tmp_path),
         output=str(tmp_path / "r.html"), out=out, as_json=True,
     )  # fmt: skip
     data = json.loads(out.getvalue())
     assert code == release_cmd.EXIT_NEWLY_BROKEN
     assert (data["version"], data["previous"]) == ("0.55.0", "0.54.0")
-    (cell,) = data["newly_broken"]
+    (cell,) = data["outcomes"]["regressed"]
+    assert data["counts"]["regressed"] == 1 and cell["outcome"] == "regressed"
     assert cell["current"]["state"] == "broken" and cell["previous"]["state"] == "ok"

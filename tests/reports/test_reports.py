@@ -18,6 +18,7 @@ import pytest
 
 from harness.model.records import FAILURE_CLASSES, ResultRecord, Scenario, read_records
 from reports import clean_text, diff, merge, render, render_release, write_report
+from reports.release import OUTCOMES
 from reports.svg import timeline, worker_bars
 from tests import _paths
 
@@ -673,7 +674,8 @@ def test_odd_shapes_from_other_machines_do_not_break_the_page() -> None:
     assert "FLAKY" in html and "startup-failure" in html
     d = diff([odd], [twin])
     assert len(d.newly_fixed) == 1
-    assert 'Newly fixed <span class="count">1</span>' in render_release(d, "reference", "2", "1")
+    heading = 'Spuriously fixed (its failure at 1 was never confirmed) <span class="count">1</span>'
+    assert heading in render_release(d, "reference", "2", "1")  # one failing run: never confirmed
 
 
 def test_clean_text() -> None:
@@ -827,7 +829,9 @@ def test_release_diff_and_page() -> None:
     page = render_release(d, "uvicorn", "0.55.0", "0.54.0")
     assert "uvicorn 0.55.0" in page and "vs 0.54.0" in page
     assert "decisive line (logged at 0.55.0, not by the passing runs of 0.54.0)" in page
-    broken = page[page.index('id="newly-broken"') : page.index('id="newly-fixed"')]
+    start = page.index('<section id="regressed"')
+    broken = page[start : page.index("<section", start + 1)]
+    assert [e.outcome for e in d.newly_broken] == ["regressed"]
     assert (
         SIG_WSAEINVAL in broken
         and WSAEINVAL in broken
@@ -837,6 +841,43 @@ def test_release_diff_and_page() -> None:
     assert "<script>alert" not in render_release(
         diff([], load("hostile.jsonl")), "uvicorn", "0.30.0", "0.29.0"
     )
+
+
+def test_release_outcomes_as_crater_names_them() -> None:
+    """Every cell gets one of the seven outcomes; `degraded` counts as a failure in a release diff, a
+    failure is confirmed by a second failing run, and a still-broken cell shows its signature diff."""
+    refused = "OSError: [WinError 10022] An invalid argument was supplied"
+
+    def cell(name: str, version: str, *runs: Tuple[str, str]) -> List[ResultRecord]:
+        return [rec("uvicorn", version, "3.12", "linux", c, s, options=(("cell", name),),
+                    run_id=f"{version}-{i}") for i, (c, s) in enumerate(runs)]  # fmt: skip
+
+    ok, bad = ("passed", ""), ("startup-failure", refused)
+    other = ("respawn-loop", "RuntimeError: lifespan failed")
+    pairs = {
+        "regressed": ([ok], [bad, bad]),
+        "spurious-regressed": ([ok], [bad, ok]),
+        "still-broken": ([bad, bad], [other, other]),
+        "fixed": ([bad, bad], [ok]),
+        "spurious-fixed": ([bad], [ok]),
+        "still-passing": ([ok], [ok]),
+        "inconclusive": ([ok], [("env-error", "No matching distribution")]),
+    }
+    assert set(pairs) == set(OUTCOMES)
+    prev: List[ResultRecord] = []
+    cur: List[ResultRecord] = []
+    for name, (before, after) in pairs.items():
+        prev += cell(name, "0.54.0", *before)
+        cur += cell(name, "0.55.0", *after)
+    prev += cell("degraded", "0.54.0", ("degraded", "keep-alive stall"), ("degraded", "keep-alive stall"))
+    cur += cell("degraded", "0.55.0", ok)
+    d = diff(prev, cur)
+    outcome_of = {dict(map(tuple, e.shown.scenario["options"]))["cell"]: e.outcome for e in d.entries}
+    assert outcome_of == {**{name: name for name in pairs}, "degraded": "fixed"}  # never "unchanged"
+    assert sum(map(len, d.outcomes().values())) == 8
+    still = next(e for e in d.entries if e.outcome == "still-broken")
+    gone, new = still.signature_diff
+    assert gone == (f"startup-failure {refused}",) and new == ("respawn-loop RuntimeError: lifespan failed",)
 
 
 def test_release_diff_abstracts_only_the_released_version() -> None:
