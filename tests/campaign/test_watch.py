@@ -7,22 +7,17 @@ from it (checked once), and the watch, its state file and its bad-input answers 
 real CLI in a subprocess.
 """
 
-import base64
-import hashlib
-import http.server
-import io
 import json
 import os
 import subprocess
 import sys
-import threading
-import zipfile
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
 from harness.campaign import watch
 from tests._paths import ROOT
+from tests._pkgindex import PackageIndex, wheel
 
 DIST = "awh-testserver"
 FILES_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "2.0rc1")
@@ -30,110 +25,22 @@ YANKED = {"1.3": "broke every worker"}
 LISTED_ONLY = ("1.4",)  # PEP 700 `versions`: listed, no file yet
 
 
-def _wheel(version: str) -> Tuple[str, bytes]:
-    """A real, installable pure-Python wheel of DIST at `version`."""
-    mod = "awh_testserver"
-    info = f"{mod}-{version}.dist-info"
-    files = {
-        f"{mod}/__init__.py": f"VERSION = {version!r}\n".encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DIST}\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test_watch\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n",
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return f"{mod}-{version}-py3-none-any.whl", buf.getvalue()
-
-
-class _Index:
-    """The index's content and how it misbehaves (`mode`: ok, json-only, html-only, 500, bad-json)."""
-
-    def __init__(self) -> None:
-        self.wheels: Dict[str, bytes] = dict(_wheel(v) for v in FILES_VERSIONS)
-        self.mode = "ok"
-        self.requests: List[str] = []
-
-    def project_json(self, base: str) -> bytes:
-        files = []
-        for filename, data in sorted(self.wheels.items()):
-            version = filename.split("-")[1]
-            files.append({
-                "filename": filename,
-                "url": f"{base}/files/{filename}",
-                "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
-                "requires-python": ">=3.7",
-                "yanked": YANKED.get(version, False),
-            })  # fmt: skip
-        versions = sorted({f["filename"].split("-")[1] for f in files} | set(LISTED_ONLY))
-        return json.dumps(
-            {"meta": {"api-version": "1.1"}, "name": DIST, "files": files, "versions": versions}
-        ).encode()
-
-    def project_html(self, base: str) -> bytes:
-        rows = []
-        for filename, data in sorted(self.wheels.items()):
-            version = filename.split("-")[1]
-            yank = f' data-yanked="{YANKED[version]}"' if version in YANKED else ""
-            sha = hashlib.sha256(data).hexdigest()
-            rows.append(
-                f'<a href="{base}/files/{filename}#sha256={sha}" data-requires-python="&gt;=3.7"{yank}>'
-                f"{filename}</a><br/>"
-            )
-        return ("<!DOCTYPE html><html><body>" + "\n".join(rows) + "</body></html>").encode()
+def _index_content() -> PackageIndex:
+    state = PackageIndex()
+    for v in FILES_VERSIONS:
+        mod = "awh_testserver"
+        state.add(
+            DIST, *wheel(DIST, v, {f"{mod}/__init__.py": f"VERSION = {v!r}\n".encode()}), yanked=YANKED.get(v)
+        )
+    state.listed_only[DIST] = list(LISTED_ONLY)
+    return state
 
 
 @pytest.fixture
-def index() -> Iterator[Tuple[str, _Index]]:
-    state = _Index()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            base = f"http://127.0.0.1:{self.server.server_address[1]}"
-            if state.mode == "500":
-                self._send(500, b"oops", "text/plain")
-                return
-            if self.path.startswith("/files/") and self.path[7:] in state.wheels:
-                self._send(200, state.wheels[self.path[7:]], "application/octet-stream")
-                return
-            if self.path.rstrip("/") != f"/simple/{DIST}":
-                self._send(404, b"not found", "text/plain")
-                return
-            wants_json = "application/vnd.pypi.simple.v1+json" in (self.headers.get("Accept") or "")
-            if state.mode == "bad-json":
-                self._send(200, b'{"files": [', "application/vnd.pypi.simple.v1+json")
-            elif wants_json and state.mode != "html-only":
-                self._send(200, state.project_json(base), "application/vnd.pypi.simple.v1+json")
-            else:
-                self._send(200, state.project_html(base), "text/html")
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple/", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+def index() -> Iterator[Tuple[str, PackageIndex]]:
+    state = _index_content()
+    with state.serve() as url:
+        yield url, state
 
 
 def _watch(*args: str, env_extra: Dict[str, str] = {}) -> subprocess.CompletedProcess:  # noqa: B006
@@ -150,7 +57,9 @@ def _items(plan: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 
 @pytest.mark.parametrize("mode", ["ok", "html-only"])
-def test_watch_finds_exactly_the_new_releases(tmp_path: Any, index: Tuple[str, _Index], mode: str) -> None:
+def test_watch_finds_exactly_the_new_releases(
+    tmp_path: Any, index: Tuple[str, PackageIndex], mode: str
+) -> None:
     url, state = index
     state.mode = mode
     path = tmp_path / "state.json"
@@ -166,7 +75,7 @@ def test_watch_finds_exactly_the_new_releases(tmp_path: Any, index: Tuple[str, _
     assert state.requests == [f"/simple/{DIST}/"]  # one request per distribution
 
 
-def test_pre_releases_are_opt_in(tmp_path: Any, index: Tuple[str, _Index]) -> None:
+def test_pre_releases_are_opt_in(tmp_path: Any, index: Tuple[str, PackageIndex]) -> None:
     url, _ = index
     path = tmp_path / "state.json"
     path.write_text(json.dumps({DIST: "1.2"}))
@@ -179,7 +88,7 @@ def test_pre_releases_are_opt_in(tmp_path: Any, index: Tuple[str, _Index]) -> No
 
 
 def test_a_first_watch_seeds_and_plans_nothing_then_advance_moves_it(
-    tmp_path: Any, index: Tuple[str, _Index]
+    tmp_path: Any, index: Tuple[str, PackageIndex]
 ) -> None:
     url, _ = index
     path = tmp_path / "state.json"
@@ -199,7 +108,7 @@ def test_a_first_watch_seeds_and_plans_nothing_then_advance_moves_it(
     assert json.loads(path.read_text()) == {DIST: "1.1"}
 
 
-def test_the_index_is_one_pip_installs_from(tmp_path: Any, index: Tuple[str, _Index]) -> None:
+def test_the_index_is_one_pip_installs_from(tmp_path: Any, index: Tuple[str, PackageIndex]) -> None:
     url, _ = index
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
@@ -212,7 +121,7 @@ def test_the_index_is_one_pip_installs_from(tmp_path: Any, index: Tuple[str, _In
     assert os.listdir(tmp_path) == ["awh_testserver-1.2-py3-none-any.whl"]
 
 
-def test_pip_configuration_names_the_index(tmp_path: Any, index: Tuple[str, _Index]) -> None:
+def test_pip_configuration_names_the_index(tmp_path: Any, index: Tuple[str, PackageIndex]) -> None:
     url, _ = index
     conf = tmp_path / "pip.conf"
     conf.write_text(f"[global]\nindex-url = {url}\n")
@@ -238,7 +147,7 @@ def test_pip_configuration_names_the_index(tmp_path: Any, index: Tuple[str, _Ind
     ],
 )
 def test_bad_input_is_one_line_and_changes_no_state(
-    tmp_path: Any, index: Tuple[str, _Index], setup: str, message: str
+    tmp_path: Any, index: Tuple[str, PackageIndex], setup: str, message: str
 ) -> None:
     url, state = index
     path = tmp_path / "state.json"

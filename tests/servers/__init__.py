@@ -25,6 +25,7 @@ ADAPTER_SPECS = (
     "tests.servers.lost_workers:RESPAWN",
     "tests.servers.lost_workers:SLOW_RESPAWN",
     "tests.servers.raising_adapter:ADAPTER",
+    "tests.servers.release_dist:ADAPTER",
     "tests.servers.seeded_flaky:SEEDED",
     "tests.servers.wrong_bind:ADAPTER",
 )
