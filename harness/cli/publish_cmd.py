@@ -213,7 +213,9 @@ def publish(
     for rel in releases:
         d = diff(rel.sides[rel.previous], rel.sides[rel.version], server=rel.distribution)
         records = [*rel.sides[rel.previous], *rel.sides[rel.version]]
-        html = render_release(d, rel.server, rel.version, rel.previous, generated_at=now, records=records)
+        html = render_release(
+            d, rel.distribution, rel.version, rel.previous, generated_at=now, records=records
+        )
         pages.append((os.path.join(folder, rel.page_name), html))
         entries.append(summarize(d, distribution=rel.distribution, server=rel.server, version=rel.version,
                                  previous=rel.previous, page=rel.page_name, published_at=now))  # fmt: skip

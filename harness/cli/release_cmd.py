@@ -137,7 +137,7 @@ def release(
     release_diff = diff(ran.sides[ran.previous], ran.sides[ran.version], server=ran.distribution)
     page = render_release(
         release_diff,
-        ran.server,
+        ran.distribution,  # the page is about a release of it, whichever adapter ran it
         ran.version,
         ran.previous,
         generated_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
