@@ -170,22 +170,39 @@ def catalog_scenarios(
     fixed case, else its last case) with the distribution re-pinned, each with its catalog tag
     (ResultRecord.catalog) so the page links the cell to the issue. `pythons` == ("",): each entry's own
     python pin; else those interpreters (entries whose python range excludes one are left out there)."""
-    adapter = get_adapter(server)
-    dist = adapter.distribution
+    dist = get_adapter(server).distribution
+
+    def cases(entry: catalog.Entry) -> Sequence[catalog.Case]:
+        return entry.cases if concerns(entry, server, dist) else ()
+
+    return _repinned(dist, version, cases, pythons=pythons, entries=entries, sys_platform=sys_platform)
+
+
+def _repinned(
+    dist: str,
+    version: str,
+    cases_of: Callable[[catalog.Entry], Sequence[catalog.Case]],
+    *,
+    pythons: Sequence[str],
+    entries: Optional[Sequence[catalog.Entry]],
+    sys_platform: str,
+) -> List[Tuple[Scenario, Dict[str, str]]]:
+    """Per catalog entry that runs here and has cases (cases_of): its newest requirement set among them
+    (the fixed case, else the last) with `dist` re-pinned to `version`, per python (module doc)."""
     out: List[Tuple[Scenario, Dict[str, str]]] = []
     seen = set()
     for entry in catalog.entries() if entries is None else entries:
-        if entry.skip or entry.platform_skip(sys_platform) or not concerns(entry, server, dist):
+        cases = cases_of(entry)
+        if entry.skip or entry.platform_skip(sys_platform) or not cases:
             continue
-        fixed = [c for c in entry.cases if c.expectation.role == "fixed"]
-        case = fixed[0] if fixed else entry.cases[-1]
+        fixed = [c for c in cases if c.expectation.role == "fixed"]
+        case = fixed[0] if fixed else cases[-1]
         base = dataclasses.replace(
             entry.scenario,
             requirements=_pinned(case.requirements, dist, version),
             python=case.python or entry.scenario.python,
         )
-        wanted = [p for p in pythons if p] or [base.python]
-        for py in wanted:
+        for py in [p for p in pythons if p] or [base.python]:
             if py and py[0].isdigit() and entry.python_skip(py):
                 continue
             sc = dataclasses.replace(base, python=py)
@@ -267,20 +284,14 @@ def item_pairs(
         for sc, tag in pairs:
             add("catalog" if tag else "release-set", sc, tag)
     elif with_catalog:
-        for entry in catalog.entries() if entries is None else entries:
-            if entry.skip or entry.platform_skip(sys_platform):
-                continue
-            cases = [c for c in entry.cases if any(_dist_of(r) == dist for r in c.requirements)]
-            if not cases:
-                continue
-            fixed = [c for c in cases if c.expectation.role == "fixed"]
-            case = fixed[0] if fixed else cases[-1]
-            base = dataclasses.replace(entry.scenario, requirements=_pinned(case.requirements, dist, version),
-                                       python=case.python or entry.scenario.python)  # fmt: skip
-            for py in [p for p in pythons if p] or [base.python]:
-                if py and py[0].isdigit() and entry.python_skip(py):
-                    continue
-                add("catalog", dataclasses.replace(base, python=py), entry.tag(case.expectation.role))
+
+        def pinning(entry: catalog.Entry) -> Sequence[catalog.Case]:
+            return [c for c in entry.cases if any(_dist_of(r) == dist for r in c.requirements)]
+
+        for sc, tag in _repinned(
+            dist, version, pinning, pythons=pythons, entries=entries, sys_platform=sys_platform
+        ):
+            add("catalog", sc, tag)
     for downstream, extra in DOWNSTREAM.get(dist, ()) if with_downstream else ():
         reqs = merge_requirements(merge_requirements(get_adapter(downstream).default_requirements, extra),
                                   [f"{dist}=={version}"])  # fmt: skip
