@@ -263,11 +263,13 @@ def item_pairs(
     with_downstream: bool = True,
     entries: Optional[Sequence[catalog.Entry]] = None,
     sys_platform: str = sys.platform,
+    server: Optional[str] = None,
 ) -> List[Tuple[str, Scenario, Dict[str, str]]]:
     """What one release of `distribution` runs, as (role, scenario, catalog tag): a server's release set
     (role "release-set": its default matrix; "catalog": its catalog entries, re-pinned), a dependency's
     catalog entries that pin it (re-pinned), then the DOWNSTREAM combinations ("downstream": that
-    server's default requirements with the release pinned in). Duplicates dropped."""
+    server's default requirements with the release pinned in). Duplicates dropped. `server`: the
+    adapter that runs the distribution when the caller knows it ("" for a dependency; default: found)."""
     dist = _norm(distribution)
     out: List[Tuple[str, Scenario, Dict[str, str]]] = []
     seen = set()
@@ -277,7 +279,8 @@ def item_pairs(
             seen.add(scenario.scenario_id)
             out.append((role, scenario, tag))
 
-    server = server_of(dist)
+    if server is None:
+        server = server_of(dist)
     if server:
         pairs = release_scenarios(server, version, pythons=pythons, workers=workers, binds=binds,
                                   with_catalog=with_catalog, entries=entries)  # fmt: skip
@@ -364,18 +367,7 @@ def resolve(name: str) -> Tuple[str, str]:
         from harness.env.index import check_distribution  # noqa: PLC0415
 
         dist = check_distribution(name)
-        server = server_of(dist)
-        if (
-            not server
-            and dist not in DOWNSTREAM
-            and not any(
-                _dist_of(r) == dist for e in catalog.entries() for c in e.cases for r in c.requirements
-            )
-        ):
-            raise UsageError(
-                f"{name!r} is neither a server nor a distribution anything here runs with"
-            ) from None
-        return server, dist
+        return server_of(dist), dist
     if not adapter.distribution:
         raise UsageError(f"server {name!r} has no released versions to compare")
     return name, _norm(adapter.distribution)
@@ -407,6 +399,13 @@ def run_release(
     if previous:
         previous = check_version(previous, "--previous")
     server, dist = resolve(name)
+
+    def scenarios_at(ver: str) -> List[Tuple[str, Scenario, Dict[str, str]]]:
+        return item_pairs(dist, ver, pythons=pythons, workers=workers, binds=binds, with_catalog=with_catalog,
+                          with_downstream=with_downstream, server=server)  # fmt: skip
+
+    if not scenarios_at(version):  # pure: said before the index is asked
+        raise UsageError(f"nothing runs with {dist} here (no server, catalog entry or downstream of it)")
     try:
         project = (lookup or fetch_release_project)(dist)
     except UsageError:
@@ -423,10 +422,7 @@ def run_release(
         raise UsageError(f"--previous {previous} is the version itself")
     sides: Dict[str, List[ResultRecord]] = {}
     for ver in (previous, version):
-        triples = item_pairs(dist, ver, pythons=pythons, workers=workers, binds=binds,
-                             with_catalog=with_catalog, with_downstream=with_downstream)  # fmt: skip
-        if not triples:
-            raise UsageError(f"nothing runs with {dist} here (no server, catalog entry or downstream of it)")
+        triples = scenarios_at(ver)
         scenarios = [sc for _, sc, _ in triples]
         tags = {sc.scenario_id: tag for _, sc, tag in triples if tag}
         results = os.path.join(results_dir, f"{_file_part(dist)}-{_file_part(ver)}.jsonl")

@@ -24,7 +24,6 @@ after a successful publish); a watch writes nothing but the seeds of distributio
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from harness.campaign.release import DOWNSTREAM, item_pairs
@@ -40,6 +39,7 @@ from harness.env.index import (
     shown,
 )
 from harness.model.errors import HarnessError, UsageError
+from harness.model.files import write_atomic
 
 #: the servers whose releases are watched (each has an adapter)
 WATCHED_SERVERS = ("uvicorn", "hypercorn", "gunicorn", "granian", "daphne")
@@ -84,22 +84,7 @@ def load_state(path: str) -> Dict[str, str]:
 
 def save_state(path: str, state: Mapping[str, str]) -> None:
     """Write the state atomically (a reader sees the old file or the new one, never half of one)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=directory)
-    except OSError as exc:
-        raise HarnessError(f"cannot write the state file {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(dict(sorted(state.items())), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise HarnessError(f"cannot write the state file {path}: {exc.strerror or exc}") from None
+    write_atomic(path, json.dumps(dict(sorted(state.items())), indent=2) + "\n", "the state file")
 
 
 def advance(state: Mapping[str, str], distribution: str, version: str) -> Dict[str, str]:

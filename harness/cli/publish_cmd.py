@@ -29,6 +29,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.cli.release_cmd import ITEM_SUFFIX
 from harness.model.errors import HarnessError
+from harness.model.files import write_atomic
 from harness.model.records import ResultRecord, read_records
 from reports import ReleaseDiff, diff, render_release
 from reports.releases import merge_entries, render_index, summarize
@@ -179,14 +180,6 @@ def _issue(rel: Release, d: ReleaseDiff, page_url: str, run_url: str) -> Optiona
     return {"key": rel.key, "title": title, "body": "\n".join(lines), "labels": [ISSUE_LABEL]}
 
 
-def _write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def publish(
     inputs: Sequence[str],
     site: str,
@@ -230,9 +223,9 @@ def publish(
         stream.write(f"published {what}: {counts} -> {os.path.join(folder, rel.page_name)}\n")
     merged = merge_entries(existing, entries)
     for path, html in pages:
-        _write(path, html)
-    _write(index_json, json.dumps(merged, indent=1, sort_keys=True) + "\n")
-    _write(os.path.join(folder, "index.html"), render_index(merged, generated_at=now))
+        write_atomic(path, html)
+    write_atomic(index_json, json.dumps(merged, indent=1, sort_keys=True) + "\n")
+    write_atomic(os.path.join(folder, "index.html"), render_index(merged, generated_at=now))
     stream.write(f"release index: {os.path.join(folder, 'index.html')} ({len(merged)} release(s))\n")
     return entries, issues, [rel.key for rel in releases]
 
@@ -240,9 +233,9 @@ def publish(
 def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     _, issues, keys = publish(args.inputs, args.site, site_url=args.site_url, run_url=args.run_url, out=out)
     if args.issues:
-        _write(args.issues, json.dumps(issues, indent=1) + "\n")
+        write_atomic(args.issues, json.dumps(issues, indent=1) + "\n")
     if args.published:
-        _write(args.published, "".join(k + "\n" for k in keys))
+        write_atomic(args.published, "".join(k + "\n" for k in keys))
     return 0
 
 

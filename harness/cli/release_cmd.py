@@ -20,6 +20,7 @@ from typing import IO, Any, Dict, Optional, Tuple
 
 from harness.campaign.release import run_release
 from harness.model.errors import UsageError
+from harness.model.files import write_atomic
 from reports import ReleaseDiff, diff, render_release
 
 #: exit status of `harness release` when something newly broke (1 = harness failure, 2 = usage)
@@ -103,10 +104,7 @@ def write_item(results_dir: str, ran: Any, files: Dict[str, str]) -> str:
             "previous": ran.previous, "sides": files, "sys_platform": sys.platform,
             "python": platform.python_version(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", "the release item")
     return path
 
 

@@ -12,6 +12,7 @@
 
 import configparser
 import dataclasses
+import functools
 import html.parser
 import json
 import os
@@ -27,7 +28,7 @@ from harness.model.errors import HarnessError, UsageError
 
 def canonical(name: str) -> str:
     """PEP 503 normalization: "Typing_Extensions" -> "typing-extensions"."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def is_default(url: str) -> bool:
@@ -88,6 +89,18 @@ def index_url(explicit: str = "") -> str:
     section over [global], later files over earlier ones), else PyPI's simple API."""
     if explicit:
         return _check_url(explicit, "--index-url")
+    return _configured(tuple(os.environ.get(v, "") for v in _WHERE_FROM))
+
+
+#: the variables that decide which index is configured (and where pip's files are)
+_WHERE_FROM = ("PIP_INDEX_URL", "PIP_CONFIG_FILE", "HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS",
+               "VIRTUAL_ENV", "APPDATA", "PROGRAMDATA")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(where_from: Tuple[str, ...]) -> str:
+    """The configured index, read once per value of those variables: every env lookup asks for it, and
+    pip's files do not change under a running harness."""
     env = os.environ.get("PIP_INDEX_URL", "").strip()
     if env:
         return _check_url(env, "PIP_INDEX_URL")

@@ -256,3 +256,15 @@ def test_release_json_is_the_diff(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     (cell,) = data["outcomes"]["regressed"]
     assert data["counts"]["regressed"] == 1 and cell["outcome"] == "regressed"
     assert cell["current"]["state"] == "broken" and cell["previous"]["state"] == "ok"
+
+
+def test_a_distribution_nothing_runs_with_is_refused_before_the_index_is_asked(tmp_path: Any) -> None:
+    asked: List[str] = []
+
+    def lookup(name: str) -> Project:
+        asked.append(name)
+        return _project(name)
+
+    with pytest.raises(UsageError, match="nothing runs with no-such-dist here"):
+        release.run_release("no-such-dist", "1.0", "0.9", results_dir=str(tmp_path), lookup=lookup)
+    assert asked == [] and not list(tmp_path.iterdir())
