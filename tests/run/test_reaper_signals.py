@@ -234,6 +234,9 @@ def test_matrix_killed_midway_keeps_every_record_and_resumes(tmp_path: Path) -> 
     env: Dict[str, str] = dict(os.environ)
     env[TOKEN_VAR] = token
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # a SIGKILLed matrix cannot remove its hand-off dir (awh-matrix-*): it goes under tmp_path, not /tmp
+    (tmp_path / "tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "tmp")
     argv = [sys.executable, "-m", "harness.cli", "matrix", "--config", str(config), "-n", "1"]
     argv += ["--results", str(results)]
     first = subprocess.Popen(
