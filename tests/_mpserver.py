@@ -14,6 +14,8 @@ Options that make the test cases:
 * --worker-delay S - worker i waits i*S seconds (Event.wait, bounded) before accepting
 * --exit-after S - the master exits with code 3 after S seconds (workers killed first)
 * --no-listen - bind but never listen (clients get ECONNREFUSED while the port is held)
+* --parent-poll S - a worker checks every S seconds whether its master is still its parent and exits when
+  not (gunicorn's is_parent_alive(), polled); without it a worker outlives a killed master
 """
 
 import argparse
@@ -119,6 +121,16 @@ def _worker(sock: socket.socket, index: int, args: argparse.Namespace) -> None:
         _wait_forever()
     if args.worker_delay:
         threading.Event().wait(index * args.worker_delay)
+    if args.parent_poll:
+        master = os.getppid()
+
+        def watch() -> None:
+            tick = threading.Event()
+            while not tick.wait(args.parent_poll):  # the poll interval under test, as gunicorn's loop
+                if os.getppid() != master:
+                    os._exit(0)
+
+        threading.Thread(target=watch, daemon=True).start()
     srv = _Server(("127.0.0.1", 0), _Handler, bind_and_activate=False)
     srv.socket.close()
     srv.socket = sock
@@ -139,6 +151,7 @@ def main() -> int:
     ap.add_argument("--worker-delay", type=float, default=0.0)
     ap.add_argument("--exit-after", type=float, default=0.0)
     ap.add_argument("--no-listen", action="store_true")
+    ap.add_argument("--parent-poll", type=float, default=0.0)
     args = ap.parse_args()
 
     if args.ignore_term:

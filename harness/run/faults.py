@@ -25,7 +25,8 @@ The outcome (plain JSON, ResultRecord.fault) always has `fault`, `kind`, `expect
 does), `handled` (True: it did; False: it did not; None: cannot tell) and `why` (one sentence), plus what
 was measured: `victim_pid`, `worker_replaced`, `new_pids`, `recovery_s` (injection -> all N workers answer
 again), `requests` / `failed_requests` (the load during the fault window), `probe_errors`,
-`server_exited`, `exit_code`, `workers_left` (kill-master), `exit_s`.
+`server_exited`, `exit_code`, `workers_left` (kill-master), `exit_s`, `orphans_answered_s` (kill-master:
+the workers left still answered new connections ORPHAN_PROOF_S x contention after the master died).
 
 After every runtime fault that leaves the master running, `workers_after` (the live workers once the count
 settled) and `expected_after` (what the fault's contract leaves: N, N+k after TTIN...) are recorded: more
@@ -72,6 +73,14 @@ REQUEST_TIMEOUT_S = 3.0
 #: for a worker dying of it: the evidence is an original worker pid gone, and a signal's default action
 #: (terminate) acts on delivery
 KEEP_WATCH_S = 2.0
+#: kill-master: a worker that still answers a new connection this long (x contention) after its master's
+#: SIGKILL did not notice it and will not: the parent-death watchers in the servers' sources act at once
+#: (EOF on a control pipe: this repository's server; PR_SET_PDEATHSIG) or check the parent on every pass
+#: of a loop that wakes at least once a second while it serves (gunicorn's workers: is_parent_alive() per
+#: accept pass / select(1.0)), and a worker that noticed leaves that loop and accepts nothing more. The
+#: evidence is that answer (x-worker-pid on a fresh connection begun after this point); a worker that
+#: neither answers nor exits is still waited for until the RECOVERY_S deadline
+ORPHAN_PROOF_S = 3.0
 #: kill-workers: no new worker pid this long (x contention) after the kill is a master not replacing
 NO_REPLACEMENT_S = 6.0
 #: a worker count that did not move for this long (x contention) has settled where it is: workers that
@@ -281,6 +290,8 @@ class _Load:
         self.errors = 0
         self.non_2xx = 0
         self.error_kinds: Dict[str, int] = {}
+        #: worker pid -> monotonic start of the latest batch it answered in (x-worker-pid)
+        self.answered: Dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
 
@@ -290,6 +301,7 @@ class _Load:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 res = run_load(
                     self.target,
@@ -312,6 +324,13 @@ class _Load:
             for code, n in (res.get("status") or {}).items():
                 if not str(code).startswith("2"):
                     self.non_2xx += int(n)
+            for key, n in (res.get("per_worker") or {}).items():
+                if str(key).isdigit() and int(n) > 0:
+                    self.answered[int(key)] = began
+
+    def answered_since(self, pids: List[int], since: float) -> bool:
+        """Every pid answered a connection begun at or after `since` (monotonic)."""
+        return bool(pids) and all(self.answered.get(pid, -1.0) >= since for pid in pids)
 
     def stop(self, deadline: float) -> None:
         self._stop.set()
@@ -338,12 +357,15 @@ def _wait_exit(ctx: FaultContext, deadline: float) -> Optional[float]:
     return None
 
 
-def _wait_gone(pids: List[int], deadline: float) -> List[int]:
+def _wait_gone(
+    pids: List[int], deadline: float, proven: Optional[Callable[[List[int]], bool]] = None
+) -> List[int]:
     """Pids still running (zombies count as gone: an orphan's zombie waits for init, which may be slow)
-    at the deadline, or [] as soon as all are gone. Polled: these are not our children."""
+    at the deadline, or when `proven(left)` says the ones left will not go, or [] as soon as all are
+    gone. Polled: these are not our children."""
     left = [pid for pid in pids if _running(pid)]
     delay = 0.005
-    while left and time.monotonic() < deadline:
+    while left and time.monotonic() < deadline and not (proven is not None and proven(left)):
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # bounded poll, not synchronisation
         delay = min(delay * 2, 0.1)
         left = [pid for pid in left if _running(pid)]
@@ -478,7 +500,7 @@ class FaultPlan:
             elif self.base_name == "signal-master":
                 out.update(self._signal_master(ctx, before, t0, budget))
             else:
-                out.update(self._master_fault(ctx, victims, t0, deadline))
+                out.update(self._master_fault(ctx, victims, t0, deadline, load))
             if self.reproves and not out.get("server_exited"):
                 # the upper bound after every fault that leaves the master up: settle to the count the
                 # fault leaves (evidence: the live worker count reaching it), then compare; a signal
@@ -771,24 +793,34 @@ class FaultPlan:
             out.update(handled=True, why=f"{sig} x {out['sent']}: contract kept ({expect}{tail})")
 
     def _master_fault(
-        self, ctx: FaultContext, workers: List[int], t0: float, deadline: float
+        self, ctx: FaultContext, workers: List[int], t0: float, deadline: float, load: _Load
     ) -> Dict[str, Any]:
         out: Dict[str, Any] = {"victim_pid": ctx.master_pid}
+        proven: Optional[Callable[[List[int]], bool]] = None
         if self.name == "kill-master":
             p = _proc(ctx.master_pid)
             if p is not None:
                 p.kill()
+            proof = time.monotonic() + ORPHAN_PROOF_S * contention()
+            proven = lambda left: load.answered_since(left, proof)  # noqa: E731
         else:
             out["signal"] = _platform.send_stop(ctx.master_pid, "master")
         exit_s = _wait_exit(ctx, deadline)
-        left = _wait_gone(workers, deadline)
+        left = _wait_gone(workers, deadline, proven)
         out["server_exited"] = exit_s is not None
         out["exit_s"] = exit_s
         out["exit_code"] = ctx.exit_code()
         out["workers_left"] = left
         out["workers_gone_s"] = round(time.monotonic() - t0, 3) if not left else None
         if self.name == "kill-master":
-            if left:
+            if left and proven is not None and proven(left):
+                out["orphans_answered_s"] = round(time.monotonic() - t0, 3)
+                why = (
+                    f"{len(left)} worker(s) still answered new connections "
+                    f"{out['orphans_answered_s']:g} s after the master died"
+                )
+                out.update(handled=False, why=why)
+            elif left:
                 why = f"{len(left)} worker(s) still ran {deadline - t0:g} s after the master died"
                 out.update(handled=False, why=why)
             else:

@@ -11,12 +11,14 @@ import sys
 import tempfile
 from typing import Any, Dict, Optional, Set, Tuple
 
+import psutil
 import pytest
 
 from harness.model.records import Scenario
 from harness.run import faults
+from harness.run.process import ServerProcess
 from harness.run.readiness import Target
-from tests import _paths
+from tests import _mpserver, _paths
 from tests._refserver import RefServer, assert_nothing_left, burst_until, stop_and_check
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
@@ -146,6 +148,58 @@ def test_kill_master_takes_the_workers_with_it(scratch: str) -> None:
         assert out["handled"] is True, out
         assert out["workers_left"] == [] and out["server_exited"] is True and out["exit_code"] == -9
         assert_nothing_left(server, port=target.port)
+
+
+def _mp_ctx(server: Any, info: Dict[str, Any]) -> Any:
+    workers = list(info["workers"])
+    return faults.FaultContext(
+        master_pid=server.pid,
+        workers=len(workers),
+        target=Target(host="127.0.0.1", port=int(info["port"])),
+        worker_pids=lambda: {pid for pid in workers if psutil.pid_exists(pid)},
+        alive=server.alive,
+        exit_code=server.poll,
+    )
+
+
+@pytest.mark.parametrize("poll", [None, 1.0], ids=["no-watch", "parent-poll-1s"])
+def test_kill_master_orphans_are_proven_by_their_answers(scratch: str, poll: Optional[float]) -> None:
+    """tests/_mpserver.py's workers do not watch their master: after its SIGKILL they go on answering,
+    and the fault calls them orphans from those answers (ORPHAN_PROOF_S x contention after the death),
+    long before the RECOVERY_S deadline; with a 1 s parent poll (gunicorn's kind of watcher) they exit
+    within the proof window and the fault is handled."""
+    options = ["--parent-poll", str(poll)] if poll else []
+    info_path = os.path.join(scratch, "info.json")
+    server = ServerProcess(
+        _mpserver.argv("--workers", "2", "--info", info_path, *options),
+        env=dict(os.environ),
+        cwd=scratch,
+        run_dir=os.path.join(scratch, "run"),
+    ).start()
+    with server:
+        info = _mpserver.read_info(info_path)
+        ctx = _mp_ctx(server, info)
+        burst_until(("127.0.0.1", int(info["port"])), info["workers"])
+        out = _plan("kill-master", scratch).inject(ctx)
+        assert out["server_exited"] is True and out["exit_code"] == -9, out
+        if poll is None:
+            assert out["handled"] is False, out
+            assert out["workers_left"] == sorted(info["workers"]), out
+            # proven by answers, not by the deadline: between the proof point and the budget
+            assert faults.ORPHAN_PROOF_S <= out["orphans_answered_s"] < faults.RECOVERY_S, out
+            assert "still answered new connections" in out["why"], out
+        else:
+            assert out["handled"] is True, out
+            assert out["workers_left"] == [] and "orphans_answered_s" not in out, out
+    # the stop reaps the orphans too (same session): nothing of the server is left
+    assert not [pid for pid in info["workers"] if psutil.pid_exists(pid) and _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_term_master_only_stops_cleanly(scratch: str) -> None:
