@@ -243,17 +243,22 @@ def run_matrix(
     catalog: Optional[Mapping[str, Dict[str, str]]] = None,
     confirm: int = DEFAULT_CONFIRM,
     repeat: int = 1,
+    route: Optional[Mapping[str, str]] = None,
 ) -> List[ResultRecord]:
     """Run every scenario (jobs at a time), append each record to `results`, return them in finish order
     (every attempt's record: confirmation and repeat runs included).
+
+    `route` maps a scenario id to another JSONL file for its records (harness release runs both sides of
+    an item in one pool, each side's records in its own file); ids not in it go to `results`.
 
     With resume=True, scenarios whose id already has a record in `results` are skipped (not returned).
     When a record could not be appended (disk full), every scenario still runs; then RecordNotWritten is
     raised with `.records` (all of them) so that the caller reports the verdicts and the loss.
     `catalog` maps a scenario id to the known-issue case it is ({"id", "role"}: ResultRecord.catalog)."""
     todo = list(scenarios)
+    route = dict(route or {})
     if resume:
-        skip = done_ids(results)
+        skip = done_ids(results).union(*(done_ids(f) for f in set(route.values())))
         todo = [s for s in todo if s.scenario_id not in skip]
     records: List[ResultRecord] = []
     lost: List[str] = []  # records that could not be appended (disk full): the caller is told
@@ -268,7 +273,7 @@ def run_matrix(
     def keep(record: ResultRecord) -> None:
         with lock:
             try:
-                append_record(results, record)
+                append_record(route.get(record.scenario_id, results), record)
             except RecordNotWritten as exc:
                 lost.append(f"{record.scenario_id}: {exc}")
             records.append(record)

@@ -11,6 +11,9 @@ For each of the two versions it runs
   uvicorn for a uvicorn release) - with the entry's newest requirement set (its `fixed` case, else its
   last) re-pinned to the version. Entries with a `skip` reason or for another platform are left out.
 
+Both sides run in one pool (`-n` jobs at a time, paired(): the two sides of a cell next to each other,
+the costliest cells first), each side's records in its own JSONL.
+
 The face (harness.cli.release_cmd) then diffs the two record sets (reports.diff) and writes one HTML page
 (reports.render_release): newly broken, newly fixed, unchanged, inconclusive. The JSONL of each side is kept
 under --results-dir.
@@ -44,6 +47,7 @@ __all__ = [
     "concerns",
     "item_pairs",
     "matrix_scenarios",
+    "paired",
     "previous_version",
     "release_scenarios",
     "run_release",
@@ -420,25 +424,61 @@ def run_release(
         notify(f"harness release: previous {dist} release: {previous}")
     if previous == version:
         raise UsageError(f"--previous {previous} is the version itself")
-    sides: Dict[str, List[ResultRecord]] = {}
+    per_side: Dict[str, List[Scenario]] = {}
+    tags: Dict[str, Dict[str, str]] = {}
+    route: Dict[str, str] = {}
     for ver in (previous, version):
         triples = scenarios_at(ver)
-        scenarios = [sc for _, sc, _ in triples]
-        tags = {sc.scenario_id: tag for _, sc, tag in triples if tag}
+        per_side[ver] = [sc for _, sc, _ in triples]
+        tags.update({sc.scenario_id: tag for _, sc, tag in triples if tag})
         results = os.path.join(results_dir, f"{_file_part(dist)}-{_file_part(ver)}.jsonl")
+        route.update({sc.scenario_id: results for sc in per_side[ver]})
         n_down = sum(1 for role, _, _ in triples if role == "downstream")
-        counts = f"{len(tags)} from the catalog, {n_down} downstream"
-        notify(f"{dist} {ver}: {len(scenarios)} scenario(s) ({counts}) -> {results}")
-        sides[ver] = run_matrix(
-            scenarios,
-            results=results,
-            jobs=jobs,
-            work_dir=work_dir,
-            capsule_dir=capsule_dir or os.path.join(results_dir, "capsules"),
-            base_timeout=base_timeout,
-            progress=progress(len(scenarios)) if progress else None,
-            catalog=tags,
-            confirm=confirm,
-        )
-        notify(summary(mark_degraded(sides[ver])))  # as the page judges them
+        n_cat = sum(1 for _, _, tag in triples if tag)
+        counts = f"{n_cat} from the catalog, {n_down} downstream"
+        notify(f"{dist} {ver}: {len(per_side[ver])} scenario(s) ({counts}) -> {results}")
+    ids = [sc.scenario_id for side in per_side.values() for sc in side]
+    if len(set(ids)) != len(ids):  # both sides pin the item, so their ids differ; said, never mixed up
+        raise HarnessError(f"the scenarios of {dist} {previous} and {version} share an id: cannot tell apart")
+    order = paired(per_side[previous], per_side[version])
+    notify(f"both sides in one pool: {len(order)} scenario(s), {jobs} at a time, the longest first")
+    records = run_matrix(
+        order,
+        results=route[order[0].scenario_id],
+        route=route,
+        jobs=jobs,
+        work_dir=work_dir,
+        capsule_dir=capsule_dir or os.path.join(results_dir, "capsules"),
+        base_timeout=base_timeout,
+        progress=progress(len(order)) if progress else None,
+        catalog=tags,
+        confirm=confirm,
+    )
+    sides: Dict[str, List[ResultRecord]] = {}
+    for ver in (previous, version):
+        mine = {sc.scenario_id for sc in per_side[ver]}
+        sides[ver] = [r for r in records if r.scenario_id in mine]
+        notify(f"{dist} {ver}: " + summary(mark_degraded(sides[ver])))  # as the page judges them
     return ReleaseRun(server or dist, dist, version, previous, sides)
+
+
+def _cost(scenario: Scenario) -> int:
+    """A rank of how long a run of the scenario takes, from what it does (measured in bench_release's
+    job: a plain cell 1.5-5 s, a runtime fault 6-13 s - its recovery window and fault-window load -,
+    stop-worker waits out a heartbeat timeout of 10-40 s); a launch or app fault is a plain cell."""
+    fault = scenario.fault.split(":", 1)[0]
+    if fault == "stop-worker":
+        return 3
+    if fault in ("kill-worker", "kill-workers", "kill-master", "term-master-only", "signal-master"):
+        return 2
+    return 1
+
+
+def paired(before: Sequence[Scenario], after: Sequence[Scenario]) -> List[Scenario]:
+    """Both sides' scenarios for one pool: the two sides of a cell next to each other (they run at about
+    the same time, on the same machine load), the costliest cells first, so a long cell never starts last
+    while the other job slot idles (longest-processing-time-first); ties keep the given order."""
+    rows: List[Scenario] = []
+    for i in range(max(len(before), len(after))):
+        rows.extend(side[i] for side in (before, after) if i < len(side))
+    return [sc for _, sc in sorted(enumerate(rows), key=lambda p: (-_cost(p[1]), p[0]))]

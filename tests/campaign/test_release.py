@@ -148,9 +148,9 @@ def test_run_release_exit_status_and_default_previous(monkeypatch: pytest.Monkey
         out=out,
     )
     assert code == release_cmd.EXIT_NEWLY_BROKEN
-    assert [sorted({r for s in c for r in s.requirements}) for c in calls] == [
-        ["uvicorn==0.54.0"],
-        ["uvicorn==0.55.0"],
+    # both sides in one pool, each cell's two sides next to each other (run on the same machine load)
+    assert [[r for s in c for r in s.requirements] for c in calls] == [
+        ["uvicorn==0.54.0", "uvicorn==0.55.0", "uvicorn==0.54.0", "uvicorn==0.55.0"],
     ]
     text = out.getvalue()
     assert "previous uvicorn release: 0.54.0" in text and "1 regressed" in text
@@ -268,3 +268,23 @@ def test_a_distribution_nothing_runs_with_is_refused_before_the_index_is_asked(t
     with pytest.raises(UsageError, match="nothing runs with no-such-dist here"):
         release.run_release("no-such-dist", "1.0", "0.9", results_dir=str(tmp_path), lookup=lookup)
     assert asked == [] and not list(tmp_path.iterdir())
+
+
+def test_paired_puts_both_sides_of_a_cell_together_and_the_costliest_first() -> None:
+    def sc(version: str, fault: str = "", workers: int = 2) -> Scenario:
+        return Scenario(server="uvicorn", requirements=(f"uvicorn=={version}",), workers=workers, fault=fault)
+
+    cells = [("", 1), ("kill-worker", 2), ("stop-worker", 2), ("port-in-use", 2)]
+    before = [sc("1.0", fault, w) for fault, w in cells]
+    after = [sc("1.1", fault, w) for fault, w in cells]
+    order = [(s.requirements[0].split("==")[1], s.fault, s.workers) for s in release.paired(before, after)]
+    assert order == [
+        ("1.0", "stop-worker", 2), ("1.1", "stop-worker", 2),  # waits out a heartbeat timeout
+        ("1.0", "kill-worker", 2), ("1.1", "kill-worker", 2),  # a runtime fault
+        ("1.0", "", 1), ("1.1", "", 1),  # plain cells and launch faults keep their order
+        ("1.0", "port-in-use", 2), ("1.1", "port-in-use", 2),
+    ]  # fmt: skip
+    # a side with a cell more (a catalog entry only one version has) keeps it, after its pairs
+    assert [s.requirements[0] for s in release.paired(before[:1], [after[0], after[3]])] == [
+        "uvicorn==1.0", "uvicorn==1.1", "uvicorn==1.1",
+    ]  # fmt: skip
