@@ -232,7 +232,9 @@ class HarnessReporter:
                 from harness import catalog  # noqa: PLC0415
                 from reports import write_report  # noqa: PLC0415 - Jinja2 only when a report is asked for
 
-                self.written = str(write_report(self.records, self.report_path, cards=catalog.cards()))
+                self.written = str(
+                    write_report(self.records, self.report_path, cards=catalog.cards(), pages=catalog.pages())
+                )
             except Exception as exc:  # the report must not turn a green session red silently: say it
                 self.error = f"{type(exc).__name__}: {exc}"
         if self._own_results:

@@ -70,10 +70,21 @@ class Row:
     workers: int
     extras: Tuple[str, ...]
     issue: str = ""
+    #: the version the scenario pinned the server to ("" = unpinned: the latest release that installed)
+    pinned: str = ""
 
     @property
     def title(self) -> str:
+        """`server==X` when the scenario pinned X (shown even when the env never built: env-error);
+        `server@X` when it ran the latest release, which was X then; the bare name when neither is known."""
+        if self.pinned:
+            return f"{self.server}=={self.pinned}"
         return f"{self.server}@{self.version}" if self.version else self.server
+
+    @property
+    def group(self) -> str:
+        """The matrix groups its rows by this: the server at one version (pinned and latest apart)."""
+        return self.title
 
     @property
     def detail(self) -> str:
@@ -147,12 +158,20 @@ def row_of(record: ResultRecord, version: Optional[str] = None) -> Row:
     if sc.stdin != "devnull":
         extras.append(f"stdin={sc.stdin}")
     own = re.sub(r"[-_.]+", "-", sc.server.lower())
+    pinned = ""
     for req in sc.requirements:
         name = re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;@]", req, maxsplit=1)[0].lower())
         if name != own:
             extras.append(req)
+            continue
+        m = re.match(r"[^=<>!~]*==\s*([^\s;,]+)\s*$", req)
+        if m:
+            pinned = m.group(1)
+        elif req.strip() != sc.server:
+            extras.append(req)  # a range (uvicorn<0.30): shown, the row title says which version ran
     opts = dict(sc.options)
-    issue = opts.get("known_issue", "")
+    tag = record.catalog if isinstance(record.catalog, dict) else {}
+    issue = str(tag.get("id") or "") or opts.get("known_issue", "")
     extras.extend(f"{k}={v}" for k, v in sc.options if not (issue and k in ISSUE_META_KEYS))
     ver = record.server_version if version is None else version
     return Row(
@@ -165,6 +184,7 @@ def row_of(record: ResultRecord, version: Optional[str] = None) -> Row:
         workers=sc.workers,
         extras=tuple(extras),
         issue=issue,
+        pinned=pinned,
     )
 
 

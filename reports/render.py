@@ -33,11 +33,13 @@ from markupsafe import Markup
 from harness.model import classes
 from harness.model.classes import FAILURE_CLASSES
 from harness.model.classes import rank as class_rank
+from harness.model.files import write_atomic
 from harness.model.records import ResultRecord, Scenario
 from harness.model.text import clean_text
 
 from . import svg
 from .faults import fault_table
+from .issues import issue_view
 from .merge import PLATFORM_NAMES, Cell, MergedView, merge, version_key
 from .perf import performance
 
@@ -47,7 +49,10 @@ __all__ = [
     "clean_text",
     "known_issues",
     "render",
+    "render_issue_index",
+    "render_issue_page",
     "shell_command",
+    "write_issue_pages",
     "write_report",
 ]
 
@@ -89,8 +94,53 @@ def shell_command(record: ResultRecord) -> str:
     prefix = ""
     if cwd:
         prefix = f"cd {shlex.quote(cwd)} && "
-    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-    return prefix + (assigns + " " if assigns else "") + " ".join(shlex.quote(a) for a in argv)
+    private = _private_dirs(env)
+    if not private:
+        assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+        return prefix + (assigns + " " if assigns else "") + " ".join(shlex.quote(a) for a in argv)
+
+    # the run's private directories (HOME, TMPDIR, the event file, a UDS path) were removed after the run:
+    # the line makes fresh ones under $RUN, so it runs again as it is, any time after
+    def under(text: str) -> Optional[str]:
+        for root, name in private:
+            if text == root or text.startswith(root + "/"):
+                return name + text[len(root) :]
+        return None
+
+    def quoted(text: str) -> str:
+        rest = under(text)
+        return shlex.quote(text) if rest is None else '"$RUN"' + (shlex.quote(rest[4:]) if rest[4:] else "")
+
+    dirs = sorted({d for d in (under(v) for v in env.values()) if d is not None})
+    dirs += sorted({os.path.dirname(d) for d in (under(a) for a in argv) if d is not None} - set(dirs))
+    made = " ".join('"$RUN"' + shlex.quote(d[4:]) for d in dirs if d[4:])
+    setup = "RUN=$(mktemp -d) && " + (f"mkdir -p {made} && " if made else "")
+    assigns = " ".join(f"{k}={quoted(v)}" for k, v in sorted(env.items()))
+    return prefix + setup + (assigns + " " if assigns else "") + " ".join(quoted(a) for a in argv)
+
+
+def _private_dirs(env: Mapping[str, str]) -> List[Tuple[str, str]]:
+    """The run's private directories as (path, its name under $RUN): the run directory (HOME is
+    `<run dir>/home`, harness.run.runner) as $RUN, its temp root (TMPDIR is `<root>/tmp`) as $RUN/t."""
+    out: List[Tuple[str, str]] = []
+    home, tmp = str(env.get("HOME", "")).rstrip("/"), str(env.get("TMPDIR", "")).rstrip("/")
+    if home.startswith("/") and os.path.basename(home) == "home" and os.path.dirname(home) != "/":
+        out.append((os.path.dirname(home), "$RUN"))
+    if tmp.startswith("/") and os.path.basename(tmp) == "tmp" and os.path.dirname(tmp) not in ("/", ""):
+        root = os.path.dirname(tmp)
+        if not any(root == r or root.startswith(r + "/") for r, _ in out):
+            out.append((root, "$RUN/t"))
+    return sorted(out, key=lambda p: -len(p[0]))  # the longest first: a path is matched to its own root
+
+
+def harness_command(record: ResultRecord) -> str:
+    """`harness run ...` for the record's scenario (its python as it ran): the way to run the cell again,
+    whatever became of its server command (an env-error has none)."""
+    try:
+        sc = Scenario.from_dict(dict(record.scenario))
+    except (TypeError, ValueError):
+        return ""
+    return " ".join(shlex.quote(a) for a in sc.harness_argv())
 
 
 def _fmt_s(value: Any) -> str:
@@ -176,6 +226,7 @@ def build_environment() -> jinja2.Environment:
         listify=_listify,
         date=_date,
         shell=shell_command,
+        harness_cmd=harness_command,
         platform_name=_platform_name,
         has_leaks=_has_leaks,
         timeline=lambda timings: svg.timeline(timings if isinstance(timings, Mapping) else {}),
@@ -379,14 +430,54 @@ def _signature_groups(view: MergedView) -> List[Dict[str, Any]]:
             g["cells"].append(cell)
             g["platforms"].add(cell.column.platform_name)
             g["pythons"].add(cell.column.python)
+            g.setdefault("flaky", 0)
+            g["flaky"] += int(cell.conflict)
+            g.setdefault("dates", []).extend(
+                str(r.started_at or "")[:10] for r in verdict.records if r.started_at
+            )
+            if cell.row.issue:
+                g.setdefault("issues", set()).add(cell.row.issue)
             if cell.row.title not in g["rows"]:
                 g["rows"].append(cell.row.title)
     out = []
     for g in groups.values():
         g["platforms"] = sorted(g["platforms"])
         g["pythons"] = sorted(g["pythons"], key=version_key)
+        dates = sorted(g.pop("dates", []))
+        g["since"], g["last"] = (dates[0], dates[-1]) if dates else ("", "")
+        g["issues"] = sorted(g.get("issues", ()))
         out.append(g)
     out.sort(key=lambda g: (g["failure_class"] in INCONCLUSIVE, -len(g["cells"]), g["failure_class"]))
+    return out
+
+
+def _failing(cell: Cell) -> bool:
+    return cell.conflict or any(v.failure_class not in OK_CLASSES + INCONCLUSIVE for v in cell.verdicts)
+
+
+def _matrix_groups(view: MergedView) -> List[Dict[str, Any]]:
+    """The matrix's row groups (one per server at one version, Row.group): the groups with failing or
+    flaky cells first (worst class first), then inconclusive ones, then the passing ones, which the page
+    shows collapsed. Within a group the rows keep their order."""
+    groups: Dict[str, Dict[str, Any]] = {}
+    for row in view.rows:
+        g = groups.setdefault(row.group, {"title": row.group, "server": row.server, "rows": [], "cells": []})
+        g["rows"].append(row)
+    for cell in view.cells:
+        groups[cell.row.group]["cells"].append(cell)
+    out = []
+    for order, g in enumerate(groups.values()):
+        cells = g["cells"]
+        g["failing"] = sum(1 for c in cells if _failing(c))
+        g["flaky"] = sum(1 for c in cells if c.conflict)
+        g["inconclusive"] = sum(1 for c in cells if not _failing(c) and c.css_class in INCONCLUSIVE)
+        g["passing"] = sum(1 for c in cells if c.css_class in OK_CLASSES)
+        worst = max((class_rank(c.worst.failure_class) for c in cells if _failing(c)), default=-1)
+        g["collapsed"] = not g["failing"]
+        g["id"] = "g-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", g["title"])[:100]
+        g["key"] = (0 if g["failing"] else 1 if g["inconclusive"] else 2, -worst, order)
+        out.append(g)
+    out.sort(key=lambda g: g["key"])
     return out
 
 
@@ -420,6 +511,7 @@ def render(
     bench: Sequence[Tuple[str, Any]] = (),
     cards: Optional[Mapping[str, Mapping[str, str]]] = None,
     skipped: Sequence[Any] = (),
+    pages: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> str:
     """The whole report as one HTML string. Pure: the same records give the same page.
 
@@ -428,7 +520,9 @@ def render(
     * generated_at - shown in the header; default: the newest record's started_at (not the clock)
     * record_lists - alternatively, one list per source (machine / CI job); merged with `records`
     * bench - (source name, decoded bench/results/<name>.json) pairs for the performance section
-    * cards - {catalog entry id: its card text (harness.catalog.Entry.card())}
+    * cards - {catalog entry id: its card text (harness.catalog.Entry.card())}, for entries without a page
+    * pages - {catalog entry id: harness.catalog.Entry.page()}: the known-issue card of an entry with a
+      page is reports.issues.issue_view of it, its version table linking to this page's cells
     * skipped - lines of the input that were not records, or were shown without a field of the wrong type
       (harness.model.records.Skipped): listed on the page with the reason, never dropped silently
     """
@@ -444,6 +538,16 @@ def render(
     help_text = dict(CLASS_HELP)
     for cls in newer:
         help_text[cls] = "a class this harness does not know (written by a newer harness): shown as recorded"
+    anchors = {id(r): c.anchor for c in view.cells for r in c.records}
+    seen_issues = sorted({c.row.issue for c in view.cells if c.row.issue} | {
+        str(r.catalog.get("id")) for r in all_records if isinstance(r.catalog, dict) and r.catalog.get("id")
+    })  # fmt: skip
+    pages = pages or {}
+    issue_views = [
+        issue_view(pages[i], all_records, link=lambda rec: "#" + anchors.get(id(rec), ""))
+        for i in seen_issues
+        if i in pages
+    ]
     template = _env().get_template("report.html")
     return template.render(
         title=title,
@@ -458,7 +562,9 @@ def render(
         platforms=[(p, PLATFORM_NAMES.get(p, p)) for p, _, _ in _header_groups(view)],
         signatures=_signature_groups(view),
         column_failing=_column_failing(view),
-        issues=known_issues(view.cells, cards),
+        issues=[c for c in known_issues(view.cells, cards) if c["id"] not in pages],
+        issue_views=issue_views,
+        groups=_matrix_groups(view),
         faults=fault_table(all_records),
         perf=performance([r for rl in lists for r in rl], bench),
         detail_groups=(
@@ -474,6 +580,34 @@ def render(
     )
 
 
+def render_issue_page(view: Mapping[str, Any], *, generated_at: str = "") -> str:
+    return _env().get_template("known_issue.html").render(v=view, generated_at=generated_at)
+
+
+def render_issue_index(views: Sequence[Mapping[str, Any]], *, generated_at: str = "") -> str:
+    return _env().get_template("known_issues_index.html").render(views=views, generated_at=generated_at)
+
+
+def write_issue_pages(
+    pages: Sequence[Mapping[str, Any]],
+    records: Sequence[ResultRecord],
+    out_dir: str,
+    app_sources: Optional[Mapping[str, str]] = None,
+    generated_at: str = "",
+) -> List[str]:
+    """`<out_dir>/<id>.html` per entry and `<out_dir>/index.html`; the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    views = [issue_view(p, records, app_sources=app_sources) for p in pages]
+    written = []
+    for view in views:
+        path = os.path.join(out_dir, f"{view['id']}.html")
+        write_atomic(path, render_issue_page(view, generated_at=generated_at))
+        written.append(path)
+    index = os.path.join(out_dir, "index.html")
+    write_atomic(index, render_issue_index(views, generated_at=generated_at))
+    return [*written, index]
+
+
 def write_report(
     records: Sequence[ResultRecord],
     path: str,
@@ -483,11 +617,20 @@ def write_report(
     bench: Sequence[Tuple[str, Any]] = (),
     cards: Optional[Mapping[str, Mapping[str, str]]] = None,
     skipped: Sequence[Any] = (),
+    pages: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> str:
     """Render and write the report to `path` (UTF-8); returns the absolute path."""
     if generated_at is None:
         generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    html = render(records, title=title, generated_at=generated_at, bench=bench, cards=cards, skipped=skipped)
+    html = render(
+        records,
+        title=title,
+        generated_at=generated_at,
+        bench=bench,
+        cards=cards,
+        skipped=skipped,
+        pages=pages,
+    )
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:

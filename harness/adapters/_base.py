@@ -93,6 +93,7 @@ class Adapter(Protocol):
     distribution: str
     #: requirement strings used when the scenario names none (latest that installs)
     default_requirements: Tuple[str, ...]
+    # (upstream adapters also have `min_version`, the oldest release they drive; read with getattr)
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:
         """Return the command for this scenario, or raise Unsupported(reason)."""

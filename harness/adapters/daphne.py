@@ -22,6 +22,8 @@ MIN_VERSION = "3.0.0"
 class DaphneAdapter:
     name = "daphne"
     distribution = "daphne"
+    #: the oldest release this adapter drives (harness catalog sweep starts there by default)
+    min_version = MIN_VERSION
     default_requirements = ("daphne",)
 
     def build(self, ctx: LaunchContext) -> LaunchSpec:

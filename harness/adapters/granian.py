@@ -33,6 +33,8 @@ SIGNAL_CONTRACTS = ((MIN_VERSION, {"HUP": "reload", "INT": "stop", "TERM": "stop
 class GranianAdapter:
     name = "granian"
     distribution = "granian"
+    #: the oldest release this adapter drives (harness catalog sweep starts there by default)
+    min_version = MIN_VERSION
     default_requirements = ("granian",)
     SIGNAL_SOURCE = SIGNAL_SOURCE
     SIGNAL_CONTRACTS = SIGNAL_CONTRACTS

@@ -57,6 +57,8 @@ def worker_class(ctx: LaunchContext) -> str:
 class GunicornAdapter:
     name = "gunicorn"
     distribution = "gunicorn"
+    #: the oldest release this adapter drives (harness catalog sweep starts there by default)
+    min_version = MIN_VERSION
     default_requirements = ("gunicorn", "uvicorn-worker")
     SIGNAL_SOURCE = SIGNAL_SOURCE
     SIGNAL_CONTRACTS = SIGNAL_CONTRACTS

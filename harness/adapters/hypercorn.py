@@ -39,6 +39,8 @@ SIGNAL_CONTRACTS = (
 class HypercornAdapter:
     name = "hypercorn"
     distribution = "hypercorn"
+    #: the oldest release this adapter drives (harness catalog sweep starts there by default)
+    min_version = MIN_VERSION
     default_requirements = ("hypercorn",)
     SIGNAL_SOURCE = SIGNAL_SOURCE
     SIGNAL_CONTRACTS = SIGNAL_CONTRACTS

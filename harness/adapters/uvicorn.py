@@ -52,6 +52,8 @@ SIGNAL_CONTRACTS = (
 class UvicornAdapter:
     name = "uvicorn"
     distribution = "uvicorn"
+    #: the oldest release this adapter drives (harness catalog sweep starts there by default)
+    min_version = MIN_VERSION
     default_requirements = ("uvicorn",)
     SIGNAL_SOURCE = SIGNAL_SOURCE
     SIGNAL_CONTRACTS = SIGNAL_CONTRACTS

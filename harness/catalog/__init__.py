@@ -47,6 +47,9 @@ PLATFORMS = ("linux", "win32", "darwin")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 _PY_SPEC_RE = re.compile(r"^(>=|<=|==|!=|<|>)\s*(\d+(?:\.\d+)*)$")
 _TOP_KEYS = {"id", "title", "links", "platforms", "python", "skip", "notes", "scenario", "expect"}
+#: the page's own text (harness catalog pages) and the sweep's range (harness catalog sweep)
+_TEXT_KEYS = ("symptom", "trigger", "mechanism", "fix")
+_TOP_KEYS |= {*_TEXT_KEYS, "sweep", "sweep_from"}
 _TOP_KEYS |= {"affected", "fixed", "unaffected"}
 _EXPECT_KEYS = {"failure_class", "signature", "exit_code"}
 _CASE_KEYS = _EXPECT_KEYS | {"requirements", "python", "note"}
@@ -113,6 +116,10 @@ class Entry:
     * skip - non-empty: never run here, and why (e.g. needs fault injection the runner lacks)
     * scenario - the Scenario template (requirements empty; each case fills them in)
     * cases - affected first, then fixed, then unaffected
+    * symptom, trigger, mechanism, fix - the known-issue page's text: what the user sees, what makes it
+      happen, why, and what fixed it (upstream links in `links`)
+    * sweep / sweep_from - the distribution `harness catalog sweep` walks (default: the server) and the
+      oldest release it starts from (default: the adapter's floor)
     """
 
     id: str
@@ -125,6 +132,12 @@ class Entry:
     skip: str = ""
     notes: str = ""
     path: str = ""
+    symptom: str = ""
+    trigger: str = ""
+    mechanism: str = ""
+    fix: str = ""
+    sweep: str = ""
+    sweep_from: str = ""
 
     def tag(self, role: str) -> Dict[str, str]:
         """What a record of one of this entry's cases carries (ResultRecord.catalog)."""
@@ -140,6 +153,68 @@ class Entry:
         if affected:
             out["expect"] = affected[0].expectation.failure_class
         return out
+
+    @property
+    def distribution(self) -> str:
+        """The distribution whose releases the entry is about (the sweep walks them): `sweep`, else the
+        server, canonical (lowercase, '-')."""
+        return re.sub(r"[-_.]+", "-", (self.sweep or self.scenario.server).strip().lower())
+
+    def page(self) -> Dict[str, Any]:
+        """Everything the known-issue page and the report's card show of the entry, as plain data
+        (reports.issues renders it; reports never import the catalog)."""
+        sc = self.scenario
+        derived = f"{sc.server} with {sc.workers} workers" + "".join(
+            f", {label} {value}"
+            for label, value, default in (
+                ("bind", sc.bind, "tcp"),
+                ("strategy", sc.strategy, ""),
+                ("start method", sc.start_method, ""),
+                ("app", sc.app, Scenario.app),
+                ("fault", sc.fault, ""),
+            )
+            if value != default
+        )
+        fixed = [c for c in self.cases if c.expectation.role == "fixed"]
+        pin = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*(\S+)\s*$")
+        fixed_in = ""
+        for req in fixed[0].requirements if fixed else ():
+            m = pin.match(req)
+            if m and re.sub(r"[-_.]+", "-", m.group(1).lower()) == self.distribution:
+                fixed_in = m.group(2)
+        affected = next(c.expectation for c in self.cases if c.expectation.role == "affected")
+        return {
+            "id": self.id,
+            "title": self.title,
+            "links": list(self.links),
+            "platforms": list(self.platforms),
+            "python": ",".join(f"{op}{v}" for op, v in self.python),
+            "skip": self.skip,
+            "symptom": self.symptom or self.title,
+            "trigger": self.trigger or derived,
+            "mechanism": self.mechanism,
+            "fix": self.fix,
+            "notes": self.notes.strip(),
+            "distribution": self.distribution,
+            "fixed_in": fixed_in,
+            "expect": {
+                "failure_class": affected.failure_class,
+                "signature": affected.signature,
+                "exit_code": affected.exit_code,
+            },
+            "scenario": sc.to_dict(),
+            "cases": [
+                {
+                    "role": c.expectation.role,
+                    "requirements": list(c.requirements),
+                    "python": c.python or sc.python,
+                    "failure_class": c.expectation.failure_class,
+                    "signature": c.expectation.signature,
+                    "note": c.expectation.note,
+                }
+                for c in self.cases
+            ],
+        }
 
     def scenarios(self) -> List[Tuple[Scenario, Expectation]]:
         """Each case as a runnable Scenario with its Expectation."""
@@ -307,6 +382,11 @@ def parse_entry(data: Mapping[str, Any], name: str) -> Entry:
         python.append((match.group(1), match.group(2)))
     skip = r.string(data, "skip", "", required=False)
     notes = r.string(data, "notes", "", required=False)
+    text = {key: r.string(data, key, "", required=False).strip() for key in _TEXT_KEYS}
+    sweep = r.string(data, "sweep", "", required=False).strip()
+    sweep_from = r.string(data, "sweep_from", "", required=False).strip()
+    if sweep_from and not re.match(r"^\d+(\.\d+)*([a-z]+\d*)?$", sweep_from):
+        raise r.fail(f"sweep_from {sweep_from!r} is not a release version")
 
     scenario_data = r.table(data, "scenario")
     r.unknown(scenario_data, sorted(_SCENARIO_FIELDS), "[scenario].")
@@ -355,6 +435,9 @@ def parse_entry(data: Mapping[str, Any], name: str) -> Entry:
         skip=skip,
         notes=notes,
         path=name,
+        sweep=sweep,
+        sweep_from=sweep_from,
+        **text,
     )
 
 
@@ -412,6 +495,15 @@ def cards(directory: Optional[str] = None) -> Dict[str, Dict[str, str]]:
         return {}
 
 
+def pages(directory: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+    """{entry id: Entry.page()} of the catalog, for the report's known-issue cards and pages ({} when it
+    cannot be read: a report never fails for the catalog)."""
+    try:
+        return {entry.id: entry.page() for entry in entries(directory)}
+    except (CatalogError, OSError):
+        return {}
+
+
 __all__ = [
     "DEFAULT_DIRECTORY",
     "PLATFORMS",
@@ -424,6 +516,7 @@ __all__ = [
     "entries",
     "last_verdicts",
     "load_entry",
+    "pages",
     "parse_entry",
     "select",
 ]

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import stat
 import tempfile
-from typing import Callable, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 from harness.model.errors import UsageError
 from harness.model.records import Scenario
@@ -103,10 +103,26 @@ def scenario_from_args(args: argparse.Namespace, requirements: Sequence[str] = (
     return Scenario(requirements=tuple(requirements), options=parse_options(args.option), **fields)
 
 
+def jsonl_inputs(inputs: Sequence[str]) -> List[str]:
+    """The .jsonl files of `inputs` (files, or directories of them); UsageError when one is missing."""
+    files: List[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files.extend(sorted(os.path.join(item, n) for n in os.listdir(item) if n.endswith(".jsonl")))
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise UsageError(f"no such results file or directory: {item}")
+    if not files:
+        raise UsageError("no .jsonl results found in " + ", ".join(inputs))
+    return files
+
+
 __all__ = [
     "bounded_int",
     "check_writable",
     "duration",
+    "jsonl_inputs",
     "non_negative_int",
     "parse_options",
     "positive_int",

@@ -2,6 +2,9 @@
 
     harness catalog [IDS...] [--results FILE.jsonl]          # id, title, platforms, cases, last verdicts
     harness catalog --run [IDS...] [--results FILE.jsonl]    # run the cases runnable here, append records
+    harness catalog sweep ID [--python 3.8,3.11] [-n 2] [--from V] [--results FILE.jsonl]
+                                     # the entry at every release from its floor (harness.campaign.sweep)
+    harness catalog pages [IDS...] --results FILE.jsonl... [--out DIR]   # one page per entry + index
 
 IDS are entry ids or shell-style patterns (`uvicorn-1009-*`); none = every entry. A record belongs to a
 case when its scenario id is the case's scenario id; "last" is the last such line of the results file,
@@ -22,12 +25,13 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.campaign.catalog_runs import mismatch, run_catalog
 from harness.catalog import Entry, Expectation, entries, last_verdicts, select
-from harness.cli._args import bounded_int, check_writable, duration
+from harness.cli._args import bounded_int, check_writable, duration, jsonl_inputs, positive_int
 from harness.model.records import ResultRecord, Scenario
 from harness.verdict.agreement import Group
 from harness.verdict.signature import distinguishing_line
 
 DEFAULT_RESULTS = os.path.join("results", "catalog.jsonl")
+SWEEP_RESULTS = os.path.join("results", "sweep.jsonl")
 
 
 def _expect_text(expectation: Expectation) -> str:
@@ -111,9 +115,24 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p = subparsers.add_parser(
         "catalog", help="list the known-issue catalog with last verdicts; --run runs it"
     )
-    p.add_argument("ids", nargs="*", metavar="ID", help="entry ids or patterns (default: all)")
+    p.add_argument(
+        "ids",
+        nargs="*",
+        metavar="ID",
+        help="entry ids or patterns (default: all); `sweep ID` sweeps releases, `pages [IDS]` writes pages",
+    )
     p.add_argument("--run", action="store_true", help="run the cases runnable here, append the records")
-    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="FILE.jsonl", help="read / append records")
+    p.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="FILE.jsonl",
+        help=f"read / append records (default {DEFAULT_RESULTS}; sweep: {SWEEP_RESULTS}); pages: repeatable",
+    )
+    p.add_argument("--python", default="", metavar="LIST", help='sweep: interpreters, "3.8,3.11"')
+    p.add_argument("-n", "--jobs", type=positive_int, default=1, help="sweep: releases run in parallel")
+    p.add_argument("--from", dest="floor", default="", metavar="VERSION", help="sweep: start here")
+    p.add_argument("--out", default="known-issues", metavar="DIR", help="pages: where to write them")
     p.add_argument(
         "--dir", default="", metavar="DIR", help="catalog directory (default: the packaged catalog)"
     )
@@ -138,8 +157,17 @@ def run(args: argparse.Namespace, out: Optional[IO[str]] = None) -> int:
     from harness.model.records import read_records  # noqa: PLC0415
 
     stream = out or sys.stdout
+    mode = args.ids[0] if args.ids and args.ids[0] in ("sweep", "pages") else ""
+    ids = args.ids[1:] if mode else args.ids
+    if mode == "sweep":
+        return sweep(args, ids, stream)
+    if mode == "pages":
+        return pages(args, ids, stream)
+    if len(args.results) > 1:
+        raise UsageError("--results is given once here (several only with `pages`)")
+    args.results = args.results[0] if args.results else DEFAULT_RESULTS
     try:
-        chosen = select(entries(args.dir or None), args.ids)
+        chosen = select(entries(args.dir or None), ids)
     except (CatalogError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if not args.run:
@@ -234,4 +262,120 @@ def _decisive_lines(done: Sequence[Any]) -> List[Tuple[str, str]]:
     return out
 
 
-__all__ = ["DEFAULT_RESULTS", "add_parser", "list_catalog", "run"]
+def _one_entry(args: argparse.Namespace, ids: Sequence[str]) -> Entry:
+    from harness.catalog import CatalogError  # noqa: PLC0415
+    from harness.model.errors import UsageError  # noqa: PLC0415
+
+    if len(ids) != 1:
+        raise UsageError("catalog sweep takes one entry id")
+    try:
+        chosen = select(entries(args.dir or None), ids)
+    except (CatalogError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if len(chosen) != 1:
+        raise UsageError(f"{ids[0]!r} matches {len(chosen)} entries; name one")
+    return chosen[0]
+
+
+def sweep(args: argparse.Namespace, ids: Sequence[str], stream: IO[str]) -> int:
+    """`harness catalog sweep ID`: 0 - swept (whatever the outcomes); 1 - a harness-error run."""
+    from harness.adapters import get_adapter  # noqa: PLC0415
+    from harness.campaign import sweep as sw  # noqa: PLC0415
+    from harness.env import pythons, venvs  # noqa: PLC0415
+    from harness.model.errors import UsageError  # noqa: PLC0415
+    from harness.run.runner import BASE_TIMEOUT_S  # noqa: PLC0415
+
+    entry = _one_entry(args, ids)
+    if len(args.results) > 1:
+        raise UsageError("--results is given once for a sweep")
+    results = args.results[0] if args.results else SWEEP_RESULTS
+    if entry.skip:
+        raise UsageError(f"{entry.id} is not run: {entry.skip}")
+    if entry.platform_skip(sys.platform):
+        stream.write(f"unsupported: {entry.platform_skip(sys.platform)} (it waits for a runner of that OS)\n")
+        return 0
+    dist = sw.swept_distribution(entry)
+    floor = args.floor or entry.sweep_from
+    if not floor:
+        adapter = get_adapter(entry.scenario.server)
+        floor = getattr(adapter, "min_version", "") if dist == adapter.distribution else ""
+    check_writable(results, "--results")
+    asked = [p.strip() for p in args.python.split(",") if p.strip()] or [entry.scenario.python]
+    t0 = time.monotonic()
+    bad = 0
+    for python in asked:
+        if python and python[0].isdigit() and entry.python_skip(python):
+            stream.write(f"skip py{python}: {entry.python_skip(python)}\n")
+            continue
+        try:
+            interp = pythons.resolve(python)
+        except pythons.InterpreterNotFound as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            every = venvs.list_versions(dist, interp, python_compatible=True)
+        except venvs.EnvError as exc:
+            raise UsageError(f"{dist}: {exc}") from None
+        versions = sw.in_range(every, floor)
+        if not versions:
+            raise UsageError(f"no release of {dist} from {floor} on admits Python {interp.version}")
+        how = "every one" if len(versions) <= sw.MAX_EVERY else "known points + bisection"
+        stream.write(
+            f"sweep {entry.id}: {dist} {versions[0]} .. {versions[-1]} ({len(versions)} releases, {how}) "
+            f"on {sys.platform} Python {interp.version} -> {results}\n"
+        )
+        stream.flush()
+
+        def say(line: str) -> None:
+            stream.write("  " + line + "\n")
+            stream.flush()
+
+        result = sw.run_sweep(
+            entry, versions, python=python, results=results, jobs=args.jobs, work_dir=args.work_dir,
+            capsule_dir=args.capsule_dir, base_timeout=args.timeout or BASE_TIMEOUT_S, notify=say,
+        )  # fmt: skip
+        first_bad, first_fixed = sw.measured_boundaries(result.outcomes, versions)
+        counts: Dict[str, int] = {}
+        for outcome in result.outcomes.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        stream.write(
+            f"{entry.id} py{interp.version}: {len(result.outcomes)} releases measured ("
+            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            + f"); first reproducing {first_bad or '-'}, first fixed after it {first_fixed or '-'}\n"
+        )
+        bad += sum(1 for r in result.records if r.failure_class == "harness-error")
+    stream.write(f"{time.monotonic() - t0:.1f}s wall\n")
+    return 1 if bad else 0
+
+
+def app_sources() -> Dict[str, str]:
+    """{module: source} of the test apps a known-issue page shows as its app file (servers.apps)."""
+    import servers.apps  # noqa: PLC0415
+
+    with open(servers.apps.__file__, encoding="utf-8") as fh:
+        return {"servers.apps": fh.read()}
+
+
+def pages(args: argparse.Namespace, ids: Sequence[str], stream: IO[str]) -> int:
+    """`harness catalog pages`: one known-issue page per entry from the records given, and an index."""
+    from harness.catalog import CatalogError  # noqa: PLC0415
+    from harness.model.errors import UsageError  # noqa: PLC0415
+    from harness.model.records import load_records  # noqa: PLC0415
+    from reports.render import write_issue_pages  # noqa: PLC0415
+
+    try:
+        chosen = select(entries(args.dir or None), ids)
+    except (CatalogError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    defaults = [p for p in (DEFAULT_RESULTS, SWEEP_RESULTS) if os.path.exists(p)]
+    records, _ = load_records(jsonl_inputs(args.results or defaults or [DEFAULT_RESULTS]))
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    written = write_issue_pages(
+        [e.page() for e in chosen], records, args.out, app_sources=app_sources(), generated_at=stamp
+    )
+    stream.write(f"{len(written)} known-issue page(s) from {len(records)} records -> {args.out}\n")
+    return 0
+
+
+__all__ = ["DEFAULT_RESULTS", "SWEEP_RESULTS", "add_parser", "list_catalog", "pages", "run", "sweep"]

@@ -52,6 +52,7 @@ from harness.cli._args import (
     bounded_int,
     check_writable,
     duration,
+    jsonl_inputs,
     non_negative_int,
     positive_int,
     scenario_from_args,
@@ -627,27 +628,17 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             (records, []) if not os.path.exists(args.results) else load_records([args.results])
         )
         cards = catalog.cards()
-        path = str(write_report(all_records, args.report, bench=bench, cards=cards, skipped=skipped))
+        path = str(
+            write_report(
+                all_records, args.report, bench=bench, cards=cards, pages=catalog.pages(), skipped=skipped
+            )
+        )
         print(f"report: {path}", file=out)
         _say_skipped(skipped, "matrix")
     if lost:
         print(f"harness matrix: {lost}", file=sys.stderr)
         return EXIT_HARNESS
     return EXIT_HARNESS if any(r.failure_class == "harness-error" for r in records) else EXIT_OK
-
-
-def _jsonl_inputs(inputs: Sequence[str]) -> List[str]:
-    files: List[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            files.extend(sorted(os.path.join(item, n) for n in os.listdir(item) if n.endswith(".jsonl")))
-        elif os.path.isfile(item):
-            files.append(item)
-        else:
-            raise UsageError(f"no such results file or directory: {item}")
-    if not files:
-        raise UsageError("no .jsonl results found in " + ", ".join(inputs))
-    return files
 
 
 def _say_skipped(skipped: Sequence[Skipped], what: str) -> None:
@@ -663,9 +654,13 @@ def _say_skipped(skipped: Sequence[Skipped], what: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     check_writable(args.output, "--output")
-    records, skipped = load_records(_jsonl_inputs(args.inputs))
+    records, skipped = load_records(jsonl_inputs(args.inputs))
     bench = _bench_files(args.bench)
-    path = str(write_report(records, args.output, bench=bench, cards=catalog.cards(), skipped=skipped))
+    path = str(
+        write_report(
+            records, args.output, bench=bench, cards=catalog.cards(), pages=catalog.pages(), skipped=skipped
+        )
+    )
     print(f"{len(records)} record(s) -> {path}")
     _say_skipped(skipped, "report")
     return EXIT_OK

@@ -107,6 +107,30 @@ class Scenario:
             parts.append("args=" + ",".join(self.server_args))
         return "-".join(p.replace(" ", "") for p in parts)
 
+    def harness_argv(self) -> List[str]:
+        """`harness run ...` for this scenario: every field that differs from the default, as the CLI's
+        flags (the command a report or a known-issue page gives to run it again with the harness)."""
+        d = Scenario()
+        argv = ["harness", "run", "--server", self.server]
+        for req in self.requirements:
+            argv += ["--requirement", req]
+        flags = [
+            ("--python", self.python, d.python), ("--workers", self.workers, d.workers),
+            ("--strategy", self.strategy, d.strategy), ("--start-method", self.start_method, d.start_method),
+            ("--app", self.app, d.app), ("--bind", self.bind, d.bind), ("--stdin", self.stdin, d.stdin),
+            ("--stop", self.stop, d.stop), ("--requests", self.requests, d.requests),
+            ("--concurrency", self.concurrency, d.concurrency),
+            ("--keepalive-requests", self.keepalive_requests, d.keepalive_requests),
+            ("--fault", self.fault, d.fault), ("--fault-repeat", self.fault_repeat, d.fault_repeat),
+            ("--fault-interval", self.fault_interval, d.fault_interval),
+        ]  # fmt: skip
+        for flag, value, default in flags:
+            if value != default:
+                argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        argv += [f"--option={k}={v}" for k, v in self.options]
+        argv += [f"--server-arg={a}" for a in self.server_args]
+        return argv
+
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["requirements"] = list(self.requirements)

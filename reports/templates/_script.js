@@ -19,7 +19,9 @@
       el.hidden = !!plat && el.getAttribute("data-platform") !== plat;
     });
     var shown = 0;
-    all("table.matrix tbody tr").forEach(function (tr) {
+    var table = doc.querySelector("table.matrix");
+    if (table) { table.classList.toggle("filtering", !!(cls || text)); }
+    all("table.matrix tbody tr.member").forEach(function (tr) {
       var okServer = !server || tr.getAttribute("data-server") === server;
       var any = false;
       all("td.cell", tr).forEach(function (td) {
@@ -33,7 +35,10 @@
       tr.hidden = !okServer || ((cls || text) && !any);
       if (!tr.hidden) { shown += 1; }
     });
-    all("section.cell-detail").forEach(function (sec) {
+    all("table.matrix tbody.grp").forEach(function (tb) {
+      tb.hidden = all("tr.member", tb).every(function (tr) { return tr.hidden; });
+    });
+    all(".cell-detail").forEach(function (sec) {
       var ok = (!server || sec.getAttribute("data-server") === server) &&
         (!plat || sec.getAttribute("data-platform") === plat) &&
         (!cls || has(sec.getAttribute("data-classes"), cls)) &&
@@ -44,7 +49,7 @@
       chip.classList.toggle("active", !!cls && chip.getAttribute("data-class") === cls);
     });
     var out = $("f-shown");
-    if (out) { out.textContent = shown + " of " + all("table.matrix tbody tr").length + " rows"; }
+    if (out) { out.textContent = shown + " of " + all("table.matrix tbody tr.member").length + " rows"; }
   }
 
   // initial filters from the query string: report.html?server=uvicorn&class=startup-failure&platform=win32
@@ -115,11 +120,25 @@
   // the drill-down a link points at: make sure it is visible (a filter may have hidden it) and in view
   function reveal() {
     var target = location.hash ? doc.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
-    if (target && target.tagName === "SECTION") {
+    if (target && (target.tagName === "SECTION" || target.tagName === "DETAILS")) {
       target.hidden = false;
+      if (target.tagName === "DETAILS") { target.open = true; }
       target.scrollIntoView();
     }
   }
+  // matrix groups: passing groups start folded (CSS, only with script); a button folds / unfolds each
+  all("table.matrix tbody.grp").forEach(function (tb) {
+    var button = tb.querySelector("button.toggle");
+    if (!button) { return; }
+    function show() {
+      var folded = tb.classList.contains("collapsed");
+      button.textContent = folded ? "\u25b8" : "\u25be";
+      button.setAttribute("aria-expanded", folded ? "false" : "true");
+    }
+    button.hidden = false;
+    button.addEventListener("click", function () { tb.classList.toggle("collapsed"); show(); });
+    show();
+  });
   window.addEventListener("hashchange", reveal);
   reveal();
 })();

@@ -6,7 +6,12 @@ import subprocess
 import sys
 from typing import Any, List
 
+import pytest
+
 import harness
+from harness.cli import main
+from harness.cli._args import scenario_from_args
+from harness.model.records import Scenario
 from tests._paths import ROOT
 
 
@@ -49,3 +54,37 @@ def test_matrix_json_is_one_object_on_stdout(tmp_path: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (data["scenarios"], data["runs"], data["classes"]) == (1, 1, {"passed": 1})
     assert data["cells"][0]["status"] == "single" and "[1/1] passed" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        Scenario(),
+        Scenario(server="uvicorn", requirements=("uvicorn==0.14.0",), python="3.8", workers=4, bind="uds"),
+        Scenario(
+            strategy="share",
+            start_method="spawn",
+            app="servers.apps:failing_lifespan",
+            stop="master",
+            stdin="closed",
+            requests=10,
+            concurrency=2,
+            keepalive_requests=0,
+        ),
+        Scenario(
+            server="gunicorn",
+            requirements=("gunicorn==23.0.0", "uvicorn-worker==0.3.0"),
+            fault="signal-master:HUP",
+            fault_repeat=10,
+            fault_interval=0.5,
+            options=(("worker", "x"),),
+            server_args=("--graceful-timeout", "2"),
+        ),
+    ],
+)
+def test_harness_argv_parses_back_to_the_same_scenario(scenario: Scenario) -> None:
+    """The `harness run` line a report prints for a cell is that cell's scenario, flag for flag."""
+    argv = scenario.harness_argv()
+    assert argv[:2] == ["harness", "run"]
+    args = main.build_parser().parse_args(argv[1:])
+    assert scenario_from_args(args, args.requirement) == scenario

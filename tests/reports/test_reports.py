@@ -496,7 +496,7 @@ ALL = ("linux.jsonl", "windows.jsonl", "macos.jsonl", "rerun_a.jsonl", "rerun_b.
 def section(html: str, anchor: str) -> str:
     """The drill-down section with this id (up to the next one)."""
     start = html.index(f'id="{anchor}"')
-    end = html.find('<section class="cell-detail', start)
+    end = html.find('class="cell-detail', start)  # the next section, or a folded (<details>) one
     return html[start : end if end > 0 else len(html)]
 
 
