@@ -236,7 +236,23 @@ def run_sweep(
     notify(f"{len(versions)} releases in range: {len(points)} known points, then bisection between changes")
     run(points)
     settle()
-    conclusive = [v for v in points if outcomes.get(v, INCONCLUSIVE_OUTCOME) != INCONCLUSIVE_OUTCOME]
+    # the oldest (newest) known point that was measured may have unmeasurable points before (after) it -
+    # old releases whose envs do not build: the releases between are run, so the first reproducing
+    # release is not a known point's by default (uvicorn 0.11.8 env-error, 0.12.0-0.12.2 run, 0.12.3 known)
+    measurable = [v for v in points if outcomes.get(v, INCONCLUSIVE_OUTCOME) != INCONCLUSIVE_OUTCOME]
+    gaps: List[str] = []
+    if measurable:
+        i, j = points.index(measurable[0]), points.index(measurable[-1])
+        if i > 0:
+            gaps += versions[versions.index(points[i - 1]) + 1 : versions.index(points[i])]
+        if j < len(points) - 1:
+            gaps += versions[versions.index(points[j]) + 1 : versions.index(points[j + 1])]
+    if gaps:
+        notify(f"beside the releases that could not be measured: {', '.join(gaps)}")
+        run(gaps)
+        settle()
+    measured = [v for v in versions if v in outcomes]
+    conclusive = [v for v in measured if outcomes.get(v, INCONCLUSIVE_OUTCOME) != INCONCLUSIVE_OUTCOME]
     for lo, hi in zip(conclusive, conclusive[1:]):
         inner = versions[versions.index(lo) : versions.index(hi) + 1]
         if outcomes[lo] == outcomes[hi] or len(inner) <= 2:
