@@ -37,6 +37,7 @@ PASSED = "passed"
 OTHER = "other"
 INCONCLUSIVE_OUTCOME = "inconclusive"
 FLAKY = "flaky"
+FIXED = "fixed"
 
 #: the interpreter of the server's env in a recorded command: shown as plain `python`
 _ENV_PYTHON = re.compile(r"^.*[/\\](?:python[0-9.]*|pythonw?)(?:\.exe)?$", re.IGNORECASE)
@@ -71,7 +72,9 @@ def version_of(record: ResultRecord, distribution: str) -> str:
 
 
 def outcome(page: Mapping[str, Any], record: ResultRecord) -> str:
-    """reproduced (the entry's expected class, signature and exit code) / passed / other / inconclusive."""
+    """reproduced (the entry's expected class, signature and exit code) / passed / fixed (what the entry's
+    fixed release is expected to do when its fix changed the failure instead of removing it) / other /
+    inconclusive."""
     if record.failure_class in INCONCLUSIVE:
         return INCONCLUSIVE_OUTCOME
     expect = page.get("expect") or {}
@@ -80,7 +83,14 @@ def outcome(page: Mapping[str, Any], record: ResultRecord) -> str:
     ok = ok and (expect.get("exit_code") is None or record.exit_code == expect.get("exit_code"))
     if ok:
         return REPRODUCED
-    return PASSED if record.failure_class in OK_CLASSES else OTHER
+    if record.failure_class in OK_CLASSES:
+        return PASSED
+    fixed = page.get("fixed_expect") or {}  # a fix that changed the failure: its release's expected class
+    if record.failure_class == fixed.get("failure_class") and re.search(
+        fixed.get("signature") or "", record.signature or ""
+    ):
+        return FIXED
+    return OTHER
 
 
 def _platform(record: ResultRecord) -> str:
@@ -201,10 +211,10 @@ def issue_view(
         first_fixed = ""
         if bad:
             after = versions[versions.index(bad[-1]) + 1 :]
-            first_fixed = next((v for v in after if by_ver.get(v) == PASSED), "")
+            first_fixed = next((v for v in after if by_ver.get(v) in (PASSED, FIXED)), "")
         last_good_before = ""
         if first_bad:
-            before = [v for v in versions[: versions.index(first_bad)] if by_ver.get(v) == PASSED]
+            before = [v for v in versions[: versions.index(first_bad)] if by_ver.get(v) in (PASSED, FIXED)]
             last_good_before = before[-1] if before else ""
         measured.append(
             {
@@ -267,6 +277,7 @@ def issue_view(
         "app_name": "app.py" if app[0] == "servers.apps" else app[0].replace(".", "/") + ".py",
         "app_source": (app_sources or {}).get(app[0], ""),
         "bind_note": _bind_note(scenario.bind),
+        "fault_step": fault_step(scenario),
     }
     if shown is not None:
         pins = sorted(f"{k}=={v}" for k, v in (shown.installed or {}).items())
@@ -303,9 +314,36 @@ def issue_view(
         "repro": repro,
         "counts": {
             k: sum(1 for r in mine if outcome(page, r) == k)
-            for k in (REPRODUCED, PASSED, OTHER, INCONCLUSIVE_OUTCOME)
+            for k in (REPRODUCED, PASSED, FIXED, OTHER, INCONCLUSIVE_OUTCOME)
         },
     }
+
+
+def fault_step(scenario: Scenario) -> str:
+    """What to do, once every worker answers, to inject the scenario's fault by hand ("" for none); the
+    harness's own faults are harness.run.faults."""
+    name, _, arg = scenario.fault.partition(":")
+    load = "while requests keep coming (e.g. a loop of curl)"
+    if name == "signal-master":
+        times = (
+            f"{scenario.fault_repeat} times, {scenario.fault_interval:g} s apart"
+            if scenario.fault_repeat > 1
+            else "once"
+        )
+        return f"send SIG{arg} to the master process only (`kill -{arg} MASTER_PID`) {times}, {load}"
+    steps = {
+        "kill-worker": f"SIGKILL one worker (a child of the master: `kill -9 WORKER_PID`) {load}",
+        "kill-workers": f"SIGKILL {'every' if arg == 'all' else arg} worker(s) at the same instant {load}",
+        "stop-worker": "SIGSTOP one worker (`kill -STOP WORKER_PID`): a hung worker",
+        "kill-master": "SIGKILL the master (`kill -9 MASTER_PID`) and watch its workers",
+        "term-master-only": "send SIGTERM to the master alone (not its process group)",
+        "port-in-use": "before starting it, hold the port with another listening socket",
+        "stale-uds": 'before starting it, leave a stale socket file at the path: `python -c "import socket; '
+        "socket.socket(socket.AF_UNIX).bind('PATH')\"` (bound, never listening, closed)",
+        "import-error": "use an app module that fails to import",
+        "lifespan-failure": "use an app whose lifespan startup fails (app:failing_lifespan)",
+    }
+    return steps.get(name, f"inject {scenario.fault}" if scenario.fault else "")
 
 
 def _bind_note(bind: str) -> str:
@@ -320,6 +358,7 @@ def _bind_note(bind: str) -> str:
 
 
 __all__ = [
+    "FIXED",
     "FLAKY",
     "INCONCLUSIVE_OUTCOME",
     "OTHER",

@@ -457,8 +457,9 @@ def _failing(cell: Cell) -> bool:
 
 def _matrix_groups(view: MergedView) -> List[Dict[str, Any]]:
     """The matrix's row groups (one per server at one version, Row.group): the groups with failing or
-    flaky cells first (worst class first), then inconclusive ones, then the passing ones, which the page
-    shows collapsed. Within a group the rows keep their order."""
+    flaky cells first (worst class first), then inconclusive ones, then the passing ones. Every group
+    starts folded to its failing rows (a passing group to its header); its button unfolds the rest.
+    Within a group the rows keep their order."""
     groups: Dict[str, Dict[str, Any]] = {}
     for row in view.rows:
         g = groups.setdefault(row.group, {"title": row.group, "server": row.server, "rows": [], "cells": []})
@@ -473,7 +474,10 @@ def _matrix_groups(view: MergedView) -> List[Dict[str, Any]]:
         g["inconclusive"] = sum(1 for c in cells if not _failing(c) and c.css_class in INCONCLUSIVE)
         g["passing"] = sum(1 for c in cells if c.css_class in OK_CLASSES)
         worst = max((class_rank(c.worst.failure_class) for c in cells if _failing(c)), default=-1)
-        g["collapsed"] = not g["failing"]
+        # a row whose every cell passed (or is inconclusive) is folded with its group; failing rows stay
+        bad_rows = {c.row.id for c in cells if _failing(c)}
+        g["ok_rows"] = {r.id for r in g["rows"] if r.id not in bad_rows}
+        g["collapsed"] = bool(g["ok_rows"])
         g["id"] = "g-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", g["title"])[:100]
         g["key"] = (0 if g["failing"] else 1 if g["inconclusive"] else 2, -worst, order)
         out.append(g)

@@ -14,8 +14,9 @@ The floor is the entry's `sweep_from`, else the adapter's MIN_VERSION (the oldes
 drive). The swept distribution is the entry's `sweep` distribution, else its server. Each release runs the
 entry's newest requirement set (its fixed case, else its last affected one) with that distribution
 re-pinned, under each --python. Outcome per run (outcome_of): `reproduced` (the entry's expectation
-met: class and signature), `passed` (passed or degraded), `other` (another failure), `inconclusive`
-(env-error, unsupported, harness-error: neither; never a boundary).
+met: class and signature), `passed` (passed or degraded), `fixed` (what the entry's fixed release is
+expected to do, when its fix changed the failure rather than removing it), `other` (another failure),
+`inconclusive` (env-error, unsupported, harness-error: neither; never a boundary).
 
 Runs in parallel (-n 2) can disturb each other where a server binds a fixed address of its own: uvicorn
 <= 0.14 with --fd or --uds opens 127.0.0.1:8000 whatever it is asked (the bug of uvicorn-1009-*), so two
@@ -46,6 +47,7 @@ MAX_EVERY = 60
 REPRODUCED = "reproduced"
 PASSED = "passed"
 OTHER = "other"
+FIXED = "fixed"
 INCONCLUSIVE_OUTCOME = "inconclusive"
 ROLE = "sweep"
 ROLE_ALONE = "sweep-alone"
@@ -69,6 +71,13 @@ def outcome_of(entry: catalog.Entry, record: ResultRecord) -> str:
         return REPRODUCED
     if record.failure_class in OK_CLASSES:
         return PASSED
+    fixed = [c.expectation for c in entry.cases if c.expectation.role == "fixed"]
+    if (
+        fixed
+        and fixed[0].failure_class != "passed"
+        and not fixed[0].mismatch(record.failure_class, record.signature, record.exit_code)
+    ):
+        return FIXED  # the fix changed the failure (uvicorn-2506: 0.50 exits instead of respawning)
     return OTHER
 
 
@@ -288,11 +297,12 @@ def measured_boundaries(outcomes: Dict[str, str], order: Optional[Sequence[str]]
     if not bad:
         return "", ""
     after = versions[versions.index(bad[-1]) + 1 :]
-    fixed = next((v for v in after if outcomes[v] == PASSED), "")
+    fixed = next((v for v in after if outcomes[v] in (PASSED, FIXED)), "")
     return bad[0], fixed
 
 
 __all__ = [
+    "FIXED",
     "MAX_EVERY",
     "OTHER",
     "PASSED",

@@ -183,6 +183,7 @@ class Entry:
             if m and re.sub(r"[-_.]+", "-", m.group(1).lower()) == self.distribution:
                 fixed_in = m.group(2)
         affected = next(c.expectation for c in self.cases if c.expectation.role == "affected")
+        fixed_expect = fixed[0].expectation if fixed else None
         return {
             "id": self.id,
             "title": self.title,
@@ -202,6 +203,10 @@ class Entry:
                 "signature": affected.signature,
                 "exit_code": affected.exit_code,
             },
+            # what the fixed release does when the fix changed the failure rather than removing it
+            "fixed_expect": {"failure_class": fixed_expect.failure_class, "signature": fixed_expect.signature}
+            if fixed_expect is not None and fixed_expect.failure_class != "passed"
+            else None,
             "scenario": sc.to_dict(),
             "cases": [
                 {

@@ -115,7 +115,9 @@ def test_filters_from_query_string(report: str, tmp_path: Any) -> None:
     dom, stderr = chromium(url, str(tmp_path / "profile"), "--dump-dom")
     assert not console_errors(stderr), console_errors(stderr)
     assert f'id="f-shown">{len(expected)} of {len(view.rows)} rows<' in dom
-    visible = re.findall(r'<tr class="member" data-server="[^"]*">', dom)  # a hidden one has hidden=""
+    visible = re.findall(
+        r'<tr class="member(?: ok)?" data-server="[^"]*">', dom
+    )  # a hidden one has hidden=""
     assert len(visible) == len(expected)
     linux_cells = re.findall(r'<td class="cell[^>]*data-platform="linux"[^>]*>', dom)
     assert linux_cells and all('hidden=""' in td for td in linux_cells)  # other platforms' columns hidden
@@ -196,3 +198,136 @@ def test_screenshots(report: str, tmp_path: Any) -> None:
     assert not console_errors(stderr), console_errors(stderr)
     assert os.path.getsize(path) > 10_000
     shutil.copy(report, os.path.join(ARTIFACTS, "report.html"))
+
+
+# --- layout at 1400 px, measured in the browser ------------------------------------------------------
+
+#: appended to a copy of the page: after load, the page's own geometry as JSON in <pre id="awh-metrics">
+METRICS_JS = """
+window.addEventListener("load", function () {
+  var bad = null, ok = ["passed", "degraded", "unsupported", "env-error", "harness-error"];
+  var cells = document.querySelectorAll("table.matrix td.cell");
+  Array.prototype.forEach.call(cells, function (td) {
+    if (bad || td.classList.contains("empty")) { return; }
+    var cls = (td.getAttribute("data-classes") || td.className || "").split(/\\s+/).filter(Boolean);
+    if (cls.some(function (c) { return c !== "cell" && ok.indexOf(c) < 0; })) { bad = td; }
+  });
+  var firstBad = bad || document.querySelector("#regressed, #broken table.broken tr.b-startup-failure");
+  var wide = [];
+  Array.prototype.forEach.call(document.querySelectorAll("body *"), function (el) {
+    var r = el.getBoundingClientRect();
+    var scrolls = el.closest(".matrix-wrap, .wide-wrap, .vtable-wrap");  // boxes that scroll themselves
+    if (r.width > 0 && r.right > window.innerWidth + 1 && !scrolls) {
+      wide.push(el.tagName.toLowerCase() + "." + el.className);
+    }
+  });
+  var folded = document.querySelectorAll("details.cell-detail");
+  var m = {
+    innerWidth: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+    scrollHeight: document.documentElement.scrollHeight,
+    firstFailingTop: firstBad ? Math.round(firstBad.getBoundingClientRect().top + window.scrollY) : null,
+    firstFailingIsMatrixCell: !!bad,
+    passingCells: document.querySelectorAll(".cell-detail.passed, .cell-detail.degraded").length,
+    passingFolded: Array.prototype.filter.call(folded, function (d) {
+      return !d.open && (d.classList.contains("passed") || d.classList.contains("degraded"));
+    }).length,
+    foldedGroups: document.querySelectorAll("table.matrix tbody.grp.collapsed").length,
+    wide: wide.slice(0, 5)
+  };
+  var pre = document.createElement("pre");
+  pre.id = "awh-metrics";
+  pre.textContent = JSON.stringify(m);
+  document.body.appendChild(pre);
+});
+"""
+
+
+def recorded(name: str) -> List[Any]:
+    """Records of a real run, kept as they were (tests/fixtures/recorded/)."""
+    from harness.model.records import read_records  # noqa: PLC0415
+
+    return list(read_records([os.path.join(ROOT, "tests", "fixtures", "recorded", name)]))
+
+
+def layout(html: str, tmp_path: Any, name: str) -> Any:
+    """The page's geometry in headless Chromium at 1400 px wide, and a screenshot under artifacts/."""
+    import json  # noqa: PLC0415
+
+    page = tmp_path / f"{name}.html"
+    page.write_text(html, encoding="utf-8")
+    probe = tmp_path / f"{name}-metrics.html"
+    probe.write_text(html.replace("</body>", f"<script>{METRICS_JS}</script></body>", 1), encoding="utf-8")
+    dom, stderr = chromium(file_url(str(probe)), str(tmp_path / f"profile-{name}"), "--dump-dom",
+                           "--window-size=1400,1000")  # fmt: skip
+    assert not console_errors(stderr), console_errors(stderr)
+    found = re.search(r'<pre id="awh-metrics">([^<]*)</pre>', dom)
+    assert found, dom[-2000:]
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, f"layout-{name}.png")
+    _, stderr = chromium(file_url(str(page)), str(tmp_path / f"profile-shot-{name}"), f"--screenshot={shot}",
+                         "--window-size=1400,1000", "--hide-scrollbars")  # fmt: skip
+    assert not console_errors(stderr), console_errors(stderr)
+    assert os.path.getsize(shot) > 20_000
+    metrics = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    print(name, metrics)  # the figures, for the record (pytest -s)
+    return metrics
+
+
+def test_default_report_layout(tmp_path: Any) -> None:
+    """Today's default matrix (a real `bash dev.sh matrix` run, 45 cells, all passed): one screen wide,
+    under 8,000 px tall, every passing drill-down folded, every all-passing group folded."""
+    from reports import render  # noqa: PLC0415
+
+    records = recorded("default_matrix.jsonl")
+    m = layout(render(records, generated_at="browser test"), tmp_path, "default")
+    assert m["scrollWidth"] <= m["innerWidth"] and not m["wide"], m
+    assert m["scrollHeight"] < 8000, m
+    assert m["passingCells"] == len(records) == m["passingFolded"], m
+    assert m["foldedGroups"] >= 5, m  # reference@..., and each upstream server
+
+
+def test_default_report_with_failures_shows_them_first(tmp_path: Any) -> None:
+    """The default matrix plus real failing cells: the first failing matrix cell is within the first
+    1000 px (above the fold), and 'What is broken' lists it before the matrix."""
+    from reports import render  # noqa: PLC0415
+
+    html = render([*recorded("default_matrix.jsonl"), *load("linux.jsonl")], generated_at="browser test")
+    m = layout(html, tmp_path, "default-failing")
+    assert m["scrollWidth"] <= m["innerWidth"] and not m["wide"], m
+    assert m["firstFailingIsMatrixCell"] and m["firstFailingTop"] < 1000, m
+    assert html.index('id="broken"') < html.index('<table class="matrix">')
+
+
+def test_merged_report_layout(tmp_path: Any) -> None:
+    """Linux, Windows and macOS jobs merged, with re-runs that disagree: still one screen wide, the first
+    failing cell above the fold."""
+    from reports import render  # noqa: PLC0415
+
+    m = layout(
+        render([*load(*ALL), *recorded("default_matrix.jsonl")], generated_at="browser test"),
+        tmp_path,
+        "merged",
+    )
+    assert m["scrollWidth"] <= m["innerWidth"] and not m["wide"], m
+    assert m["firstFailingIsMatrixCell"] and m["firstFailingTop"] < 1000, m
+    assert m["passingCells"] == m["passingFolded"] > 0, m
+
+
+def test_release_page_layout(tmp_path: Any) -> None:
+    prev, cur = release_pair()
+    html = render_release(diff(prev, cur), "uvicorn", "0.55.0", "0.54.0", records=[*prev, *cur])
+    m = layout(html, tmp_path, "release")
+    assert m["scrollWidth"] <= m["innerWidth"] and not m["wide"], m
+    assert m["firstFailingTop"] is not None and m["firstFailingTop"] < 1000, m  # the regressed section
+
+
+def test_known_issue_page_layout(tmp_path: Any) -> None:
+    from harness import catalog  # noqa: PLC0415
+    from reports.issues import issue_view  # noqa: PLC0415
+    from reports.render import render_issue_page  # noqa: PLC0415
+
+    page = next(e for e in catalog.entries() if e.id == "uvicorn-514").page()
+    html = render_issue_page(issue_view(page, load(*ALL)))
+    m = layout(html, tmp_path, "known-issue")
+    assert m["scrollWidth"] <= m["innerWidth"] and not m["wide"], m
