@@ -16,14 +16,19 @@ requirement set.
 A malformed entry is a collection error with one line naming the file (harness.catalog.CatalogError).
 """
 
+import os
 import platform
 import re
+import subprocess
 import sys
 from typing import Any, List, Tuple
 
 import pytest
 
+from harness import PROJECT_ROOT
+from harness.capsule import write_capsule
 from harness.catalog import Entry, Expectation, case_skip, entries
+from harness.model.classes import OK_CLASSES
 from harness.model.records import Scenario
 from harness.plugin import failure_message
 
@@ -72,10 +77,28 @@ def _params() -> List[Any]:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_known_issue(case: Tuple[Entry, Scenario, Expectation], run_scenario: Any) -> None:
+def test_known_issue(case: Tuple[Entry, Scenario, Expectation], run_scenario: Any, tmp_path: Any) -> None:
+    """The case meets its expectation; a failing one's reproduction capsule, run by hand (repro.py, no
+    harness), comes to the same class."""
     entry, scenario, expectation = case
     record = run_scenario(scenario, catalog=entry.tag(expectation.role))
     problem = expectation.mismatch(record.failure_class, record.signature, record.exit_code)
     if problem:
         head = f"{entry.id} ({expectation.role}, {'+'.join(scenario.requirements)}): {problem}"
         pytest.fail(head + "\n" + failure_message(record), pytrace=False)
+    if record.failure_class in OK_CLASSES or not record.command:
+        return
+    folder = write_capsule(record, str(tmp_path / "capsules"), project_root=PROJECT_ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(folder, "repro.py"), "--grace", "5"], cwd=folder,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    found = re.search(r"^VERDICT: ([a-z-]+): (.*)$", proc.stdout, re.MULTILINE)
+    got = found.group(1) if found else f"no verdict (exit {proc.returncode})"
+    if got != record.failure_class:
+        pytest.fail(
+            f"{entry.id}: the capsule's repro.py says {got!r}, the record {record.failure_class!r}\n"
+            + proc.stdout[-4000:]
+            + proc.stderr[-2000:],
+            pytrace=False,
+        )

@@ -125,12 +125,25 @@ def _config(record: ResultRecord, project_root: str) -> Dict[str, Any]:
     command = [_tokenize(str(a), prefixes) for a in record.command]
     env = {str(k): _tokenize(str(v), prefixes) for k, v in sorted(record.env.items())}
     workers = int(record.scenario.get("workers") or 1)
+    sc = record.scenario
+    fault = str(sc.get("fault") or "")
+    contract = (record.fault or {}).get("contract") if isinstance(record.fault, dict) else None
     return {
         "command": command,
         "env": env,
         "workers": workers,
         "target": target_of(command),
         "deadline_s": DEFAULT_DEADLINE_S,
+        # the fault the harness injected: repro.py does the same (harness.run.faults)
+        "fault": {
+            "name": fault.partition(":")[0],
+            "arg": fault.partition(":")[2],
+            "repeat": int(sc.get("fault_repeat") or 1),
+            "interval": float(sc.get("fault_interval") or 1.0),
+            "expect": str((contract or {}).get("expect", "")) if isinstance(contract, dict) else "",
+        }
+        if fault
+        else {},
         "recorded": {
             "failure_class": record.failure_class,
             "signature": record.signature,

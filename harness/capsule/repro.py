@@ -7,6 +7,16 @@ it saw and a verdict, then stops and kills the whole tree.
 
 Exit status: 0 the server passed, 1 it failed, 2 the reproduction could not run.
 
+The fault the harness injected is injected again: a stale socket file or a busy port before the start;
+once every worker answered, SIGKILL of one / K / every worker (kill-workers holds the master with SIGSTOP
+while they die), SIGKILL of the master, or a signal to the master N times. What follows is judged as the
+harness does, by the same class names: startup-failure, partial-workers, excess-workers, respawn-loop
+(worker processes keep being replaced and none serves), wrong-listener (the group listens elsewhere than
+asked), leak (a worker outlives its killed master, the master's fds / threads grow after the signals, the
+socket file survives the stop), contract-violation (workers replaced where the signal's contract keeps
+them). The process tree and its sockets are read from /proc on Linux and from `ps` elsewhere; where
+neither tells, that check is skipped and said so.
+
 This file is copied as it is into every capsule (harness.capsule.write_capsule), beside capsule.json; it
 runs in the server's own env, wherever that is: Python 3.7+ and the standard library only, no import of
 the harness. Its platform branches live here because the file leaves the project. Its verdict is its own
@@ -322,6 +332,285 @@ def stop(proc, grace):
     return how
 
 
+# --- the process tree, its sockets and its resources ---------------------------------------------------
+
+
+def _processes():
+    """{pid: ppid} of every live (non-zombie) process, or None when this OS does not say."""
+    if os.path.isdir("/proc/self/fd"):  # Linux
+        out = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % name, "rb") as fh:
+                    rest = fh.read().decode("latin-1").rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if rest and rest[0] not in ("Z", "X"):
+                out[int(name)] = int(rest[1])
+        return out
+    if sys.platform == "win32":
+        return None
+    try:  # macOS, the BSDs
+        text = subprocess.check_output(["ps", "-A", "-o", "pid=", "-o", "ppid=", "-o", "stat="], timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    out = {}
+    for line in text.decode("latin-1").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit() and not parts[2].startswith("Z"):
+            out[int(parts[0])] = int(parts[1])
+    return out
+
+
+def descendants(pid):
+    """The live descendants of pid, or None when this OS does not say."""
+    table = _processes()
+    if table is None:
+        return None
+    kids = {}
+    for child, parent in table.items():
+        kids.setdefault(parent, []).append(child)
+    out, stack = set(), [pid]
+    while stack:
+        for child in kids.get(stack.pop(), ()):
+            if child not in out:
+                out.add(child)
+                stack.append(child)
+    return out
+
+
+def running(pid):
+    """pid exists and is not a zombie."""
+    table = _processes()
+    if table is not None:
+        return pid in table
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _hex_addr(text, v6):
+    raw = bytes.fromhex(text)
+    if not v6:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def listeners(pids):
+    """[("tcp", host, port) | ("unix", path)] the pids listen on (Linux /proc), or None elsewhere."""
+    if not os.path.isdir("/proc/net"):
+        return None
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    out = []
+    for name, v6 in (("tcp", False), ("tcp6", True)):
+        try:
+            with open("/proc/net/" + name) as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                host, port = f[1].split(":")
+                out.append(("tcp", _hex_addr(host, v6), int(port, 16)))
+    try:
+        with open("/proc/net/unix") as fh:
+            for line in fh.read().splitlines()[1:]:
+                f = line.split()
+                if len(f) > 7 and f[6] in inodes and int(f[3], 16) & 0x10000:  # __SO_ACCEPTCON
+                    out.append(("unix", f[7]))
+    except OSError:
+        pass
+    return sorted(set(out))
+
+
+def resources(pid):
+    """(open fds, threads) of pid (Linux /proc), or None elsewhere."""
+    try:
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        with open("/proc/%d/status" % pid) as fh:
+            threads = next(int(line.split()[1]) for line in fh if line.startswith("Threads:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return fds, threads
+
+
+def elsewhere(found, target):
+    """The listeners that are not the asked target (one line), or "" when every one is."""
+    asked = (
+        ("unix", target["path"]) if target["kind"] == "uds" else ("tcp", target["host"], int(target["port"]))
+    )
+    other = [f for f in found if f != asked]
+    if not other:
+        return ""
+    text = ", ".join("%s %s" % (f[0], f[1] if f[0] == "unix" else "%s:%s" % (f[1], f[2])) for f in other)
+    return "listening on %s (asked %s)" % (text, asked[1] if asked[0] == "unix" else "%s:%s" % asked[1:])
+
+
+# --- the fault, as the harness injected it (harness.run.faults) ----------------------------------------
+
+#: seconds a fault's outcome is watched for (the harness's RECOVERY_S, NO_REPLACEMENT_S, ORPHAN_PROOF_S)
+RECOVERY_S = 20.0
+SETTLE_S = 8.0
+ORPHAN_S = 3.0
+#: growth of the master's fds / threads that is a leak after a signal sequence (harness.run.faults)
+FD_GROWTH, THREAD_GROWTH = 8, 2
+
+
+def launch_fault(fault, target):
+    """Before the start: the stale socket file, or the busy port. Returns what to close afterwards."""
+    name = fault.get("name", "")
+    if name == "stale-uds":
+        if target["kind"] != "uds" or not hasattr(socket, "AF_UNIX"):
+            cannot_run("stale-uds needs a UDS target and AF_UNIX")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(target["path"])
+        sock.close()  # the file stays, nobody listens: a stale socket file
+        say(
+            "left a stale socket file at %s (bound, never listening, closed), as the harness did"
+            % target["path"]
+        )
+        return None
+    if name == "port-in-use" and target["kind"] == "tcp":
+        family = socket.AF_INET6 if ":" in target["host"] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.bind((target["host"], int(target["port"])))
+        sock.listen(8)
+        say("holding %s:%s before the start, as the harness did" % (target["host"], target["port"]))
+        return sock
+    return None
+
+
+def answered_since(target, workers, seconds, stop_when):
+    """Bursts for up to `seconds`: {pid: count} of the pids that answered, live ones only at the end."""
+    got = {"lock": threading.Lock(), "pids": {}, "status": {}, "errors": {}, "responses": 0}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        burst(target, max(8, 4 * workers), got)
+        if stop_when(got):
+            break
+        time.sleep(0.1)
+    return {int(p): n for p, n in got["pids"].items() if running(int(p))}
+
+
+def runtime_fault(fault, proc, target, seen, workers):
+    """Inject the fault into a server whose N workers answered; (class, detail) of what followed."""
+    name, arg = fault.get("name", ""), fault.get("arg", "")
+    if sys.platform == "win32" and name != "kill-worker":
+        return None, "%s needs POSIX signals; not injected on Windows" % name
+    before = sorted(int(p) for p in seen["pids"])
+    master = proc.pid
+    if name == "kill-worker":
+        victim = before[0]
+        os.kill(victim, getattr(signal, "SIGKILL", signal.SIGTERM))
+        say("SIGKILL worker %d" % victim)
+        end = time.monotonic() + RECOVERY_S
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                return (
+                    "startup-failure",
+                    "the master exited (code %s) after one worker was killed" % proc.returncode,
+                )
+            live = answered_since(target, workers, 2.0, lambda g: len(g["pids"]) >= workers)
+            if len([p for p in live if p != victim]) >= workers:
+                return "passed", "the killed worker was replaced: %d workers answer" % workers
+        live = answered_since(target, workers, 2.0, lambda g: False)
+        return "partial-workers", "%d/%d workers answered %.0fs after one was killed (not replaced)" % (
+            len(live),
+            workers,
+            RECOVERY_S,
+        )
+    if name == "kill-workers":
+        victims = before if arg == "all" else before[: int(arg or 1)]
+        os.kill(master, signal.SIGSTOP)  # the master sees them die together (harness.run.faults)
+        try:
+            for pid in victims:
+                os.kill(pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while any(running(p) for p in victims) and time.monotonic() < end:
+                time.sleep(0.02)
+        finally:
+            os.kill(master, signal.SIGCONT)
+        say("SIGKILL %d worker(s) at once (master held with SIGSTOP): %s" % (len(victims), victims))
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            return (
+                "startup-failure",
+                "the master exited (code %s) after its workers were killed" % proc.returncode,
+            )
+        live = answered_since(target, workers, SETTLE_S, lambda g: False)
+        live = [p for p in live if p not in victims]
+        if len(live) > workers:
+            return "excess-workers", "%d/%d workers after kill-workers:%s" % (len(live), workers, arg or 1)
+        if len(live) < workers:
+            return "partial-workers", "%d/%d workers after kill-workers:%s" % (len(live), workers, arg or 1)
+        return "passed", "every killed worker was replaced: %d workers answer" % workers
+    if name == "kill-master":
+        os.kill(master, signal.SIGKILL)
+        say("SIGKILL master %d" % master)
+        time.sleep(ORPHAN_S)
+        orphans = [p for p in before if running(p)]
+        if orphans:
+            live = answered_since(target, workers, 2.0, lambda g: bool(g["pids"]))
+            if live:
+                return "leak", "%d worker(s) outlived the killed master and still answered" % len(orphans)
+        return "passed", "the workers left with their master"
+    if name == "signal-master":
+        sig = getattr(signal, "SIG" + arg, None)
+        if sig is None:
+            return None, "no signal SIG%s here" % arg
+        first = resources(master)
+        repeat, interval = int(fault.get("repeat", 1)), float(fault.get("interval", 1.0))
+        for i in range(repeat):
+            os.kill(master, sig)
+            answered_since(target, workers, interval if i < repeat - 1 else 2.0, lambda g: False)
+        say("SIG%s x %d to the master, %gs apart" % (arg, repeat, interval))
+        if proc.poll() is not None and fault.get("expect") not in ("stop", "quick-stop"):
+            return "contract-violation", "SIG%s: the master exited (code %s)" % (arg, proc.returncode)
+        live = answered_since(target, workers, RECOVERY_S, lambda g: len(g["pids"]) >= workers)
+        last = resources(master)
+        if first and last:
+            added = max(0, len(live) - workers)
+            if last[0] - first[0] > FD_GROWTH + 4 * added or last[1] - first[1] > THREAD_GROWTH:
+                return "leak", "master fds %d -> %d, threads %d -> %d after %d x %s" % (
+                    first[0],
+                    last[0],
+                    first[1],
+                    last[1],
+                    repeat,
+                    arg,
+                )
+        replaced = [p for p in before if not running(p)]
+        expect = fault.get("expect", "")
+        if expect == "keep" and replaced:
+            return "contract-violation", "%s: %d of %d workers replaced; expected kept" % (
+                arg,
+                len(replaced),
+                len(before),
+            )
+        if expect == "reload" and len(replaced) < len(before):
+            return "contract-violation", "%s: %d of %d workers replaced; expected reload" % (
+                arg,
+                len(replaced),
+                len(before),
+            )
+        return "passed", "SIG%s x %d: as its contract (%s) says" % (arg, repeat, expect or "?")
+    return None, "fault %s is not injected by repro.py: the server is only started and probed" % name
+
+
 def verdict(seen, workers, exit_code):
     got = len(seen["pids"])
     bad = sum(n for code, n in seen["status"].items() if not 200 <= code < 300)
@@ -366,6 +655,8 @@ def main():
     argv, env, target = remake_paths(argv, env, target, tmp)
     if target["kind"] == "tcp" and held is None:
         argv, target = retarget_port(argv, target)
+    fault = CONFIG.get("fault") or {}
+    blocker = launch_fault(fault, target)
     log_path = os.path.join(tmp, "server.log")
     recorded = CONFIG["recorded"]
     say(
@@ -382,19 +673,40 @@ def main():
     )
     seen = {"lock": threading.Lock(), "pids": {}, "status": {}, "errors": {}, "responses": 0}
     exit_code = None
-    deadline = time.monotonic() + args.deadline
+    started = time.monotonic()
+    deadline = started + args.deadline
+    children, gone, wrong, judged = set(), set(), "", None
     try:
         while time.monotonic() < deadline:
             exit_code = proc.poll()
             if exit_code is not None or len(seen["pids"]) >= args.workers:
                 break
             burst(target, max(8, 4 * args.workers), seen)
+            kids = descendants(proc.pid)
+            children.update(kids or ())
+            quiet = time.monotonic() - started > 5 and not seen["responses"]
+            if quiet and len(children) > 4 * args.workers + 2:
+                break  # worker processes keep coming and going and none serves: a respawn loop
+            if quiet and not wrong:
+                found = listeners({proc.pid} | (kids or set()))
+                wrong = elsewhere(found, target) if found else ""
+                if wrong:
+                    break
             time.sleep(0.1)
         exit_code = proc.poll()
+        still = descendants(proc.pid) if exit_code is None else None
+        gone = children - still if still is not None else set()  # worker processes that died meanwhile
+        if exit_code is None and len(seen["pids"]) >= args.workers and fault.get("name"):
+            judged = runtime_fault(fault, proc, target, seen, args.workers)
+            exit_code = proc.poll() if fault.get("name") != "kill-master" else None
     finally:
-        how = stop(proc, args.grace) if exit_code is None else "exited by itself (code %s)" % exit_code
+        alive = exit_code is None or (fault.get("name") == "kill-master" and group_alive(proc.pid))
+        how = stop(proc, args.grace) if alive else "exited by itself (code %s)" % exit_code
         if held is not None:
             held.close()
+        if blocker is not None:
+            blocker.close()
+    left = target["kind"] == "uds" and os.path.exists(target["path"])
     pids = ", ".join("%s x%d" % kv for kv in sorted(seen["pids"].items()))
     say("worker pids that answered: %s" % (pids or "none"))
     say("responses: %d, status: %s, connect errors: %s" % (seen["responses"], seen["status"], seen["errors"]))
@@ -407,6 +719,25 @@ def main():
         print("------------------------------")
     shutil.rmtree(tmp, ignore_errors=True)
     cls, detail = verdict(seen, args.workers, exit_code)
+    if judged is not None:
+        if judged[0] is None:
+            say(judged[1])
+        else:
+            cls, detail = judged
+    elif cls == "not-serving" and len(children) > 4 * args.workers + 2:
+        cls, detail = (
+            "respawn-loop",
+            "%d distinct worker processes came and went; none served" % len(children),
+        )
+    elif cls in ("not-serving", "partial-workers") and wrong:
+        cls, detail = "wrong-listener", wrong
+    elif cls == "not-serving" and len(gone) >= args.workers:
+        cls, detail = (
+            "startup-failure",
+            "%d worker processes exited before any answered and none was replaced" % (len(gone)),
+        )
+    if cls == "passed" and left:
+        cls, detail = "leak", "the socket file %s survived the stop" % target["path"]
     print("VERDICT: %s: %s" % (cls, detail), flush=True)
     same = "REPRODUCED" if cls == recorded["failure_class"] else "DIFFERENT from the record"
     print("%s (recorded: %s)" % (same, recorded["failure_class"]), flush=True)
