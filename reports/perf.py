@@ -147,6 +147,9 @@ def _cells(records: Sequence[ResultRecord]) -> List[Dict[str, Any]]:
                 "p99": med("latency_ms", "p99"),
                 "ka_p50": med("keepalive", "latency_ms", "p50"),
                 "ka_p99": med("keepalive", "latency_ms", "p99"),
+                # the in-run evidence of a delayed-ACK stall (harness.verdict.degraded): head -> last byte
+                "gap_p50": med("keepalive", "body_gap_ms", "p50"),
+                "stalled": any(r.failure_class == "degraded" for r in recs),
                 "ka_worker_min": min(worker_p50s) if worker_p50s else None,
                 "ka_worker_max": max(worker_p50s) if worker_p50s else None,
                 "max_share": med("max_share"),

@@ -965,3 +965,48 @@ def test_known_issue_card_from_the_record_catalog_field_and_the_entrys_card() ->
     assert "binds TCP 8000 instead of the UDS" in card and "0.15.0" in card
     assert re.search(r"Linux — Reproduced: <span class=\"yes\">yes</span>", card)
     assert "known_issue" not in html  # nothing of the old option form leaks into row labels
+
+
+# --- row labels, env-errors and the stall column (issue #14's findings) ------------------------------
+
+
+def test_pinned_and_latest_rows_of_one_version_are_told_apart() -> None:
+    pinned = rec("uvicorn", "0.54.0", "3.11", "linux", workers=1)
+    latest = dataclasses.replace(
+        pinned, scenario={**pinned.scenario, "requirements": []}, run_id="latest"
+    )  # the same version, installed as "the latest"
+    view = merge([[pinned, latest]])
+    assert sorted(r.title for r in view.rows) == ["uvicorn==0.54.0", "uvicorn@0.54.0"]
+    html = render([pinned, latest])
+    assert (
+        '<span class="srv">uvicorn==0.54.0</span>' in html
+        and '<span class="srv">uvicorn@0.54.0</span>' in html
+    )
+
+
+def test_an_env_error_keeps_its_requested_version_and_a_command() -> None:
+    bad = dataclasses.replace(
+        rec("uvicorn", "0.11.0", "3.8", "linux", bind="uds", serving=False),
+        failure_class="env-error", signature="Failed to build `httptools==0.1.2`", server_version="",
+        command=[], installed={}, exit_code=None,
+    )  # fmt: skip
+    (row,) = merge([[bad]]).rows
+    assert row.title == "uvicorn==0.11.0"
+    html = render([bad])
+    assert "(no command recorded)" not in html
+    assert "its environment was never built" in html
+    assert "harness run --server uvicorn --requirement uvicorn==0.11.0 --bind uds" in html
+
+
+def test_every_passed_row_shows_its_kept_alive_body_gap() -> None:
+    ok = rec("uvicorn", "0.54.0", "3.11", "linux", workers=2)
+    ka = dict(ok.load.get("keepalive") or {}, body_gap_ms={"p50": 0.7, "p25": 0.6})
+    ok = dataclasses.replace(ok, load={**ok.load, "keepalive": ka})
+    stalled_ka = dict(ka, body_gap_ms={"p50": 41.7})
+    stall = dataclasses.replace(
+        ok, failure_class="degraded", run_id="s", load={**ok.load, "keepalive": stalled_ka}
+    )
+    html = render([ok, dataclasses.replace(stall, scenario={**ok.scenario, "workers": 4})])
+    perf = html[html.index('<section id="performance">') :]
+    assert "0.7 ms" in perf and "41.7 ms" in perf
+    assert perf.count('<tr class="degraded">') == 1
