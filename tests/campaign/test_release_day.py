@@ -18,24 +18,14 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from tests._paths import ROOT
-from tests._pkgindex import PackageIndex
 from tests.servers import release_dist as rd
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="awh-testserver forks its workers (POSIX only)")
-
-
-@pytest.fixture(scope="module")
-def index() -> Iterator[str]:
-    state = PackageIndex()
-    for version, (filename, data) in rd.wheels().items():
-        state.add(rd.DIST, filename, data, yanked=rd.YANKED.get(version))
-    with state.serve() as url:
-        yield url
 
 
 def _harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

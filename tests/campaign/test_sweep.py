@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +21,6 @@ from harness.campaign import sweep
 from harness.catalog import parse_entry
 from harness.model.records import ResultRecord, read_records
 from tests._paths import ROOT
-from tests._pkgindex import PackageIndex
 from tests.servers import release_dist as rd
 
 #: the test server's registered name (tests/servers/__init__.py: ADAPTER_SPECS)
@@ -124,15 +123,6 @@ def test_beyond_max_every_known_points_then_bisection(monkeypatch: pytest.Monkey
     assert len(asked) == len(set(asked)) < 30  # each release once; far fewer than 80
     # beside the unmeasurable oldest points (0.0.0, 0.0.7), the releases up to the first measured one
     assert {f"0.1.{p}" for p in range(8)} <= set(asked) and "0.0.3" not in asked
-
-
-@pytest.fixture(scope="module")
-def index() -> Iterator[str]:
-    state = PackageIndex()
-    for version, (filename, data) in rd.wheels().items():
-        state.add(rd.DIST, filename, data, yanked=rd.YANKED.get(version))
-    with state.serve() as url:
-        yield url
 
 
 def _harness(index: str, *args: str) -> subprocess.CompletedProcess:
