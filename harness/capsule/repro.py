@@ -545,13 +545,12 @@ def runtime_fault(fault, proc, target, seen, workers):
         finally:
             os.kill(master, signal.SIGCONT)
         say("SIGKILL %d worker(s) at once (master held with SIGSTOP): %s" % (len(victims), victims))
-        time.sleep(0.5)
+        live = answered_since(target, workers, SETTLE_S, lambda g: proc.poll() is not None)
         if proc.poll() is not None:
             return (
                 "startup-failure",
                 "the master exited (code %s) after its workers were killed" % proc.returncode,
             )
-        live = answered_since(target, workers, SETTLE_S, lambda g: False)
         live = [p for p in live if p not in victims]
         if len(live) > workers:
             return "excess-workers", "%d/%d workers after kill-workers:%s" % (len(live), workers, arg or 1)
@@ -561,8 +560,11 @@ def runtime_fault(fault, proc, target, seen, workers):
     if name == "kill-master":
         os.kill(master, signal.SIGKILL)
         say("SIGKILL master %d" % master)
-        time.sleep(ORPHAN_S)
+        end = time.monotonic() + ORPHAN_S  # the workers' parent-death watchers act within this (faults.py)
         orphans = [p for p in before if running(p)]
+        while orphans and time.monotonic() < end:
+            time.sleep(0.05)  # polled: these processes are not our children
+            orphans = [p for p in orphans if running(p)]
         if orphans:
             live = answered_since(target, workers, 2.0, lambda g: bool(g["pids"]))
             if live:
