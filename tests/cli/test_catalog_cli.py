@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import sys
 import textwrap
 from typing import Any, Dict, List
 
@@ -144,3 +145,29 @@ def test_run_real_entry_appends_records(tmp_path: "os.PathLike[str]") -> None:
     listing = io.StringIO()
     run(_parse(["hypercorn-uds-left-behind", "--results", results]), out=listing)
     assert listing.getvalue().count("linux: leak") == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sweep"], "catalog sweep takes one entry id"),
+        (["sweep", "uvicorn-1009-*"], "matches 2 entries; name one"),
+        (["sweep", "nope"], "no catalog entry matches 'nope'"),
+        (["sweep", "hypercorn-42", "--python", "9.9"], "no Python 9.9 found"),
+        (["sweep", "hypercorn-42", "--results", "a.jsonl", "--results", "b.jsonl"], "given once for a sweep"),
+        (["pages", "--results", "/nonexistent/x.jsonl"], "no such results file or directory"),
+        (["--results", "a.jsonl", "--results", "b.jsonl"], "several only with `pages`"),
+    ],
+)
+def test_sweep_and_pages_bad_input_is_one_line(argv: List[str], says: str) -> None:
+    with pytest.raises(UsageError) as err:
+        run(_parse(argv), out=io.StringIO())
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvicorn-514 reproduces on Windows: it would run there")
+def test_sweep_of_an_entry_for_another_os_says_it_waits_for_that_runner() -> None:
+    out = io.StringIO()
+    assert run(_parse(["sweep", "uvicorn-514"]), out=out) == 0
+    assert out.getvalue().startswith("unsupported: uvicorn-514 reproduces on win32 only")
+    assert "waits for a runner of that OS" in out.getvalue()
