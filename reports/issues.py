@@ -24,20 +24,23 @@ entry and `<out_dir>/index.html`.
 
 import os
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from harness.model import classes
-from harness.model.classes import INCONCLUSIVE, OK_CLASSES
 from harness.model.records import ResultRecord, Scenario
+from harness.verdict.versions import (
+    FIXED,
+    INCONCLUSIVE_OUTCOME,
+    OTHER,
+    PASSED,
+    REPRODUCED,
+    boundaries,
+    outcome,
+)
 
 from .merge import PLATFORM_NAMES, version_key
 
-REPRODUCED = "reproduced"
-PASSED = "passed"
-OTHER = "other"
-INCONCLUSIVE_OUTCOME = "inconclusive"
 FLAKY = "flaky"
-FIXED = "fixed"
 
 #: the interpreter of the server's env in a recorded command: shown as plain `python`
 _ENV_PYTHON = re.compile(r"^.*[/\\](?:python[0-9.]*|pythonw?)(?:\.exe)?$", re.IGNORECASE)
@@ -69,28 +72,6 @@ def version_of(record: ResultRecord, distribution: str) -> str:
         if m and _norm(m.group(1)) == distribution:
             return m.group(2)
     return ""
-
-
-def outcome(page: Mapping[str, Any], record: ResultRecord) -> str:
-    """reproduced (the entry's expected class, signature and exit code) / passed / fixed (what the entry's
-    fixed release is expected to do when its fix changed the failure instead of removing it) / other /
-    inconclusive."""
-    if record.failure_class in INCONCLUSIVE:
-        return INCONCLUSIVE_OUTCOME
-    expect = page.get("expect") or {}
-    ok = record.failure_class == expect.get("failure_class")
-    ok = ok and (not expect.get("signature") or bool(re.search(expect["signature"], record.signature or "")))
-    ok = ok and (expect.get("exit_code") is None or record.exit_code == expect.get("exit_code"))
-    if ok:
-        return REPRODUCED
-    if record.failure_class in OK_CLASSES:
-        return PASSED
-    fixed = page.get("fixed_expect") or {}  # a fix that changed the failure: its release's expected class
-    if record.failure_class == fixed.get("failure_class") and re.search(
-        fixed.get("signature") or "", record.signature or ""
-    ):
-        return FIXED
-    return OTHER
 
 
 def _platform(record: ResultRecord) -> str:
@@ -159,6 +140,7 @@ def issue_view(
     dist = str(page.get("distribution") or "")
     mine = [r for r in records if entry_of(r) == page.get("id")]
     mine.sort(key=lambda r: (str(r.started_at or ""), str(r.run_id or "")))
+    said = {id(r): outcome(page, r) for r in mine}  # each run's outcome, read once
 
     # the version table: release x (platform, python minor), the latest run's outcome per cell
     cells: Dict[Tuple[str, Tuple[str, str]], List[ResultRecord]] = {}
@@ -166,13 +148,13 @@ def issue_view(
         ver = version_of(rec, dist) or "?"
         col = (_platform(rec), _minor(str(rec.python.get("version", ""))))
         cells.setdefault((ver, col), []).append(rec)
-    superseded: List[ResultRecord] = []
+    superseded: Set[int] = set()
     for key, runs in cells.items():  # a run alone supersedes the parallel sweep runs (harness.campaign.sweep)
         alone = [r for r in runs if (r.catalog or {}).get("role") != "sweep"]
         if alone and len(alone) < len(runs):
-            superseded.extend(r for r in runs if r not in alone)
+            superseded.update(id(r) for r in runs if (r.catalog or {}).get("role") == "sweep")
             cells[key] = alone
-    mine = [r for r in mine if not any(r is s for s in superseded)]
+    mine = [r for r in mine if id(r) not in superseded]
     columns = sorted({col for _, col in cells}, key=lambda c: (c[0], version_key(c[1])))
     versions = sorted({ver for ver, _ in cells}, key=version_key)
     table_rows = []
@@ -183,7 +165,7 @@ def issue_view(
             if not runs:
                 row.append(None)
                 continue
-            seen = {outcome(page, r) for r in runs if outcome(page, r) != INCONCLUSIVE_OUTCOME}
+            seen = {said[id(r)] for r in runs} - {INCONCLUSIVE_OUTCOME}
             latest = runs[-1]
             word = FLAKY if len(seen) > 1 else (seen.pop() if seen else INCONCLUSIVE_OUTCOME)
             row.append(
@@ -202,33 +184,22 @@ def issue_view(
     for col in columns:
         by_ver = {}
         for ver in versions:
-            runs = cells.get((ver, col), [])
-            outs = {outcome(page, r) for r in runs} - {INCONCLUSIVE_OUTCOME}
+            outs = {said[id(r)] for r in cells.get((ver, col), [])} - {INCONCLUSIVE_OUTCOME}
             if len(outs) == 1:
                 by_ver[ver] = outs.pop()
-        bad = [v for v in versions if by_ver.get(v) == REPRODUCED]
-        first_bad = bad[0] if bad else ""
-        first_fixed = ""
-        if bad:
-            after = versions[versions.index(bad[-1]) + 1 :]
-            first_fixed = next((v for v in after if by_ver.get(v) in (PASSED, FIXED)), "")
-        last_good_before = ""
-        if first_bad:
-            before = [v for v in versions[: versions.index(first_bad)] if by_ver.get(v) in (PASSED, FIXED)]
-            last_good_before = before[-1] if before else ""
+        found = boundaries(versions, by_ver)
+        newest = next((v for v in reversed(versions) if v in by_ver), "")
         measured.append(
             {
                 "platform": PLATFORM_NAMES.get(col[0], col[0]),
                 "python": col[1],
                 "releases": len(by_ver),
-                "first_bad": first_bad,
-                "first_fixed": first_fixed,
+                "first_bad": found.first_bad,
+                "first_fixed": found.first_fixed,
                 "oldest": next((v for v in versions if v in by_ver), ""),
-                "newest": next((v for v in reversed(versions) if v in by_ver), ""),
-                "last_good_before": last_good_before,
-                "still_bad": bool(bad)
-                and not first_fixed
-                and bad[-1] == next((v for v in reversed(versions) if v in by_ver), ""),
+                "newest": newest,
+                "last_good_before": found.last_good_before,
+                "still_bad": by_ver.get(newest) == REPRODUCED,
             }
         )
 
@@ -238,8 +209,8 @@ def issue_view(
     for plat in named:
         here = [r for r in mine if _platform(r) == plat]
         name = PLATFORM_NAMES.get(plat, plat)
-        concl = [r for r in here if outcome(page, r) != INCONCLUSIVE_OUTCOME]
-        hits = [r for r in concl if outcome(page, r) == REPRODUCED]
+        concl = [r for r in here if said[id(r)] != INCONCLUSIVE_OUTCOME]
+        hits = [r for r in concl if said[id(r)] == REPRODUCED]
         if not concl:
             status.append({"platform": name, "word": "waiting",
                            "text": f"not run on {name} yet: it waits for a {name} runner"
@@ -261,7 +232,7 @@ def issue_view(
     }) if page.get("platforms") else []  # fmt: skip
 
     # the reproduction: the latest reproducing run of the catalog's own affected case, else any
-    hits = [r for r in mine if outcome(page, r) == REPRODUCED]
+    hits = [r for r in mine if said[id(r)] == REPRODUCED]
     own = [r for r in hits if (r.catalog or {}).get("role") == "affected"]
     shown: Optional[ResultRecord] = (own or hits)[-1] if (own or hits) else None
     cases = list(page.get("cases") or [])
@@ -313,7 +284,7 @@ def issue_view(
         "expect_help": classes.CLASS_HELP.get(str(expect.get("failure_class", "")), ""),
         "repro": repro,
         "counts": {
-            k: sum(1 for r in mine if outcome(page, r) == k)
+            k: sum(1 for r in mine if said[id(r)] == k)
             for k in (REPRODUCED, PASSED, FIXED, OTHER, INCONCLUSIVE_OUTCOME)
         },
     }
@@ -358,15 +329,9 @@ def _bind_note(bind: str) -> str:
 
 
 __all__ = [
-    "FIXED",
     "FLAKY",
-    "INCONCLUSIVE_OUTCOME",
-    "OTHER",
-    "PASSED",
-    "REPRODUCED",
     "clean_command",
     "entry_of",
     "issue_view",
-    "outcome",
     "version_of",
 ]

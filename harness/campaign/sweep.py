@@ -37,18 +37,16 @@ from harness import catalog
 from harness.campaign.bisection import BAD, GOOD, SKIP, BisectError, search
 from harness.campaign.matrix import run_matrix
 from harness.campaign.release import _dist_of, _pinned
-from harness.model.classes import INCONCLUSIVE, OK_CLASSES
+from harness.model.classes import INCONCLUSIVE
 from harness.model.records import ResultRecord, Scenario, read_records
 from harness.run.runner import BASE_TIMEOUT_S
+from harness.verdict import versions as versions_
 
 #: every release is run when the range holds at most this many; beyond it, known points + bisection
 MAX_EVERY = 60
 
-REPRODUCED = "reproduced"
-PASSED = "passed"
-OTHER = "other"
-FIXED = "fixed"
-INCONCLUSIVE_OUTCOME = "inconclusive"
+REPRODUCED, PASSED, FIXED = versions_.REPRODUCED, versions_.PASSED, versions_.FIXED
+OTHER, INCONCLUSIVE_OUTCOME = versions_.OTHER, versions_.INCONCLUSIVE_OUTCOME
 ROLE = "sweep"
 ROLE_ALONE = "sweep-alone"
 
@@ -63,22 +61,8 @@ def _vkey(version: str) -> Any:
 
 
 def outcome_of(entry: catalog.Entry, record: ResultRecord) -> str:
-    """What one run says about the entry's bug (module doc)."""
-    if record.failure_class in INCONCLUSIVE:
-        return INCONCLUSIVE_OUTCOME
-    affected = next(c.expectation for c in entry.cases if c.expectation.role == "affected")
-    if not affected.mismatch(record.failure_class, record.signature, record.exit_code):
-        return REPRODUCED
-    if record.failure_class in OK_CLASSES:
-        return PASSED
-    fixed = [c.expectation for c in entry.cases if c.expectation.role == "fixed"]
-    if (
-        fixed
-        and fixed[0].failure_class != "passed"
-        and not fixed[0].mismatch(record.failure_class, record.signature, record.exit_code)
-    ):
-        return FIXED  # the fix changed the failure (uvicorn-2506: 0.50 exits instead of respawning)
-    return OTHER
+    """What one run says about the entry's bug (harness.verdict.versions.outcome, as its page reads it)."""
+    return versions_.outcome(entry.page(), record)
 
 
 def swept_distribution(entry: catalog.Entry) -> str:
@@ -291,14 +275,9 @@ def _version_of(scenario: Scenario, dist: str) -> str:
 
 def measured_boundaries(outcomes: Dict[str, str], order: Optional[Sequence[str]] = None) -> Tuple[str, str]:
     """(first reproducing release, first passing release after the last reproducing one) of one
-    python's outcomes; "" where none was seen."""
-    versions = sorted(outcomes, key=_vkey) if order is None else [v for v in order if v in outcomes]
-    bad = [v for v in versions if outcomes[v] == REPRODUCED]
-    if not bad:
-        return "", ""
-    after = versions[versions.index(bad[-1]) + 1 :]
-    fixed = next((v for v in after if outcomes[v] in (PASSED, FIXED)), "")
-    return bad[0], fixed
+    python's outcomes; "" where none was seen (harness.verdict.versions.boundaries)."""
+    found = versions_.boundaries(sorted(outcomes, key=_vkey) if order is None else order, outcomes)
+    return found.first_bad, found.first_fixed
 
 
 __all__ = [
