@@ -140,6 +140,11 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
                     str(tmp_path),
                     "-o",
                     "addopts=",
+                    # should the inner run ever hang after its interruption, the stacks of its threads land
+                    # in inner.out, which the failure below prints (seen beside 3 CPU hogs: the inner pytest
+                    # sat in epoll_wait for 120 s after its timeout fired)
+                    "-o",
+                    "faulthandler_timeout=45",
                 ]
             ),
             cwd=str(tmp_path),
