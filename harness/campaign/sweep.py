@@ -171,6 +171,7 @@ def run_sweep(
     records: List[ResultRecord] = []
     where = f"py{python or 'default'}"
     alone: Dict[str, bool] = {}  # version -> its outcome comes from a run alone
+    page = entry.page()  # what outcome() reads of the entry, built once, not per record
 
     def run(batch: Sequence[str], pool: int = jobs, again: bool = False) -> None:
         cached = {} if again else _cached(entry, results)
@@ -182,7 +183,7 @@ def run_sweep(
             sc = scenario_at(entry, v, python)
             if sc.scenario_id in cached:
                 rec = cached[sc.scenario_id]
-                outcomes[v] = outcome_of(entry, rec)
+                outcomes[v] = versions_.outcome(page, rec)
                 alone[v] = (rec.catalog or {}).get("role") == ROLE_ALONE
                 records.append(rec)
                 notify(f"{dist}=={v} {where}: {outcomes[v]} (cached: run {rec.run_id})")
@@ -206,7 +207,7 @@ def run_sweep(
         for rec in done:  # in finish order: a confirmation run agrees, or the release reads `other`
             v = todo.get(rec.scenario_id, "")
             if v:
-                seen = outcome_of(entry, rec)
+                seen = versions_.outcome(page, rec)
                 fresh[v] = seen if fresh.get(v, seen) == seen else OTHER
                 records.append(rec)
         for v in sorted(todo.values(), key=_vkey):
