@@ -13,6 +13,9 @@
   - bounds: each phase has its own deadline of `timeout_s` (so the call returns within about
     2 * timeout_s): no request is issued after it and those still in flight are cancelled then; httpx's
     connect/read/write/pool timeouts are min(request_timeout_s, timeout_s)
+  - interruptions: a signal handler's exception (Ctrl-C, pytest-timeout's SIGALRM, a SIGTERM handler)
+    during the load ends it at once and is raised by run_load; it never lands inside the event loop
+    (_Interruptions)
 * the dict: {requests (asked for), ok (2xx), errors: {class: n} (httpx exception class names,
   "RequestDeadline" for a request cut by the phase deadline, "NotSent" for requests the deadline left
   unissued), status: {"200": n}, per_worker: {"pid": n} (2xx answers by x-worker-pid; "unknown" when
