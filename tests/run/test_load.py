@@ -170,7 +170,7 @@ def test_an_interruption_ends_the_load_wherever_it_lands(keepalive):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             with lock:
                 served["n"] += 1
                 fire = served["n"] == served["trigger"]
