@@ -142,7 +142,8 @@ def _run_and_interrupt(tmp_path: Path, how: str, bind: str) -> Tuple[int, str]:
                     "addopts=",
                     # should the inner run ever hang after its interruption, the stacks of its threads land
                     # in inner.out, which the failure below prints (seen beside 3 CPU hogs: the inner pytest
-                    # sat in epoll_wait for 120 s after its timeout fired)
+                    # sat in epoll_wait for 120 s after its timeout fired - pytest-timeout's exception was
+                    # lost inside run_load's event loop, fixed there by harness.run.load._Interruptions)
                     "-o",
                     "faulthandler_timeout=45",
                 ]
