@@ -9,13 +9,15 @@ Exit status: 0 the server passed, 1 it failed, 2 the reproduction could not run.
 
 The fault the harness injected is injected again: a stale socket file or a busy port before the start;
 once every worker answered, SIGKILL of one / K / every worker (kill-workers holds the master with SIGSTOP
-while they die), SIGKILL of the master, or a signal to the master N times. What follows is judged as the
-harness does, by the same class names: startup-failure, partial-workers, excess-workers, respawn-loop
-(worker processes keep being replaced and none serves), wrong-listener (the group listens elsewhere than
-asked), leak (a worker outlives its killed master, the master's fds / threads grow after the signals, the
-socket file survives the stop), contract-violation (workers replaced where the signal's contract keeps
-them). The process tree and its sockets are read from /proc on Linux and from `ps` elsewhere; where
-neither tells, that check is skipped and said so.
+while they die), SIGKILL of the master, or a signal to the master N times (a reload signal only once the
+last reload is done - old workers gone, N new ones answering - as the harness sends it). What follows is
+judged as the harness does, by the same class names: startup-failure, partial-workers, excess-workers,
+respawn-loop (worker processes keep being replaced and none serves), wrong-listener (the group listens
+elsewhere than asked), leak (a worker outlives its killed master, the master's fds / threads grow after
+the signals - sampled once the worker count settled -, the socket file survives the stop),
+contract-violation (workers replaced where the signal's contract keeps them). The process tree and its
+sockets are read from /proc on Linux and from `ps` elsewhere; where neither tells, that check is skipped
+and said so.
 
 This file is copied as it is into every capsule (harness.capsule.write_capsule), beside capsule.json; it
 runs in the server's own env, wherever that is: Python 3.7+ and the standard library only, no import of
@@ -465,6 +467,8 @@ def elsewhere(found, target):
 #: seconds a fault's outcome is watched for (the harness's RECOVERY_S, NO_REPLACEMENT_S, ORPHAN_PROOF_S)
 RECOVERY_S = 20.0
 SETTLE_S = 8.0
+#: a worker count that stayed the same this long has settled (the harness's SETTLED_S, SETTLED_EQUAL_S)
+SETTLED_S, SETTLED_EQUAL_S = 3.0, 1.2
 ORPHAN_S = 3.0
 #: growth of the master's fds / threads that is a leak after a signal sequence (harness.run.faults)
 FD_GROWTH, THREAD_GROWTH = 8, 2
@@ -504,6 +508,41 @@ def answered_since(target, workers, seconds, stop_when):
             break
         time.sleep(0.1)
     return {int(p): n for p, n in got["pids"].items() if running(int(p))}
+
+
+def reload_done(proc, target, workers, current):
+    """After a reload signal: the new worker pids once every pid of `current` is gone and N new ones
+    answered (the harness's evidence of one reload), or None at RECOVERY_S."""
+    new = set()
+    end = time.monotonic() + RECOVERY_S
+    while time.monotonic() < end and proc.poll() is None:
+        got = answered_since(
+            target, workers, 1.0, lambda g: len({int(p) for p in g["pids"]} - current) >= workers
+        )
+        new |= {p for p in got if p not in current}
+        new = {p for p in new if running(p)}
+        if len(new) >= workers and not any(running(p) for p in current):
+            return new
+    return None
+
+
+def settled_count(master, expected):
+    """The master's live descendants once their number stopped moving: equal to `expected` and the same
+    for SETTLED_EQUAL_S, or another number the same for SETTLED_S (the harness's settle rule), or what it is
+    at RECOVERY_S; None where this OS does not say. Sampled before the master's resources, so that a
+    draining worker's pipe is not taken for growth."""
+    pids = descendants(master)
+    if pids is None:
+        return None
+    changed, end = time.monotonic(), time.monotonic() + RECOVERY_S
+    while time.monotonic() < end:
+        time.sleep(0.1)  # polled: these are not our children
+        now = descendants(master) or set()
+        if now != pids:
+            pids, changed = now, time.monotonic()
+        elif time.monotonic() - changed >= (SETTLED_EQUAL_S if len(pids) == expected else SETTLED_S):
+            break
+    return len(pids)
 
 
 def runtime_fault(fault, proc, target, seen, workers):
@@ -576,16 +615,45 @@ def runtime_fault(fault, proc, target, seen, workers):
             return None, "no signal SIG%s here" % arg
         first = resources(master)
         repeat, interval = int(fault.get("repeat", 1)), float(fault.get("interval", 1.0))
+        expect = fault.get("expect", "")
+        current, waited = set(before), []
         for i in range(repeat):
+            sent = time.monotonic()
             os.kill(master, sig)
+            if expect == "reload":
+                # as the harness does: the next signal only once this reload is done (the signal would
+                # otherwise land mid-reload, which is another sequence than the one recorded)
+                new = reload_done(proc, target, workers, current)
+                waited.append(time.monotonic() - sent)
+                current = new or current
             answered_since(target, workers, interval if i < repeat - 1 else 2.0, lambda g: False)
-        say("SIG%s x %d to the master, %gs apart" % (arg, repeat, interval))
-        if proc.poll() is not None and fault.get("expect") not in ("stop", "quick-stop"):
+        say(
+            "SIG%s x %d to the master, %gs apart%s"
+            % (arg, repeat, interval, " after each reload" if waited else "")
+        )
+        if waited:
+            say(
+                "each reload done (old workers gone, %d new ones answering) in at most %.1fs"
+                % (workers, max(waited))
+            )
+        if proc.poll() is not None and expect not in ("stop", "quick-stop"):
             return "contract-violation", "SIG%s: the master exited (code %s)" % (arg, proc.returncode)
         live = answered_since(target, workers, RECOVERY_S, lambda g: len(g["pids"]) >= workers)
+        expected = (
+            workers + repeat
+            if expect == "add"
+            else max(1, workers - repeat)
+            if expect == "remove"
+            else workers
+        )
+        count = settled_count(master, expected)
         last = resources(master)
         if first and last:
-            added = max(0, len(live) - workers)
+            say(
+                "master fds %d -> %d, threads %d -> %d (%s workers after the sequence; %d expected)"
+                % (first[0], last[0], first[1], last[1], "?" if count is None else count, expected)
+            )
+            added = max(0, expected - workers)
             if last[0] - first[0] > FD_GROWTH + 4 * added or last[1] - first[1] > THREAD_GROWTH:
                 return "leak", "master fds %d -> %d, threads %d -> %d after %d x %s" % (
                     first[0],
@@ -596,7 +664,6 @@ def runtime_fault(fault, proc, target, seen, workers):
                     arg,
                 )
         replaced = [p for p in before if not running(p)]
-        expect = fault.get("expect", "")
         if expect == "keep" and replaced:
             return "contract-violation", "%s: %d of %d workers replaced; expected kept" % (
                 arg,
