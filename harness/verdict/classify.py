@@ -232,6 +232,18 @@ def _distinct_answered(obs: Observation) -> int:
     return len(set(obs.answered_pids))
 
 
+#: faults that leave the master up by their nature: a master that exits after one has given up
+WORKER_FAULTS = ("kill-worker", "kill-workers", "stop-worker")
+
+
+def _master_exited_after_worker_fault(obs: Observation) -> bool:
+    base = str(obs.fault or "").split(":", 1)[0]
+    out = obs.fault_outcome or {}
+    return (
+        base in WORKER_FAULTS and bool(out.get("server_exited")) and obs.exited_before_ready and not obs.ready
+    )
+
+
 RULES: Tuple[Rule, ...] = (
     Rule(
         "unsupported",
@@ -308,6 +320,15 @@ RULES: Tuple[Rule, ...] = (
         _looping_before_ready,
         "respawn-loop",
         "workers keep being replaced and never all become ready: more specific than exited or silent",
+    ),
+    Rule(
+        "master-exited-after-worker-fault",
+        # ready was proven before the fault: this master gave up when a worker died or hung, which a
+        # prefork master should survive. Its exit code is kept in the reason, not the signature, because
+        # it can be a race inside the server (hypercorn 0.18.0 exits 0 or 241 for the same bug)
+        _master_exited_after_worker_fault,
+        "startup-failure",
+        "the master exited after one of its workers was killed or hung: the server gave up on its workers",
     ),
     Rule(
         "exited-before-ready",
@@ -454,6 +475,8 @@ def _synthetic(rule: Rule, obs: Observation) -> str:
         return f"wrong-listener: {_describe(wrong[0])} (asked {asked})" if wrong else "wrong-listener"
     if cls == "respawn-loop":
         return f"respawn-loop: {obs.worker_restarts} restarts"
+    if rule.name == "master-exited-after-worker-fault":
+        return f"startup-failure: the master exited after {obs.fault}"
     if cls == "startup-failure":
         if rule.name == "all-workers-died":
             return f"startup-failure: {obs.worker_exits}/{obs.expected_workers} workers exited"
@@ -542,6 +565,11 @@ def _reason(rule: Rule, obs: Observation) -> str:
     elif rule.name == "all-workers-died":
         text = (
             f"All {obs.worker_exits} workers exited before ready and none was replaced; the master stayed up"
+        )
+    elif rule.name == "master-exited-after-worker-fault":
+        text = (
+            f"Every worker had answered; after {obs.fault} the master exited "
+            f"({exit_text(obs.exit_code, named)}) instead of replacing the worker ({got}/{n} answered after)"
         )
     elif cls == "startup-failure":
         text = (

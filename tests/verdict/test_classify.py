@@ -1,5 +1,6 @@
 """harness.verdict.classify: one test per RULES row (enforced), precedence, signatures and reasons."""
 
+import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
@@ -65,6 +66,17 @@ CASES = {
     "respawn-before-ready": (
         _ok(ready=False, answered_pids=(), any_response=False, alive_at_deadline=True, worker_restarts=5),
         "respawn-loop",
+    ),
+    "master-exited-after-worker-fault": (
+        _ok(
+            ready=False,
+            answered_pids=(102,),
+            exited_before_ready=True,
+            exit_code=0,
+            fault="kill-worker",
+            fault_outcome={"handled": False, "server_exited": True, "exit_code": 0},
+        ),
+        "startup-failure",
     ),
     "exited-before-ready": (
         _ok(ready=False, answered_pids=(), any_response=False, exited_before_ready=True, exit_code=3),
@@ -206,6 +218,31 @@ def test_fault_signatures_are_exact_and_free_of_run_figures(rule_name: str, sign
     assert v.signature == signature
     if rule_name == "fault-resource-growth":
         assert "fds 12 -> 64" in v.reason  # the figures live in the reason, not in the signature
+
+
+@pytest.mark.parametrize("code", [0, 241, -15])
+def test_a_master_that_exits_after_a_worker_fault_has_one_signature_whatever_its_exit_code(code: int) -> None:
+    """hypercorn 0.18.0 -w 2 kill-worker exits 0 or 241 by a race inside it: one bug, one signature; the
+    code is in the reason. Without a worker fault the exit code stays the signature."""
+    obs = _ok(
+        ready=False,
+        answered_pids=(102,),
+        exited_before_ready=True,
+        exit_code=code,
+        fault="kill-worker",
+        fault_outcome={"handled": False, "server_exited": True, "exit_code": code},
+    )
+    v = classify(obs)
+    assert (v.failure_class, v.rule) == ("startup-failure", "master-exited-after-worker-fault")
+    assert v.signature == "startup-failure: the master exited after kill-worker"
+    assert exit_text(code, False) in v.reason
+    logged = classify(
+        dataclasses.replace(obs, stderr="Traceback (most recent call last):\nRuntimeError: boom\n")
+    )
+    assert logged.signature == "RuntimeError: boom"  # the server's own words first, as for every class
+    unfaulted = dataclasses.replace(obs, fault="", fault_outcome={})
+    assert classify(unfaulted).rule == "exited-before-ready"
+    assert classify(unfaulted).signature == exit_text(code, False)
 
 
 def test_a_contract_violation_outranks_what_the_fault_left_behind() -> None:
