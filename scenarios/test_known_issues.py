@@ -50,6 +50,19 @@ def _fixed_ports(scenario: Scenario) -> Tuple[int, ...]:
     return ()
 
 
+#: pytest-timeout's budget (tox.ini: 300 s) is a net for hangs, sized for a start, a load and a stop; a case
+#: whose fault is a sequence of reloads runs each reload twice - in the harness and in its capsule - and
+#: each one (old workers drained, N new ones answering) took up to 17.5 s at 8 workers on 2 quiet cores
+#: (gunicorn 26.0.0, whose master slows as its leaked threads pile up)
+TIMEOUT_S, PER_SIGNAL_S = 300, 30
+
+
+def _timeout(scenario: Scenario) -> float:
+    """The case's budget: the suite's, plus PER_SIGNAL_S for each signal of a repeated signal-master."""
+    repeat = int(scenario.fault_repeat or 1) if str(scenario.fault or "").startswith("signal-master") else 1
+    return TIMEOUT_S + PER_SIGNAL_S * (repeat - 1)
+
+
 def _skip_reason(entry: Entry, scenario: Scenario, expectation: Expectation) -> str:
     return case_skip(entry, scenario, expectation, sys.platform, platform.python_version())
 
@@ -60,6 +73,8 @@ def _params() -> List[Any]:
         for scenario, expectation in entry.scenarios():
             marks = [pytest.mark.known_issue(entry.id), pytest.mark.worker_count(scenario.workers)]
             marks.append(pytest.mark.slow)
+            if _timeout(scenario) > TIMEOUT_S:
+                marks.append(pytest.mark.timeout(_timeout(scenario)))
             ports = _fixed_ports(scenario)
             if ports:
                 marks.append(pytest.mark.fixed_port(*ports))
