@@ -14,7 +14,9 @@ Figures:
 * unstable_quiet / unstable_loaded - scenarios with more than one verdict within one condition
 * flaky - groups whose confirmation runs disagreed, per condition
 * wall_s - each condition's wall time per round (median, min-max) and the ratio loaded / quiet
-* the details of every differing scenario (its verdicts per condition)
+* the details of every differing scenario (its verdicts per condition), and every run record of it, quiet
+  and loaded, in bench/results/NAME-differing.jsonl (stderr, timings, snapshots: what the next diagnosis
+  needs; the runs' own directories are deleted)
 """
 
 import argparse
@@ -60,7 +62,11 @@ def _run(kind: str, condition: str, args: argparse.Namespace, tmp: str, tag: str
     groups = group_runs(records)
     verdicts = {g.first.scenario_id: g.verdict for g in groups}
     shutil.rmtree(work, ignore_errors=True)
+    kept: Dict[str, List[str]] = {}
+    for rec in records:
+        kept.setdefault(f"{kind}:{rec.scenario_id}", []).append(rec.to_json())
     return {
+        "records": kept,
         "wall_s": wall,
         "exit": proc.returncode,
         "verdicts": verdicts,
@@ -85,6 +91,7 @@ def main(argv: "List[str] | None" = None) -> int:
     walls: Dict[str, List[float]] = {f"{k} {cond}": [] for k in kinds for cond in CONDITIONS}
     flaky: Dict[str, int] = {cond: 0 for cond in CONDITIONS}
     exits: List[int] = []
+    runs: Dict[str, List[str]] = {}
     tmp = tempfile.mkdtemp(prefix="awh-bench-contention-")
     t0 = time.monotonic()
     try:
@@ -96,6 +103,8 @@ def main(argv: "List[str] | None" = None) -> int:
                     walls[f"{kind} {condition}"].append(got["wall_s"])
                     flaky[condition] += got["flaky"]
                     exits.append(got["exit"])
+                    for sid, lines in got["records"].items():
+                        runs.setdefault(sid, []).extend(lines)
                     for sid, verdict in got["verdicts"].items():
                         seen[condition].setdefault(f"{kind}:{sid}", set()).add(verdict)
                     print(
@@ -136,6 +145,12 @@ def main(argv: "List[str] | None" = None) -> int:
     )
     for sid, v in sorted(differ.items()):
         print(f"  {sid}\n    quiet:  {v['quiet']}\n    loaded: {v['loaded']}")
+    if differ:
+        os.makedirs(c.RESULTS_DIR, exist_ok=True)
+        path = os.path.join(c.RESULTS_DIR, f"{args.name}-differing.jsonl")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(line + "\n" for sid in sorted(differ) for line in runs.get(sid, ()))
+        print(f"records of the differing scenarios: {path}")
     print(f"\nresults: {c.write_results(args.name, out)}")
     return 0
 
