@@ -228,3 +228,49 @@ def test_a_worker_that_died_before_any_sample_is_still_counted() -> None:
     finally:
         master.kill()
         master.communicate(timeout=10)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX")
+def test_a_helper_seen_before_its_exec_is_not_a_worker() -> None:
+    # a master (this test's child) forks a child that waits before its exec, showing the master's command
+    # line - as uvicorn's resource tracker does for a moment on a starved machine - then execs into a
+    # command line that names the helper: it must not stay among the workers ever seen, or a failed start
+    # reads as a restart (uvicorn 0.29.0, failing lifespan: not-serving instead of startup-failure)
+    import subprocess  # noqa: PLC0415
+
+    from harness.run.serverwatch import ServerWatch  # noqa: PLC0415
+
+    code = "\n".join(
+        [
+            "import os, sys",
+            "r, w = os.pipe()",
+            "pid = os.fork()",
+            "if pid == 0:",
+            "    os.close(w)",
+            "    os.read(r, 1)",
+            "    exe, marker = sys.executable, 'multiprocessing.' + 'resource_tracker'",  # not in our cmdline
+            "    os.execv(exe, [exe, '-c', 'import sys; sys.stdin.read()', marker])",
+            "print(pid, flush=True)",
+            "sys.stdin.readline()",
+            "os.write(w, b'x')",
+            "sys.stdin.read()",
+        ]
+    )
+    master = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert master.stdin is not None and master.stdout is not None
+        child = int(master.stdout.readline())
+        watch = ServerWatch(master.pid, master.poll, workers=1)
+        assert watch.worker_pids() == {child}  # before its exec it looks like a worker ...
+        master.stdin.write(b"go\n")
+        master.stdin.flush()
+        deadline = time.monotonic() + 10
+        while child not in watch.helpers and time.monotonic() < deadline:
+            watch.worker_pids()
+            time.sleep(0.01)  # bounded poll of another process's exec
+        assert child in watch.helpers  # ... after it, it is what it is
+        assert watch.worker_pids() == set()
+        assert watch.ever_workers == set()  # and it was never a worker
+    finally:
+        master.kill()
+        master.communicate(timeout=10)
