@@ -1,9 +1,12 @@
 """wait_ready against real multi-process servers (tests/_mpserver.py)."""
 
+import contextlib
 import os
 import socket
+import subprocess
 import sys
 import time
+from typing import Iterator, List, Tuple
 
 import pytest
 
@@ -195,29 +198,29 @@ def test_a_stalled_worker_pids_call_does_not_decide_the_verdict(tmp_path):
         assert len(calls) >= 2, calls
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="zombies are POSIX")
-def test_a_worker_that_died_before_any_sample_is_still_counted() -> None:
-    # a master (this test's child) forks a "worker" that exits at once and is never reaped: the
-    # watch's sampler never saw it alive, but the zombie says a worker died (uvicorn <= 0.29 on a starved
-    # machine: both workers fail their lifespan between two samples)
-    import subprocess  # noqa: PLC0415
-
-    from harness.run.serverwatch import ServerWatch, dead_children  # noqa: PLC0415
-
-    code = "\n".join(
-        [
-            "import os, sys",
-            "pid = os.fork()",
-            "if pid == 0:",
-            "    os._exit(3)",
-            "print(pid, flush=True)",
-            "sys.stdin.read()",
-        ]
-    )
+@contextlib.contextmanager
+def _forking_master(child: List[str], after: List[str]) -> Iterator[Tuple["subprocess.Popen[bytes]", int]]:
+    """A master (this test's child) that forks a child running the `child` lines, prints its pid, then runs
+    the `after` lines and waits for stdin's end: (master, child pid); the master is killed afterwards."""
+    head = ["import os, sys", "r, w = os.pipe()", "pid = os.fork()", "if pid == 0:", "    os.close(w)"]
+    code = "\n".join([*head, *("    " + line for line in child), "print(pid, flush=True)", *after])
     master = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert master.stdout is not None
-        worker = int(master.stdout.readline())
+        yield master, int(master.stdout.readline())
+    finally:
+        master.kill()
+        master.communicate(timeout=10)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="zombies are POSIX")
+def test_a_worker_that_died_before_any_sample_is_still_counted() -> None:
+    # a master forks a "worker" that exits at once and is never reaped: the watch's sampler never saw it
+    # alive, but the zombie says a worker died (uvicorn <= 0.29 on a starved machine: both workers fail
+    # their lifespan between two samples)
+    from harness.run.serverwatch import ServerWatch, dead_children  # noqa: PLC0415
+
+    with _forking_master(["os._exit(3)"], ["sys.stdin.read()"]) as (master, worker):
         deadline = time.monotonic() + 10
         while worker not in dead_children(master.pid) and time.monotonic() < deadline:
             time.sleep(0.01)  # bounded poll of another process's state
@@ -225,52 +228,34 @@ def test_a_worker_that_died_before_any_sample_is_still_counted() -> None:
         watch = ServerWatch(master.pid, master.poll, workers=1)
         assert watch.worker_pids() == set()  # not a live worker ...
         assert watch.ever_workers == {worker}  # ... but one that was, and died
-    finally:
-        master.kill()
-        master.communicate(timeout=10)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX")
 def test_a_helper_seen_before_its_exec_is_not_a_worker() -> None:
-    # a master (this test's child) forks a child that waits before its exec, showing the master's command
-    # line - as uvicorn's resource tracker does for a moment on a starved machine - then execs into a
-    # command line that names the helper: it must not stay among the workers ever seen, or a failed start
-    # reads as a restart (uvicorn 0.29.0, failing lifespan: not-serving instead of startup-failure)
-    import subprocess  # noqa: PLC0415
-
+    # a master forks a child that waits before its exec, showing the master's command line - as uvicorn's
+    # resource tracker does for a moment on a starved machine - then execs into a command line that names
+    # the helper: it must not stay among the workers ever seen, or a failed start reads as a restart
+    # (uvicorn 0.29.0, failing lifespan: not-serving instead of startup-failure)
     from harness.run.serverwatch import ServerWatch  # noqa: PLC0415
 
-    code = "\n".join(
-        [
-            "import os, sys",
-            "r, w = os.pipe()",
-            "pid = os.fork()",
-            "if pid == 0:",
-            "    os.close(w)",
-            "    os.read(r, 1)",
-            "    exe, marker = sys.executable, 'multiprocessing.' + 'resource_tracker'",  # not in our cmdline
-            "    os.execv(exe, [exe, '-c', 'import sys; sys.stdin.read()', marker])",
-            "print(pid, flush=True)",
-            "sys.stdin.readline()",
-            "os.write(w, b'x')",
-            "sys.stdin.read()",
-        ]
-    )
-    master = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert master.stdin is not None and master.stdout is not None
-        child = int(master.stdout.readline())
+    child = [
+        "os.read(r, 1)",
+        "exe, marker = sys.executable, 'multiprocessing.' + 'resource_tracker'",  # not in our cmdline
+        "os.execv(exe, [exe, '-c', 'import sys; sys.stdin.read()', marker])",
+    ]
+    with _forking_master(child, ["sys.stdin.readline()", "os.write(w, b'x')", "sys.stdin.read()"]) as (
+        master,
+        helper,
+    ):
+        assert master.stdin is not None
         watch = ServerWatch(master.pid, master.poll, workers=1)
-        assert watch.worker_pids() == {child}  # before its exec it looks like a worker ...
+        assert watch.worker_pids() == {helper}  # before its exec it looks like a worker ...
         master.stdin.write(b"go\n")
         master.stdin.flush()
         deadline = time.monotonic() + 10
-        while child not in watch.helpers and time.monotonic() < deadline:
+        while helper not in watch.helpers and time.monotonic() < deadline:
             watch.worker_pids()
             time.sleep(0.01)  # bounded poll of another process's exec
-        assert child in watch.helpers  # ... after it, it is what it is
+        assert helper in watch.helpers  # ... after it, it is what it is
         assert watch.worker_pids() == set()
         assert watch.ever_workers == set()  # and it was never a worker
-    finally:
-        master.kill()
-        master.communicate(timeout=10)
