@@ -104,16 +104,24 @@ def test_known_issue(case: Tuple[Entry, Scenario, Expectation], run_scenario: An
     if record.failure_class in OK_CLASSES or not record.command:
         return
     folder = write_capsule(record, str(tmp_path / "capsules"), project_root=PROJECT_ROOT)
-    proc = subprocess.run(
+    # ended by SIGTERM, never SIGKILL, whatever ends the wait (its timeout, pytest-timeout, Ctrl-C): repro.py
+    # then stops the server it started in a session of its own; a SIGKILL would orphan that server
+    proc = subprocess.Popen(
         [sys.executable, os.path.join(folder, "repro.py"), "--grace", "5"], cwd=folder,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, check=False,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    found = re.search(r"^VERDICT: ([a-z-]+): (.*)$", proc.stdout, re.MULTILINE)
+    try:
+        out, err = proc.communicate(timeout=_timeout(scenario) - 60)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)  # its stop: the server's grace (5 s) and the kill
+    found = re.search(r"^VERDICT: ([a-z-]+): (.*)$", out, re.MULTILINE)
     got = found.group(1) if found else f"no verdict (exit {proc.returncode})"
     if got != record.failure_class:
         pytest.fail(
             f"{entry.id}: the capsule's repro.py says {got!r}, the record {record.failure_class!r}\n"
-            + proc.stdout[-4000:]
-            + proc.stderr[-2000:],
+            + out[-4000:]
+            + err[-2000:],
             pytrace=False,
         )

@@ -700,6 +700,10 @@ def verdict(seen, workers, exit_code):
     return "passed", "all %d worker pids answered" % workers
 
 
+def _interrupted(signum, frame):
+    raise SystemExit("repro: interrupted by signal %d; stopping the server" % signum)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", help="interpreter of an env built from requirements.txt")
@@ -745,6 +749,12 @@ def main():
     started = time.monotonic()
     deadline = started + args.deadline
     children, gone, wrong, judged = set(), set(), "", None
+    exit_code = None
+    # the server runs in a session of its own, out of reach of whoever ends this script: a SIGTERM (a
+    # test's timeout, a CI job cancelled) goes through the `finally` below, which stops the server's group
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupted)
     try:
         while time.monotonic() < deadline:
             exit_code = proc.poll()
