@@ -350,8 +350,9 @@ def probe_workers(
                 continue
             timeout = max(0.0, min(deadline, retry_at if retry_at > now else deadline) - now)
             for key, _mask in sel.select(timeout):
-                s = key.fileobj
-                assert isinstance(s, socket.socket)
+                fobj = key.fileobj
+                assert isinstance(fobj, socket.socket)
+                s = fobj
                 buf: bytearray = key.data
                 if key.events == selectors.EVENT_WRITE:
                     code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -454,7 +455,7 @@ def fmt(s: Dict[str, Any], scale: float = 1.0, digits: int = 0) -> str:
 def ratio(a: Dict[str, Any], b: Dict[str, Any]) -> Optional[float]:
     if not a.get("n") or not b.get("n") or not b["median"]:
         return None
-    return round(a["median"] / b["median"], 3)
+    return round(float(a["median"]) / float(b["median"]), 3)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

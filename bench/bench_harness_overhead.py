@@ -256,7 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def hspan(x: Dict[str, Any], name: str) -> float:
         tm = x["timings"]
         return {
-            "outside launch..stopped": x["wall"] - float(tm["stopped"]),
+            "outside launch..stopped": float(x["wall"]) - float(tm["stopped"]),
             "launch -> all workers answered": float(tm["all_workers"]),
             "all workers -> load done": float(tm["load_done"]) - float(tm["all_workers"]),
             "load done -> stop sent": float(tm["stop_sent"]) - float(tm["load_done"]),

@@ -250,7 +250,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         figures[name] = {}
         for n in ns:
             rs = runs[name][n]
-            f = {k: c.summary([x[k] for x in rs if x.get(k) is not None]) for k in keys}
+            f: Dict[str, Any] = {k: c.summary([x[k] for x in rs if x.get(k) is not None]) for k in keys}
             for cb in ("target_fn", "worker_pids", "alive"):
                 f[f"{cb}_cpu_ms"] = c.summary([x["callbacks"][cb]["cpu_ms"] for x in rs])
                 f[f"{cb}_calls"] = c.summary([x["callbacks"][cb]["calls"] for x in rs])

@@ -30,6 +30,7 @@ as __mp_main__, so its top level imports nothing but os, socket and sys.
 import os
 import socket
 import sys
+from typing import Any, Set
 
 
 def _floor_child(port: int) -> None:
@@ -42,7 +43,7 @@ def _floor_child(port: int) -> None:
 def _floor(method: str, n: int, port: int) -> int:
     import multiprocessing  # noqa: PLC0415
 
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)
     procs = [ctx.Process(target=_floor_child, args=(port,)) for _ in range(n)]
     for p in procs:
         p.start()
@@ -56,7 +57,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     import resource  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
     import time  # noqa: PLC0415
-    from typing import Any, Dict, List, Optional, Tuple  # noqa: PLC0415
+    from typing import Dict, List, Optional, Tuple  # noqa: PLC0415
 
     if __package__ in (None, ""):
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,7 +81,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
     versions = c.installed_versions(py)
     compiled = c.precompile(py)
     me = os.path.abspath(__file__)
-    ref_methods = ("fork", "spawn", "forkserver", "exec")
+    ref_methods: Tuple[str, ...] = ("fork", "spawn", "forkserver", "exec")
     peers = ("uvicorn", "granian", "hypercorn")
     names = [f"reference {m}" for m in ref_methods] + [*peers, "floor fork", "floor spawn"]
     if args.contenders:
@@ -103,7 +104,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
 
     def floor_wait(server: Any, listener: socket.socket, n: int, deadline: float) -> float:
         """Seconds from launch until n distinct child pids reported on `listener`."""
-        seen = set()
+        seen: Set[int] = set()
         while len(seen) < n:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -126,7 +127,7 @@ def main(argv=None) -> int:  # type: ignore[no-untyped-def]
                     data += chunk
             if data.strip():
                 seen.add(int(data.strip()))
-        return time.monotonic() - server.t0
+        return time.monotonic() - float(server.t0)
 
     def one(name: str, n: int) -> Dict[str, Any]:
         d = tempfile.mkdtemp(prefix="awh-bench-")

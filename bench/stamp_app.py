@@ -22,7 +22,7 @@ Stdlib only, importable on Python 3.7+ (it runs under every server's interpreter
 import json
 import os
 import time
-from typing import Any, Awaitable, Callable, List, MutableMapping
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping
 
 STAMP_ENV = "AWH_STAMP_FILE"
 
@@ -38,7 +38,7 @@ def _stamp(**extra: str) -> None:
     path = os.environ.get(STAMP_ENV)
     if not path:
         return
-    rec = {"pid": os.getpid(), "t": time.monotonic()}
+    rec: Dict[str, Any] = {"pid": os.getpid(), "t": time.monotonic()}
     rec.update(extra)
     line = json.dumps(rec) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
