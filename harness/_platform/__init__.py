@@ -25,9 +25,10 @@ stays platform-neutral.
   pids=None, by anyone on `ports`) from Linux sock_diag netlink; None where unknown (use psutil)
 * socket_inodes(pid), established_inodes(port) - Linux: the socket inodes a process holds, and those of
   the established connections on a local port (so: connections per worker); empty sets elsewhere
-* become_subreaper() - Linux: PR_SET_CHILD_SUBREAPER, so descendants that detach (setsid + double fork)
-  are reparented to this process and stay findable as its children; False where there is no such thing
-  (macOS, Windows: there only the session / process-group sweep and the tree snapshots find them)
+* set_subreaper(on), is_subreaper() - Linux: PR_SET_CHILD_SUBREAPER, so descendants that detach (setsid +
+  double fork) are reparented to this process and stay findable as its children; False where there is no
+  such thing (macOS, Windows: there only the session / process-group sweep and the tree snapshots find
+  them)
 * ExitWaiter(pids) - .wait(timeout) returns when one of pids exits (Linux pidfds) or after a short poll
   interval elsewhere; .close()
 """
@@ -79,10 +80,11 @@ else:
 
 if sys.platform.startswith("linux"):
     from harness._platform._linux import (
-        become_subreaper,
         established_inodes,
+        is_subreaper,
         listener_inodes,
         pidfd_open,
+        set_subreaper,
         socket_inodes,
         tcp_listeners,
         unix_listeners,
@@ -109,8 +111,11 @@ else:
     def pidfd_open(pid: int) -> int:
         raise OSError("no pidfds here")
 
-    def become_subreaper() -> bool:
+    def set_subreaper(on: bool) -> bool:
         return False  # no PR_SET_CHILD_SUBREAPER outside Linux
+
+    def is_subreaper() -> bool:
+        return False
 
 
 class ExitWaiter:
@@ -160,10 +165,10 @@ __all__ = [
     "STOP_SIGNAL_NAME",
     "ExitWaiter",
     "StdinUnsupported",
-    "become_subreaper",
     "closed_stdin_argv",
     "established_inodes",
     "exe",
+    "is_subreaper",
     "kill_group",
     "kill_tree",
     "listener_inodes",
@@ -172,6 +177,7 @@ __all__ = [
     "send_signal",
     "send_stop",
     "session_members",
+    "set_subreaper",
     "signal_unavailable",
     "socket_inodes",
     "tcp_listeners",

@@ -162,27 +162,48 @@ __all__ = [
     "diag_listeners",
     "diag_sockets",
     "established_inodes",
+    "is_subreaper",
     "listener_inodes",
     "pidfd_open",
+    "set_subreaper",
     "socket_inodes",
     "tcp_listeners",
     "unix_listeners",
 ]
 
 
-#: prctl(2) option: orphaned descendants are reparented to this process instead of init (Linux 3.4+)
+#: prctl(2) options: orphaned descendants are reparented to this process instead of init (Linux 3.4+)
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 
-def become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants: a server's process that calls setsid()
-    and double-forks away from its session is reparented here, not to init, so the harness still finds it
-    (as its child) and ends it. True when the kernel took it."""
+def _prctl(*args: int) -> Optional[int]:
     import ctypes  # noqa: PLC0415 - only here
     import ctypes.util  # noqa: PLC0415
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        return int(libc.prctl(*(ctypes.c_ulong(a) for a in args)))
+    except (OSError, AttributeError):
+        return None
+
+
+def set_subreaper(on: bool) -> bool:
+    """Make this process the reaper of its orphaned descendants (on) or stop being it (off): a server's
+    process that calls setsid() and double-forks away from its session is reparented here, not to init,
+    so the harness still finds it (as its child) and ends it. True when the kernel took it."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0
+
+
+def is_subreaper() -> bool:
+    """Whether this process is a child subreaper now (PR_GET_CHILD_SUBREAPER)."""
+    import ctypes  # noqa: PLC0415 - only here
+    import ctypes.util  # noqa: PLC0415
+
+    flag = ctypes.c_int(0)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        ok = int(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+    return ok and flag.value != 0

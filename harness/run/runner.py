@@ -27,6 +27,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -230,7 +231,6 @@ def run_scenario(
         t_start=time.monotonic(),
     )
     run_dir = ""
-    _subreaper()
     try:
         check_timeout(base_timeout)
     except ValueError as exc:
@@ -240,7 +240,8 @@ def run_scenario(
         os.makedirs(base, exist_ok=True)
         run_dir = tempfile.mkdtemp(prefix=f"{scenario.server}-{run.run_id}-", dir=base)
         reaper.register_dir(run_dir)  # a run that dies before its record (SIGINT, SIGKILL) leaves no dir
-        record = _in_env(run, run_dir, base_timeout, env_cache_dir)
+        with _ADOPTING:  # from the env build to the leak sweep: what detaches is adopted, then ended
+            record = _in_env(run, run_dir, base_timeout, env_cache_dir)
     except Exception as exc:  # process boundary: a harness failure becomes a record
         tb = traceback.format_exc()
         line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
@@ -291,17 +292,35 @@ def cap_outputs(run_dir: str) -> None:
             continue
 
 
-_SUBREAPER: Dict[str, bool] = {}
+class _Adopting:
+    """While a run is under way (any thread of this process), this process is the reaper of its orphaned
+    descendants (Linux), so a server process that detaches with setsid() and a double fork is still the
+    run's to find and end (stages.stop: end_leaked kills and reaps what it adopted). Between runs it is
+    not: an orphan of anything else this process started (a pytest worker's other tests, a killed
+    `harness matrix` subprocess's cells) goes to init as usual, instead of staying here a zombie that
+    nobody waits for. Why not a cgroup: a cgroup needs a delegated, writable cgroup v2 subtree (root or
+    systemd), which CI containers and user shells often lack; a subreaper needs nothing and catches exactly
+    the reparenting a detach relies on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+
+    def __enter__(self) -> "_Adopting":
+        with self._lock:
+            self._runs += 1
+            if self._runs == 1:
+                _platform.set_subreaper(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._runs -= 1
+            if self._runs == 0:
+                _platform.set_subreaper(False)
 
 
-def _subreaper() -> bool:
-    """Once per process: become the reaper of orphaned descendants (Linux), so a server process that
-    detaches with setsid() and a double fork is still the run's to find and end. Why not a cgroup: a
-    cgroup needs a delegated, writable cgroup v2 subtree (root or systemd), which CI containers and user
-    shells often lack; a subreaper needs nothing and catches exactly the reparenting a detach relies on."""
-    if "done" not in _SUBREAPER:
-        _SUBREAPER["done"] = _platform.become_subreaper()
-    return _SUBREAPER["done"]
+_ADOPTING = _Adopting()
 
 
 def _with_capsule(record: ResultRecord, capsule_dir: str) -> ResultRecord:

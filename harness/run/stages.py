@@ -72,7 +72,7 @@ class Trace:
     snapshots: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
     seen_pids: Set[int] = dataclasses.field(default_factory=set)
     #: this process's children before the launch: anything that is our child after the stop and not in
-    #: here was started by the run (directly, or adopted: harness._platform.become_subreaper)
+    #: here was started by the run (directly, or adopted: harness._platform.set_subreaper)
     children_before: Set[int] = dataclasses.field(default_factory=set)
 
     def mark(self, name: str, t: Optional[float] = None) -> None:
@@ -305,7 +305,7 @@ def stop(sc: Scenario, run: Launched, asked: Dict[str, Any], base_timeout: float
     uds = str(asked.get("path") or "")
     # the run's processes: every pid seen in its tree, and every descendant of ours that appeared since the
     # launch - a process that setsid()+double-forked out of the tree is reparented to us on Linux (the
-    # harness is a child subreaper: harness._platform.become_subreaper), so it is found here too
+    # harness is a child subreaper during a run: harness.run.runner._Adopting), so it is found here too
     adopted = _children() - trace.children_before - {run.root_pid}
     leaks = hinspect.find_leaks(sorted(trace.seen_pids | adopted), [uds] if uds else [], ports=ports)
     leaks = settle_zombies(dict(leaks), trace.seen_pids | adopted)

@@ -8,6 +8,7 @@ harness reached and the evidence it kept.
 import collections
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from typing import Any, List
@@ -280,6 +281,45 @@ def test_a_process_that_detaches_is_found_counted_and_ended(tmp_path: Any, adapt
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
     assert port not in listening  # it no longer listens after the harness is done
+
+
+_ORPHAN = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    sys.stdin.read()  # until the test closes the pipe
+    os._exit(0)
+sys.stdout.write("%d\\n" % pid)
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper is Linux's")
+def test_between_runs_this_process_adopts_no_orphan(tmp_path: Any) -> None:
+    """The subreaper lasts as long as a run: after it, an orphan of anything else this process started goes
+    to init, not here (a pytest worker kept such orphans as zombies nobody waited for)."""
+    import psutil  # noqa: PLC0415
+
+    from harness import _platform  # noqa: PLC0415
+
+    record = _run(tmp_path, workers=1)
+    assert record.failure_class == "passed", record.reason
+    assert not _platform.is_subreaper()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        orphan = psutil.Process(int(proc.stdout.readline()))
+        proc.wait(timeout=30)  # its parent has exited: the kernel reparented it in that exit
+        adopter = orphan.ppid()
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait(timeout=30)
+    orphan.wait(timeout=30)
+    assert adopter != os.getpid(), "the orphan was adopted by this process after the run ended"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX strategies")
