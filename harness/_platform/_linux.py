@@ -4,11 +4,12 @@ Imported by the facade (harness._platform) on Linux only; elsewhere the facade a
 told here") and the callers fall back to psutil.
 """
 
+import functools
 import os
 import socket
 import struct
 import sys
-from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 import psutil
 
@@ -177,14 +178,14 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
 
-def _prctl(*args: int) -> Optional[int]:
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    """This process's C library, loaded once (dlopen(NULL): no ldconfig subprocess as find_library runs)."""
     import ctypes  # noqa: PLC0415 - only here
-    import ctypes.util  # noqa: PLC0415
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return int(libc.prctl(*(ctypes.c_ulong(a) for a in args)))
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
         return None
 
 
@@ -192,18 +193,26 @@ def set_subreaper(on: bool) -> bool:
     """Make this process the reaper of its orphaned descendants (on) or stop being it (off): a server's
     process that calls setsid() and double-forks away from its session is reparented here, not to init,
     so the harness still finds it (as its child) and ends it. True when the kernel took it."""
-    return _prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0
+    import ctypes  # noqa: PLC0415 - only here
+
+    libc = _libc()
+    try:
+        return (
+            libc is not None
+            and int(libc.prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(int(on)), 0, 0, 0)) == 0
+        )
+    except AttributeError:
+        return False
 
 
 def is_subreaper() -> bool:
     """Whether this process is a child subreaper now (PR_GET_CHILD_SUBREAPER)."""
     import ctypes  # noqa: PLC0415 - only here
-    import ctypes.util  # noqa: PLC0415
 
+    libc = _libc()
     flag = ctypes.c_int(0)
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        ok = int(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0
-    except (OSError, AttributeError):
+        ok = libc is not None and int(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0
+    except AttributeError:
         return False
     return ok and flag.value != 0
